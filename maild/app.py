@@ -1,0 +1,71 @@
+"""Assembly: one place that turns validated Settings into the objects that do the work.
+
+Everything is built once and passed down explicitly; nothing reads settings at call sites.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from maild.clock import Clock, SystemClock
+from maild.domain import Address
+from maild.outbound.ids import MessageIdFactory
+from maild.outbound.queue import Outgoing
+from maild.outbound.render import Templates
+from maild.outbound.sender import OutboxSender
+from maild.pipeline.classify import Classifier, DefaultClassifier
+from maild.pipeline.guard import Guard
+from maild.pipeline.runner import Pipeline
+from maild.settings import Settings
+from maild.store import db, repo
+
+
+@dataclass
+class App:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    clock: Clock
+    templates: Templates
+    pipeline: Pipeline
+    sender: OutboxSender
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = True,
+          classifier: Classifier | None = None) -> App:
+    """Connect to the database (migrating it), load templates, wire the pipeline."""
+    clock = clock or SystemClock()
+    engine = db.make_engine(settings.database.url)
+    if migrate:
+        db.upgrade(engine)
+    sessions = db.make_session_factory(engine)
+    if settings.support.secret is not None:
+        secret = settings.support.secret.get_secret_value()
+    else:
+        with sessions() as session, session.begin():
+            secret = repo.get_or_create_secret(session, "message_id_secret")
+    templates = Templates(settings.templates)
+    support = Address(name=settings.support.name, address=settings.support.address)
+    own = frozenset({settings.support.address,
+                     *(m.imap.username or "" for m in settings.mailboxes)} - {""})
+    pipeline = Pipeline(
+        session_factory=sessions,
+        classifier=classifier or DefaultClassifier(),
+        guard=Guard(own),
+        outgoing=Outgoing(templates=templates,
+                          ids=MessageIdFactory(secret.encode(), settings.support.domain),
+                          support=support),
+        clock=clock,
+        ref_prefix=settings.support.ref_prefix,
+        default_language=settings.default_language,
+    )
+    sender = OutboxSender(sessions=sessions, smtp=settings.smtp, policy=settings.outbox,
+                          clock=clock)
+    return App(settings=settings, engine=engine, sessions=sessions, clock=clock,
+               templates=templates, pipeline=pipeline, sender=sender)

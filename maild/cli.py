@@ -1,0 +1,195 @@
+"""The command line (INTERFACE.md). The only place that chooses exit codes:
+0 success, 2 bad usage or invalid configuration, 1 any other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from maild import __version__
+from maild.errors import ConfigError, MaildError
+from maild.settings import Settings, default_config_path, load_settings
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse's own usage errors exit 2 as well
+        self.print_usage(sys.stderr)
+        raise _Usage(message)
+
+
+class _Usage(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="maild", description="A support mailbox as a tiered support desk.")
+    p.add_argument("-c", "--config", type=Path, default=None,
+                   help="configuration file (default: $MAILD_CONFIG or ./config/maild.yaml)")
+    p.add_argument("--version", action="version", version=f"maild {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="the daemon (IMAP IDLE, outbox sender, scheduled jobs)")
+    run.add_argument("--once", action="store_true",
+                     help="process what is there now, try due mail once, then exit")
+    sub.add_parser("check", help="validate configuration and templates; touch no server")
+    route = sub.add_parser("route", help="dry run: how a message would be routed")
+    route.add_argument("file", type=Path)
+    route.add_argument("--json", action="store_true")
+
+    tickets = sub.add_parser("tickets", help="list and show tickets")
+    tsub = tickets.add_subparsers(dest="tickets_command", required=True, parser_class=_Parser)
+    tlist = tsub.add_parser("list", help="tickets, newest first")
+    tlist.add_argument("--status", choices=["new", "open", "waiting_customer", "resolved",
+                                            "closed"])
+    tlist.add_argument("--json", action="store_true")
+    tshow = tsub.add_parser("show", help="one ticket with its messages and events")
+    tshow.add_argument("ref", help="the ticket number or reference")
+    tshow.add_argument("--json", action="store_true")
+
+    dbp = sub.add_parser("db", help="database maintenance")
+    dsub = dbp.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
+    dsub.add_parser("upgrade", help="apply database migrations")
+    sub.add_parser("demo", help="a self-contained demo on loopback servers")
+    return p
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config or default_config_path())
+
+
+def _emit(data: object) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from maild.commands import check_configuration
+
+    settings = _settings(args)
+    for line in check_configuration(settings):
+        print(line)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from maild import daemon, logs
+    from maild.app import build
+
+    settings = _settings(args)
+    logs.configure(settings.log_level)
+    app = build(settings)
+    try:
+        if args.once:
+            summary = daemon.run_once(app)
+            for name, c in summary.mailboxes.items():
+                print(f"{name}: {c.fetched} fetched, {c.tickets_created} new tickets, "
+                      f"{c.held} quarantined, {c.queued} queued", file=sys.stderr)
+            o = summary.outbox
+            print(f"outbox: {o.sent} sent, {o.retried} deferred, {o.failed} failed"
+                  + (f", SMTP unreachable: {o.error}" if o.unreachable else ""),
+                  file=sys.stderr)
+        else:
+            asyncio.run(daemon.run_forever(app))
+    finally:
+        app.dispose()
+    return 0
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    from maild.commands import route
+
+    result = route(_settings(args), args.file)
+    if args.json:
+        _emit(result)
+    else:
+        print(f"matched:    {', '.join(result['matched']) or '(no rule; defaults)'}")
+        print(f"level:      {result['level']}")
+        print(f"department: {result['department'] or '-'}")
+        print(f"priority:   {result['priority']}")
+        print(f"template:   {result['template']}")
+        ack = result["acknowledgement"]
+        if ack:
+            print(f"\nSubject: {ack['subject']}\n\n{ack['body']}")
+        else:
+            print("\n(no acknowledgement: " + ", ".join(result["automatic"]) + ")")
+    return 0
+
+
+def cmd_tickets(args: argparse.Namespace) -> int:
+    from maild.commands import ticket_detail, ticket_list
+
+    settings = _settings(args)
+    if args.tickets_command == "list":
+        rows = ticket_list(settings, args.status)
+        if args.json:
+            _emit(rows)
+        else:
+            for t in rows:
+                print(f"{t['id']:>6}  {t['ref']:<10} {t['status']:<16} L{t['level']} "
+                      f"{t['priority']:<7} {t['requester']:<32} {t['subject'][:60]}")
+        return 0
+    detail = ticket_detail(settings, args.ref)
+    if detail is None:
+        raise MaildError(f"no ticket {args.ref}")
+    if args.json:
+        _emit(detail)
+    else:
+        from maild.commands import format_ticket
+
+        print(format_ticket(detail))
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from maild.store import db
+
+    settings = _settings(args)
+    engine = db.make_engine(settings.database.url)
+    try:
+        db.upgrade(engine)
+    finally:
+        engine.dispose()
+    print("database is up to date", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from maild.demo import run_demo
+
+    return run_demo()
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run, "check": cmd_check, "route": cmd_route, "tickets": cmd_tickets,
+    "db": cmd_db, "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except _Usage as exc:
+        print(f"maild: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"maild: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    except MaildError as exc:
+        print(f"maild: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, exit 1
+        print(f"maild: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

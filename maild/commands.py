@@ -1,0 +1,151 @@
+"""What the read-only commands show: `check`, `route`, `tickets list/show`.
+
+They build their answers as plain JSON-ready dicts (the shapes of INTERFACE.md), so the
+human-readable output and `--json` cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from maild.domain import Address
+from maild.errors import ConfigError
+from maild.outbound.queue import context_for
+from maild.outbound.render import MailContext, PersonView, Templates, TicketView
+from maild.pipeline.classify import DefaultClassifier
+from maild.pipeline.guard import Guard
+from maild.pipeline.parse import ParseError, parse
+from maild.pipeline.respond import acknowledgement
+from maild.pipeline.thread import normalise_subject
+from maild.settings import Settings
+from maild.store import db, repo
+from maild.store.models import Ticket
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def sample_context(settings: Settings) -> MailContext:
+    return MailContext(
+        ticket=TicketView(ref=f"{settings.support.ref_prefix}-ABC234", subject="Sample",
+                          level=1, department=None, priority="normal", status="new"),
+        customer=PersonView(name="Erika Mustermann", address="erika@example.test"),
+        support=PersonView(name=settings.support.name, address=settings.support.address),
+        message_excerpt="Hello, my sample message.",
+    )
+
+
+def check_configuration(settings: Settings) -> list[str]:
+    """Validate everything that can be validated without a server; lines to print."""
+    names = Templates(settings.templates).check(sample_context(settings))
+    return [
+        f"configuration {settings.config_path}: valid",
+        f"mailboxes: {', '.join(m.name for m in settings.mailboxes)}",
+        f"templates: {len(names)} valid ({', '.join(names)})",
+    ]
+
+
+def route(settings: Settings, file: Path) -> dict[str, Any]:
+    """The decision for one message file, and the acknowledgement it would get."""
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read message: {exc}", file=str(file)) from None
+    try:
+        inbound = parse(raw, None, default_language=settings.default_language)
+    except ParseError as exc:
+        raise ConfigError(f"not a message maild can parse: {exc}", file=str(file)) from None
+    inbound, report = Guard(frozenset({settings.support.address})).inspect(inbound)
+    decision = DefaultClassifier().classify(inbound)
+    draft = acknowledgement(inbound, decision, new_ticket=True) if report is None else None
+    ack = None
+    if draft is not None:
+        ticket = Ticket(ref=f"{settings.support.ref_prefix}-XXXXXX",
+                        subject=normalise_subject(inbound.subject) or "(no subject)",
+                        level=decision.level, department=decision.department,
+                        priority=decision.priority, status="new")
+        support = Address(settings.support.name, settings.support.address)
+        rendered = Templates(settings.templates).render(
+            draft.template, draft.language,
+            context_for(ticket, support, draft.to, inbound.body_text))
+        ack = {"subject": rendered.subject, "body": rendered.body}
+    return {
+        "matched": [h.name for h in decision.hits if h.matched],
+        "rules": [{"name": h.name, "matched": h.matched} for h in decision.hits],
+        "level": decision.level,
+        "department": decision.department,
+        "priority": decision.priority,
+        "template": decision.template,
+        "language": inbound.language,
+        "automatic": list(inbound.automatic),
+        "acknowledgement": ack,
+    }
+
+
+def ticket_summary(ticket: Ticket, message_count: int) -> dict[str, Any]:
+    return {
+        "id": ticket.id,
+        "ref": ticket.ref,
+        "subject": ticket.subject,
+        "requester": ticket.requester,
+        "status": ticket.status,
+        "level": ticket.level,
+        "department": ticket.department,
+        "priority": ticket.priority,
+        "created_at": _iso(ticket.created_at),
+        "updated_at": _iso(ticket.updated_at),
+        "message_count": message_count,
+    }
+
+
+def ticket_list(settings: Settings, status: str | None) -> list[dict[str, Any]]:
+    engine = db.make_engine(settings.database.url)
+    try:
+        db.upgrade(engine)
+        with db.make_session_factory(engine)() as session:
+            return [ticket_summary(t, n) for t, n in repo.list_tickets(session, status)]
+    finally:
+        engine.dispose()
+
+
+def ticket_detail(settings: Settings, ref: str) -> dict[str, Any] | None:
+    engine = db.make_engine(settings.database.url)
+    try:
+        db.upgrade(engine)
+        with db.make_session_factory(engine)() as session:
+            ticket = repo.find_ticket(session, ref)
+            if ticket is None:
+                return None
+            out = ticket_summary(ticket, len(ticket.messages))
+            out["messages"] = [
+                {"direction": m.direction, "message_id": m.message_id,
+                 "from": m.from_addr, "to": m.to_addrs, "subject": m.subject,
+                 "date": _iso(m.date or m.created_at)}
+                for m in ticket.messages
+            ]
+            out["events"] = [{"at": _iso(e.at), "kind": e.kind, "data": e.data}
+                             for e in ticket.events]
+            out["sla"] = {"policy": None, "first_response_due": None,
+                          "first_response_at": None, "resolution_due": None,
+                          "resolved_at": None, "breaches": []}
+            return out
+    finally:
+        engine.dispose()
+
+
+def format_ticket(t: dict[str, Any]) -> str:
+    lines = [
+        f"{t['ref']}  #{t['id']}  {t['subject']}",
+        f"  requester {t['requester']}  status {t['status']}  level {t['level']}  "
+        f"department {t['department'] or '-'}  priority {t['priority']}",
+        f"  created {t['created_at']}",
+        "  messages:",
+    ]
+    lines += [f"    {m['date']}  {m['direction']:<8} {m['from']} -> {m['to']}: {m['subject']}"
+              for m in t["messages"]]
+    lines.append("  events:")
+    lines += [f"    {e['at']}  {e['kind']}  {e['data']}" for e in t["events"]]
+    return "\n".join(lines)

@@ -1,0 +1,146 @@
+"""Typed work items passed between pipeline stages.
+
+Each stage takes one of these and returns the next, or an `Outcome` that stops the message
+early. Stopping early is an outcome, not an error: the runner decides what that means for
+the IMAP message.
+"""
+
+from __future__ import annotations
+
+import email.message
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """Where an inbound message was fetched from: enough to find it again on the server."""
+
+    mailbox: str
+    folder: str
+    uidvalidity: int
+    uid: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.mailbox}/{self.folder}/{self.uidvalidity}/{self.uid}"
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """Raw bytes as they came off the server. Nothing is decoded yet."""
+
+    source: SourceRef
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class Address:
+    name: str
+    address: str  # lower-cased
+
+    def formatted(self) -> str:
+        return f"{self.name} <{self.address}>" if self.name else self.address
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A parsed inbound message. `raw` is kept byte for byte."""
+
+    source: SourceRef | None
+    raw: bytes
+    raw_sha256: str
+    message_id: str | None  # without angle brackets
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    sender: Address | None
+    to: tuple[Address, ...]
+    cc: tuple[Address, ...]
+    reply_to: tuple[Address, ...]
+    subject: str
+    date: datetime | None
+    body_text: str
+    language: str
+    headers: tuple[tuple[str, str], ...]
+    attachments: tuple[Attachment, ...] = ()
+    defects: tuple[str, ...] = ()
+    automatic: tuple[str, ...] = ()  # why this looks machine-generated; empty for a person
+    mime: email.message.Message | None = field(default=None, compare=False, repr=False)
+
+    def header(self, name: str) -> str | None:
+        lname = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lname:
+                return value
+        return None
+
+
+class Stop(enum.StrEnum):
+    """Why a message stopped before reaching a ticket."""
+
+    DISCARD = "discard"  # duplicate or already recorded: acknowledge on IMAP, nothing else
+    HOLD = "hold"  # needs a human: keep it aside (quarantine folder) with the reason
+
+
+@dataclass(frozen=True)
+class Outcome:
+    stop: Stop
+    reason: str
+
+
+class ThreadedBy(enum.StrEnum):
+    IN_REPLY_TO = "in-reply-to"
+    REFERENCES = "references"
+    SUBJECT = "subject"
+    NEW = "new"
+
+
+@dataclass(frozen=True)
+class ThreadDecision:
+    """Which ticket a message belongs to, and why. `ticket_id` None opens a new ticket."""
+
+    ticket_id: int | None
+    by: ThreadedBy
+    matched: str | None = None  # the Message-ID or ticket reference that decided it
+    linked_ticket_id: int | None = None  # a ticket the new one must point to
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RuleHit:
+    name: str
+    matched: bool
+
+
+@dataclass(frozen=True)
+class Classification:
+    """Where a ticket goes; `hits` records which rules decided it."""
+
+    level: int = 1
+    department: str | None = None
+    priority: str = "normal"
+    template: str = "acknowledgement"
+    tags: tuple[str, ...] = ()
+    hits: tuple[RuleHit, ...] = ()
+    acknowledge: bool = True
+
+
+@dataclass(frozen=True)
+class OutboundDraft:
+    """A message to send, decided but not yet composed."""
+
+    template: str
+    language: str
+    to: Address
+    in_reply_to: str | None
+    references: tuple[str, ...]
+    automatic: bool = True
+    extra: dict[str, str] = field(default_factory=dict)

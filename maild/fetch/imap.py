@@ -1,0 +1,159 @@
+"""IMAP source on imapclient (synchronous: the daemon runs it in a worker thread).
+
+Security fails closed: `tls` wraps the socket from the start, `starttls` demands the
+STARTTLS capability and upgrades before login, and only `none` talks in plain text. The
+source works in sets of UIDs: fetch a batch, then move (or copy and flag) the whole batch
+with one command once the database has committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+
+from maild.domain import Fetched, SourceRef
+from maild.errors import TransportError
+from maild.settings import ImapSettings, MailboxSettings, Security
+
+PROCESSED_KEYWORD = "$MaildProcessed"
+# What a dropped or refused connection looks like through imapclient.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, IMAPClientError, ssl.SSLError, socket.timeout, EOFError,
+)
+
+
+def tls_context(ca_file: Any) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def connect(cfg: ImapSettings) -> IMAPClient:
+    """A logged-in client, secured as configured, or a TransportError."""
+    try:
+        if cfg.security is Security.TLS:
+            client = IMAPClient(cfg.host, port=cfg.effective_port, ssl=True,
+                                ssl_context=tls_context(cfg.ca_file), timeout=cfg.timeout)
+        else:
+            client = IMAPClient(cfg.host, port=cfg.effective_port, ssl=False,
+                                timeout=cfg.timeout)
+            if cfg.security is Security.STARTTLS:
+                if not client.has_capability("STARTTLS"):
+                    client.shutdown()
+                    raise TransportError(
+                        f"IMAP server {cfg.host}:{cfg.effective_port} does not offer "
+                        "STARTTLS; refusing to log in without TLS"
+                    )
+                client.starttls(tls_context(cfg.ca_file))
+        client.login(cfg.username or "", cfg.secret() or "")
+    except TransportError:
+        raise
+    except CONNECTION_ERRORS as exc:
+        raise TransportError(
+            f"IMAP {cfg.host}:{cfg.effective_port}: {type(exc).__name__}: {exc}"
+        ) from exc
+    return client
+
+
+def chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:
+    for i in range(0, len(items), size):
+        yield list(items[i:i + size])
+
+
+class ImapSource:
+    """One mailbox folder: pending UIDs, batched fetch, acknowledgement by move or flag."""
+
+    def __init__(self, mailbox: MailboxSettings) -> None:
+        self.mailbox = mailbox
+        self._client: IMAPClient | None = None
+        self.uidvalidity = 0
+        self._use_move = False
+        self._uidplus = False
+
+    @property
+    def client(self) -> IMAPClient:
+        if self._client is None:
+            raise TransportError("not connected")
+        return self._client
+
+    def open(self) -> None:
+        client = connect(self.mailbox.imap)
+        self._client = client
+        try:
+            for folder in (self.mailbox.processed_folder, self.mailbox.quarantine_folder):
+                if not client.folder_exists(folder):
+                    client.create_folder(folder)
+            info = client.select_folder(self.mailbox.folder)
+        except CONNECTION_ERRORS as exc:
+            self.close()
+            raise TransportError(f"IMAP mailbox {self.mailbox.name}: {exc}") from exc
+        self.uidvalidity = int(info[b"UIDVALIDITY"])
+        has_move = client.has_capability("MOVE")
+        self._use_move = has_move if self.mailbox.use_move is None else (
+            self.mailbox.use_move and has_move)
+        self._uidplus = client.has_capability("UIDPLUS")
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            client.logout()
+        except CONNECTION_ERRORS:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                client.shutdown()
+
+    def pending(self) -> list[int]:
+        """UIDs of the messages not yet acknowledged, oldest first."""
+        uids = self.client.search(["NOT", "DELETED", "NOT", "KEYWORD", PROCESSED_KEYWORD])
+        return sorted(int(u) for u in uids)
+
+    def fetch(self, uids: Sequence[int]) -> list[Fetched]:
+        data = self.client.fetch(list(uids), ["BODY.PEEK[]"])
+        out = []
+        for uid in uids:
+            body = data.get(uid, {}).get(b"BODY[]")
+            if body is None:
+                continue  # expunged meanwhile by someone else
+            source = SourceRef(self.mailbox.name, self.mailbox.folder, self.uidvalidity, uid)
+            out.append(Fetched(source=source, raw=bytes(body)))
+        return out
+
+    def acknowledge(self, uids: Sequence[int], folder: str) -> None:
+        """Move `uids` to `folder` in one command (or copy, flag and expunge them)."""
+        if not uids:
+            return
+        client = self.client
+        if self._use_move:
+            client.move(list(uids), folder)
+            return
+        client.copy(list(uids), folder)
+        client.add_flags(list(uids), [b"\\Deleted", PROCESSED_KEYWORD.encode()])
+        if self._uidplus:
+            client.uid_expunge(list(uids))
+
+    def wait(self, stop: Callable[[], bool]) -> None:
+        """Block until the server reports a change, `idle_renew` passes, or `stop()`."""
+        client = self.client
+        deadline = time.monotonic() + (
+            self.mailbox.idle_renew if self.mailbox.idle else self.mailbox.poll_interval)
+        if not (self.mailbox.idle and client.has_capability("IDLE")):
+            while not stop() and time.monotonic() < deadline:
+                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+            client.noop()
+            return
+        client.idle()
+        try:
+            while not stop() and time.monotonic() < deadline:
+                responses = client.idle_check(timeout=0.5)
+                if any(r[1] in (b"EXISTS", b"RECENT") for r in responses if len(r) > 1):
+                    break
+        finally:
+            client.idle_done()

@@ -1,0 +1,115 @@
+"""One mailbox's loop: connect, notice UIDVALIDITY changes, drain, wait, reconnect.
+
+Runs in a worker thread because imapclient is synchronous. The database commit happens in
+the pipeline; only then are the UIDs moved on the server. A crash between the two costs a
+re-fetch that the guard recognises as a duplicate.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from maild.clock import Clock
+from maild.errors import TransportError
+from maild.fetch.imap import CONNECTION_ERRORS, ImapSource, chunks
+from maild.pipeline.runner import Pipeline
+from maild.settings import MailboxSettings
+from maild.store import repo
+
+log = structlog.get_logger("maild.fetch")
+RETRYABLE: tuple[type[BaseException], ...] = (TransportError, *CONNECTION_ERRORS)
+
+
+@dataclass
+class Counters:
+    fetched: int = 0
+    done: int = 0
+    held: int = 0
+    tickets_created: int = 0
+    queued: int = 0
+
+
+@dataclass
+class MailboxWorker:
+    mailbox: MailboxSettings
+    pipeline: Pipeline
+    sessions: sessionmaker[Session]
+    clock: Clock
+    on_queued: Callable[[], None] = lambda: None
+    stop: threading.Event = field(default_factory=threading.Event)
+    counters: Counters = field(default_factory=Counters)
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+
+    def run_once(self) -> Counters:
+        """Process every message present now, then return (`maild run --once`)."""
+        source = ImapSource(self.mailbox)
+        source.open()
+        try:
+            self._check_uidvalidity(source)
+            self._drain(source, source.pending())
+        finally:
+            source.close()
+        return self.counters
+
+    def run_forever(self) -> None:
+        """IDLE (or poll) and process until `stop` is set; reconnect with backoff."""
+        delay = self.backoff_initial
+        bound = log.bind(mailbox=self.mailbox.name)
+        while not self.stop.is_set():
+            source = ImapSource(self.mailbox)
+            try:
+                source.open()
+                bound.info("imap.connected", uidvalidity=source.uidvalidity)
+                self._check_uidvalidity(source)
+                delay = self.backoff_initial
+                while not self.stop.is_set():
+                    self._drain(source, source.pending())
+                    source.wait(self.stop.is_set)
+            except RETRYABLE as exc:
+                bound.warning("imap.disconnected", error=str(exc), retry_in=delay)
+            except SQLAlchemyError as exc:
+                # Nothing of the failed batch was acknowledged: it is fetched again.
+                bound.warning("db.unavailable", error=str(exc).splitlines()[0],
+                              retry_in=delay)
+            finally:
+                source.close()
+            if self.stop.wait(delay):
+                break
+            delay = min(delay * 2, self.backoff_max)
+
+    def _check_uidvalidity(self, source: ImapSource) -> None:
+        with self.sessions() as session, session.begin():
+            previous = repo.record_uidvalidity(
+                session, self.mailbox.name, self.mailbox.folder, source.uidvalidity,
+                self.clock.now())
+        if previous is not None:
+            # UIDs of the old generation mean nothing now. Every message still in the
+            # folder is fetched again; the guard recognises those already processed.
+            log.warning("imap.uidvalidity_changed", mailbox=self.mailbox.name,
+                        old=previous, new=source.uidvalidity)
+
+    def _drain(self, source: ImapSource, uids: list[int]) -> None:
+        for chunk in chunks(uids, self.mailbox.batch_size):
+            if self.stop.is_set():
+                return
+            items = source.fetch(chunk)
+            result = self.pipeline.process_batch(items)
+            # Committed: now, and only now, acknowledge on the server.
+            source.acknowledge([s.uid for s in result.done], self.mailbox.processed_folder)
+            source.acknowledge([s.uid for s, _ in result.held],
+                               self.mailbox.quarantine_folder)
+            c = self.counters
+            c.fetched += len(items)
+            c.done += len(result.done)
+            c.held += len(result.held)
+            c.tickets_created += result.tickets_created
+            c.queued += result.queued
+            if result.queued:
+                self.on_queued()

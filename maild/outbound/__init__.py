@@ -1,0 +1,1 @@
+"""Outbound mail: signed Message-IDs, sandboxed templates, header-safe composition, outbox."""

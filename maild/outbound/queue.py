@@ -1,0 +1,80 @@
+"""The write side of the transactional outbox.
+
+A decision to send mail becomes an outbound `Message` row and an `Outbox` row in the same
+transaction as the decision itself. Nothing is sent here: the sender drains the outbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from maild.domain import Address, OutboundDraft
+from maild.outbound.compose import compose
+from maild.outbound.ids import MessageIdFactory
+from maild.outbound.render import MailContext, PersonView, Templates, TicketView
+from maild.store.models import Message, Outbox, Ticket
+from maild.store.repo import add_event
+
+EXCERPT_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """What composing needs: templates, Message-ID factory and who we are."""
+
+    templates: Templates
+    ids: MessageIdFactory
+    support: Address
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[:limit].rstrip() + " [...]"
+
+
+def context_for(ticket: Ticket, support: Address, to: Address, body: str) -> MailContext:
+    return MailContext(
+        ticket=TicketView(
+            ref=ticket.ref, subject=ticket.subject, level=ticket.level,
+            department=ticket.department, priority=ticket.priority, status=ticket.status,
+        ),
+        customer=PersonView(name=to.name, address=to.address),
+        support=PersonView(name=support.name, address=support.address),
+        message_excerpt=excerpt(body),
+    )
+
+
+def enqueue(
+    session: Session, ticket: Ticket, draft: OutboundDraft, out: Outgoing, *,
+    at: datetime, body: str, kind: str,
+) -> Outbox:
+    """Render, compose and queue one message for `ticket`."""
+    rendered = out.templates.render(
+        draft.template, draft.language, context_for(ticket, out.support, draft.to, body)
+    )
+    message_id = out.ids.new()
+    envelope = compose(
+        rendered, sender=out.support, to=draft.to, message_id=message_id,
+        in_reply_to=draft.in_reply_to, references=draft.references, date=at,
+        automatic=draft.automatic, extra_headers=draft.extra,
+    )
+    row = Message(
+        ticket=ticket, direction="outbound", message_id=message_id,
+        in_reply_to=draft.in_reply_to, references=" ".join(draft.references) or None,
+        from_addr=out.support.address, from_name=out.support.name,
+        to_addrs=draft.to.address, subject=rendered.subject, date=at,
+        body_text=rendered.body, created_at=at,
+    )
+    session.add(row)
+    outbox = Outbox(
+        ticket_id=ticket.id, message=row, message_id=message_id, kind=kind,
+        mail_from=envelope.mail_from, rcpt_to=",".join(envelope.rcpt_to), raw=envelope.raw,
+        status="pending", attempts=0, next_attempt_at=at, created_at=at,
+    )
+    session.add(outbox)
+    add_event(session, ticket, f"{kind}.queued", at, message_id=message_id,
+              template=draft.template, language=draft.language, to=draft.to.address)
+    return outbox

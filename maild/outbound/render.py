@@ -1,0 +1,120 @@
+"""Templates: Jinja2's sandboxed environment with strict undefined and a typed context.
+
+A template file is `<name>.<lang>.txt` in the admin's folder or the shipped one. It starts
+with `Subject: ...`, then a blank line, then the body. Customer text enters only as data in
+the context; it is never compiled as template code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import (
+    ChoiceLoader,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateNotFound,
+)
+from jinja2.sandbox import SandboxedEnvironment
+
+from maild.errors import ConfigError
+
+LANGUAGES = ("en", "de")
+
+
+@dataclass(frozen=True)
+class TicketView:
+    ref: str
+    subject: str
+    level: int
+    department: str | None
+    priority: str
+    status: str
+
+
+@dataclass(frozen=True)
+class PersonView:
+    name: str
+    address: str
+
+
+@dataclass(frozen=True)
+class MailContext:
+    """Everything a template may use. Nothing else reaches it."""
+
+    ticket: TicketView
+    customer: PersonView
+    support: PersonView
+    message_excerpt: str
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    body: str
+
+
+def shipped_templates() -> Path:
+    """The templates that come with maild (the top-level `templates/` of the project)."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "shipped_templates", here.parent / "templates"):
+        if candidate.is_dir():
+            return candidate
+    raise ConfigError("the shipped templates are missing from this installation")
+
+
+class Templates:
+    """Renders named templates in a language, the admin's folder before the shipped one."""
+
+    def __init__(self, custom: Path | None = None) -> None:
+        folders = [str(p) for p in (custom, shipped_templates()) if p is not None]
+        self._env = SandboxedEnvironment(
+            loader=ChoiceLoader([FileSystemLoader(folders)]),
+            undefined=StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=True,
+        )
+        self._folders = folders
+
+    def names(self) -> list[str]:
+        return sorted(self._env.list_templates(extensions=["txt"]))
+
+    def render(self, name: str, language: str, context: MailContext) -> Rendered:
+        """Render `name` in `language`, falling back to English."""
+        last: Exception | None = None
+        for lang in dict.fromkeys((language, "en")):
+            try:
+                template = self._env.get_template(f"{name}.{lang}.txt")
+            except TemplateNotFound as exc:
+                last = exc
+                continue
+            text = template.render(
+                ticket=context.ticket, customer=context.customer, support=context.support,
+                message_excerpt=context.message_excerpt,
+            )
+            return split_subject(text, f"{name}.{lang}.txt")
+        raise ConfigError(f"template '{name}' not found in {', '.join(self._folders)}") from last
+
+    def check(self, sample: MailContext) -> list[str]:
+        """Compile and render every template with a sample context; return the names."""
+        names = self.names()
+        for file in names:
+            stem, _, _ = file.rpartition(".")
+            name, _, lang = stem.rpartition(".")
+            if not name or lang not in LANGUAGES:
+                raise ConfigError("template files are named <name>.<en|de>.txt", file=file)
+            try:
+                self.render(name, lang, sample)
+            except TemplateError as exc:
+                line = getattr(exc, "lineno", None)
+                raise ConfigError(f"template error: {exc}", file=file, line=line) from None
+        return names
+
+
+def split_subject(text: str, file: str) -> Rendered:
+    head, sep, body = text.partition("\n\n")
+    if not sep or not head.lower().startswith("subject:"):
+        raise ConfigError("a template starts with 'Subject: ...' and a blank line", file=file)
+    return Rendered(subject=head[len("subject:"):].strip(), body=body)

@@ -1,0 +1,209 @@
+"""The read side of the outbox: an aiosmtplib sender with retries and backoff.
+
+On PostgreSQL a batch of due rows is locked with `FOR UPDATE SKIP LOCKED` for as long as it
+is being sent, so several daemons on one database never send the same row, and the locks of
+a daemon that dies go with its connection. SQLite serves one daemon per database, so there it
+claims without locking (a write lock held while talking SMTP would stall ingestion). Rows
+are sent over one SMTP connection per batch and their results written back in one
+transaction. A 4xx answer is retried with exponential backoff; a 5xx answer, or too many
+attempts, marks the row failed and records it on the ticket. A server that cannot be
+reached does not use up attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import aiosmtplib
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from maild.clock import Clock
+from maild.fetch.imap import tls_context
+from maild.settings import OutboxSettings, Security, SmtpSettings
+from maild.store.models import Outbox, Ticket
+from maild.store.repo import add_event
+
+log = structlog.get_logger("maild.outbox")
+CONNECTION_ERRORS = (
+    aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected,
+    aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPConnectTimeoutError, OSError,
+    asyncio.TimeoutError,
+)
+
+
+@dataclass
+class DrainStats:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    unreachable: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class _Result:
+    row_id: int
+    code: int | None  # None: sent
+    text: str = ""
+
+
+@dataclass
+class OutboxSender:
+    sessions: sessionmaker[Session]
+    smtp: SmtpSettings
+    policy: OutboxSettings
+    clock: Clock
+    _backoff: float = field(default=0.0, init=False)
+
+    def _claim(self, session: Session, exclude: set[int]) -> list[Outbox]:
+        """Due rows, locked on PostgreSQL until `session` commits."""
+        query = (
+            select(Outbox)
+            .where(Outbox.status == "pending", Outbox.next_attempt_at <= self.clock.now())
+            .order_by(Outbox.next_attempt_at, Outbox.id)
+            .limit(self.policy.batch_size)
+        )
+        if exclude:
+            query = query.where(Outbox.id.not_in(exclude))
+        locking = session.get_bind().dialect.name == "postgresql"
+        if locking:
+            query = query.with_for_update(skip_locked=True)
+        rows = list(session.scalars(query))
+        if not locking:
+            session.commit()
+        return rows
+
+    def _client(self) -> aiosmtplib.SMTP:
+        cfg = self.smtp
+        secure = cfg.security is not Security.NONE
+        return aiosmtplib.SMTP(
+            hostname=cfg.host, port=cfg.effective_port, timeout=cfg.timeout,
+            use_tls=cfg.security is Security.TLS,
+            start_tls=cfg.security is Security.STARTTLS,
+            tls_context=tls_context(cfg.ca_file) if secure else None,
+        )
+
+    async def drain_once(self) -> DrainStats:
+        """Try every due message once."""
+        stats = DrainStats()
+        tried: set[int] = set()  # "once": a row deferred by this pass is not tried again
+        while True:
+            with self.sessions() as session:
+                rows = await asyncio.to_thread(self._claim, session, tried)
+                if not rows:
+                    return stats
+                tried.update(r.id for r in rows)
+                results = await self._send(rows, stats)
+                await asyncio.to_thread(self._record, session, rows, results, stats)
+            if stats.unreachable:
+                return stats
+
+    async def _send(self, rows: list[Outbox], stats: DrainStats) -> list[_Result]:
+        results: list[_Result] = []
+        client = self._client()
+        try:
+            await client.connect()
+            username, password = self.smtp.username, self.smtp.secret()
+            if username and password is not None:
+                await client.login(username, password)
+            for row in rows:
+                results.append(await self._send_one(client, row))
+        except CONNECTION_ERRORS as exc:
+            stats.unreachable = True
+            stats.error = f"{type(exc).__name__}: {exc}"
+            log.warning("smtp.unreachable", error=stats.error)
+        except aiosmtplib.SMTPException as exc:  # e.g. STARTTLS missing, login refused
+            stats.unreachable = True
+            stats.error = f"{type(exc).__name__}: {exc}"
+            log.error("smtp.refused_session", error=stats.error)
+        finally:
+            if client.is_connected:
+                try:
+                    await client.quit()
+                except (aiosmtplib.SMTPException, *CONNECTION_ERRORS):
+                    client.close()
+        return results
+
+    @staticmethod
+    async def _send_one(client: aiosmtplib.SMTP, row: Outbox) -> _Result:
+        try:
+            await client.sendmail(row.mail_from, row.rcpt_to.split(","), row.raw)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            first = exc.recipients[0]
+            return _Result(row.id, first.code, first.message)
+        except aiosmtplib.SMTPResponseException as exc:
+            return _Result(row.id, exc.code, exc.message)
+        return _Result(row.id, None)
+
+    def _next_attempt(self, now: datetime, attempts: int) -> datetime:
+        delay = min(self.policy.backoff_initial * 2 ** max(attempts - 1, 0),
+                    self.policy.backoff_max)
+        return now + timedelta(seconds=delay)
+
+    def _record(self, session: Session, rows: list[Outbox], results: list[_Result],
+                stats: DrainStats) -> None:
+        now = self.clock.now()
+        by_id = {r.row_id: r for r in results}
+        for row in rows:
+            result = by_id.get(row.id)
+            if result is None:  # never tried: the server went away
+                row.next_attempt_at = self._next_attempt(now, row.attempts + 1)
+                continue
+            row.attempts += 1
+            ticket = session.get(Ticket, row.ticket_id) if row.ticket_id else None
+            if result.code is None:
+                row.status, row.sent_at, row.last_error = "sent", now, None
+                stats.sent += 1
+                if ticket is not None:
+                    add_event(session, ticket, f"{row.kind}.sent", now,
+                              message_id=row.message_id)
+                log.info("reply.sent", ticket_id=row.ticket_id, message_id=row.message_id)
+                continue
+            row.last_error = f"{result.code} {result.text}"[:1000]
+            permanent = result.code >= 500 or row.attempts >= self.policy.max_attempts
+            if not permanent:
+                row.next_attempt_at = self._next_attempt(now, row.attempts)
+                stats.retried += 1
+                log.info("reply.deferred", ticket_id=row.ticket_id, code=result.code,
+                         attempts=row.attempts)
+                continue
+            row.status = "failed"
+            stats.failed += 1
+            if ticket is not None:
+                add_event(session, ticket, f"{row.kind}.failed", now,
+                          message_id=row.message_id, code=result.code,
+                          error=result.text[:500], attempts=row.attempts)
+            log.warning("reply.failed", ticket_id=row.ticket_id, code=result.code,
+                        error=result.text[:200])
+        session.commit()
+
+    def next_due(self) -> datetime | None:
+        with self.sessions() as session:
+            return session.scalar(
+                select(Outbox.next_attempt_at).where(Outbox.status == "pending")
+                .order_by(Outbox.next_attempt_at).limit(1)
+            )
+
+    async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
+        """Drain whenever woken or when the next retry is due, until `stop`."""
+        pause = 1.0
+        while not stop.is_set():
+            wake.clear()
+            stats = await self.drain_once()
+            pause = min(pause * 2, 60.0) if stats.unreachable else 1.0
+            due = await asyncio.to_thread(self.next_due)
+            timeout = 30.0
+            if due is not None:
+                timeout = max(0.05, min(timeout, (due - self.clock.now()).total_seconds()))
+            if stats.unreachable:
+                timeout = max(timeout, pause)
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+            try:
+                await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waiters:
+                    w.cancel()

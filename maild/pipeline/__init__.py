@@ -1,0 +1,1 @@
+"""The per-message stages: parse, guard, thread, classify, persist, respond."""

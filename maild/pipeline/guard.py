@@ -1,0 +1,39 @@
+"""Stage 2: what kind of message this is, before it can touch a ticket.
+
+Duplicates are discarded (a re-fetch after a crash, a second delivery). Machine-generated
+mail is marked so that it never gets an automatic answer, and delivery reports are told
+apart from people: they are recorded on the ticket they report on and never open one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from sqlalchemy.orm import Session
+
+from maild.domain import Inbound, Outcome, Stop
+from maild.mailsafety.autoreply import classify_automatic
+from maild.mailsafety.bounce import Report, parse_report
+from maild.store import repo
+
+
+class Guard:
+    def __init__(self, own_addresses: frozenset[str]) -> None:
+        self._own = frozenset(a.lower() for a in own_addresses)
+
+    def duplicate(self, session: Session, inbound: Inbound) -> Outcome | None:
+        reason = repo.seen_before(session, inbound)
+        return Outcome(Stop.DISCARD, reason) if reason else None
+
+    def inspect(self, inbound: Inbound) -> tuple[Inbound, Report | None]:
+        """Mark machine-generated mail; parse a delivery report when it is one."""
+        if inbound.mime is None:
+            return inbound, None
+        report = parse_report(inbound.mime)
+        verdict = classify_automatic(inbound.mime, own_addresses=self._own)
+        reasons = verdict.reasons if verdict.automatic else ()
+        if report is not None:
+            reasons = (f"report:{report.kind}", *reasons)
+        if reasons:
+            inbound = dataclasses.replace(inbound, automatic=tuple(dict.fromkeys(reasons)))
+        return inbound, report

@@ -1,0 +1,148 @@
+"""Stage 1: raw bytes → `Inbound`.
+
+The raw bytes are parsed as they are (never decoded with `errors="replace"` first) and kept
+byte for byte. Every header access is defensive: real mail has broken encodings, and one
+broken header must not cost the whole message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.message
+import hashlib
+import html
+import logging
+import re
+from datetime import UTC, datetime
+from email.header import decode_header, make_header
+from email.utils import getaddresses, parsedate_to_datetime
+
+import mailparser
+
+from maild.domain import Address, Attachment, Inbound, SourceRef
+from maild.pipeline.language import detect_language
+
+_MSGID = re.compile(r"<\s*([^<>\s]+?)\s*>")
+_TAG = re.compile(r"<[^>]{0,2000}>")
+_SPACES = re.compile(r"[ \t]+")
+MAX_BODY_CHARS = 200_000
+
+
+class ParseError(ValueError):
+    """The bytes are not a message maild can work with; the reason goes to quarantine."""
+
+
+def decode_header_value(value: object) -> str:
+    """A header as text: RFC 2047 decoded where possible, raw otherwise, never raising."""
+    if value is None:
+        return ""
+    text = str(value)
+    with contextlib.suppress(ValueError, LookupError, UnicodeError, AssertionError):
+        text = str(make_header(decode_header(text)))
+    return " ".join(text.replace("\r", " ").replace("\n", " ").split())
+
+
+def message_ids(value: str | None) -> tuple[str, ...]:
+    """All `<id>` tokens of a Message-ID, In-Reply-To or References value, in order."""
+    if not value:
+        return ()
+    found = _MSGID.findall(value)
+    if not found:
+        bare = value.strip()
+        if bare and " " not in bare and "@" in bare:
+            return (bare,)
+    return tuple(dict.fromkeys(found))
+
+
+def _addresses(msg: email.message.Message, name: str) -> tuple[Address, ...]:
+    values = [decode_header_value(v) for v in msg.get_all(name, [])]
+    out: list[Address] = []
+    for display, addr in getaddresses(values):
+        addr = addr.strip().lower()
+        if "@" in addr:
+            out.append(Address(name=display.strip(), address=addr))
+    return tuple(out)
+
+
+def _date(msg: email.message.Message) -> datetime | None:
+    value = msg.get("Date")
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(str(value))
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _html_to_text(markup: str) -> str:
+    markup = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", markup)
+    markup = re.sub(r"(?i)<br\s*/?>|</p>|</div>|</tr>", "\n", markup)
+    return html.unescape(_TAG.sub(" ", markup))
+
+
+def _body(parsed: mailparser.MailParser) -> str:
+    plain = [p for p in parsed.text_plain if isinstance(p, str)]
+    text = "\n".join(plain) if plain else _html_to_text("\n".join(parsed.text_html))
+    lines = (_SPACES.sub(" ", line).rstrip() for line in text.replace("\r\n", "\n").split("\n"))
+    return "\n".join(lines).strip()[:MAX_BODY_CHARS]
+
+
+def _attachments(parsed: mailparser.MailParser) -> tuple[Attachment, ...]:
+    out = []
+    for att in parsed.attachments:
+        payload = att.get("payload") or ""
+        out.append(Attachment(
+            filename=decode_header_value(att.get("filename") or ""),
+            content_type=str(att.get("mail_content_type") or "application/octet-stream"),
+            size=len(payload) * 3 // 4 if att.get("binary") else len(payload),
+        ))
+    return tuple(out)
+
+
+def _headers(msg: email.message.Message) -> tuple[tuple[str, str], ...]:
+    out = []
+    for key, value in msg.items():
+        out.append((str(key), decode_header_value(value)))
+    return tuple(out)
+
+
+def parse(raw: bytes, source: SourceRef | None, *, default_language: str = "en") -> Inbound:
+    """Parse one message. Raises ParseError only when there is nothing to work with."""
+    if not raw.strip():
+        raise ParseError("empty message")
+    logging.getLogger("mailparser").setLevel(logging.ERROR)
+    try:
+        parsed = mailparser.parse_from_bytes(raw)
+    except RecursionError:
+        raise ParseError("MIME structure nested too deeply") from None
+    msg = parsed.message
+    if not msg.keys():
+        raise ParseError("no headers found")
+    senders = _addresses(msg, "From") or _addresses(msg, "Sender")
+    subject = decode_header_value(msg.get("Subject"))
+    body = _body(parsed)
+    mids = message_ids(decode_header_value(msg.get("Message-ID")))
+    return Inbound(
+        source=source,
+        raw=raw,
+        raw_sha256=hashlib.sha256(raw).hexdigest(),
+        message_id=mids[0][:900] if mids else None,
+        in_reply_to=message_ids(str(msg.get("In-Reply-To") or "")),
+        references=message_ids(str(msg.get("References") or "")),
+        sender=senders[0] if senders else None,
+        to=_addresses(msg, "To"),
+        cc=_addresses(msg, "Cc"),
+        reply_to=_addresses(msg, "Reply-To"),
+        subject=subject,
+        date=_date(msg),
+        body_text=body,
+        language=detect_language(
+            f"{subject}\n{body}", decode_header_value(msg.get("Content-Language")),
+            default=default_language,
+        ),
+        headers=_headers(msg),
+        attachments=_attachments(parsed),
+        defects=tuple(sorted(str(d) for d in parsed.defects_categories)),
+        mime=msg,
+    )

@@ -1,0 +1,27 @@
+"""Stage 6: which messages a decision causes. Pure: the outbox writes them.
+
+An acknowledgement goes to a person who opened a new ticket, never to a machine, and never
+twice for one ticket: replies that thread into a ticket get none.
+"""
+
+from __future__ import annotations
+
+from maild.domain import Classification, Inbound, OutboundDraft
+
+
+def acknowledgement(
+    inbound: Inbound, classification: Classification, *, new_ticket: bool
+) -> OutboundDraft | None:
+    if not new_ticket or not classification.acknowledge or inbound.automatic:
+        return None
+    if inbound.sender is None:
+        return None
+    references = (*inbound.references, inbound.message_id) if inbound.message_id else ()
+    return OutboundDraft(
+        template=classification.template,
+        language=inbound.language,
+        to=inbound.sender,
+        in_reply_to=inbound.message_id,
+        references=tuple(r for r in references if r),
+        automatic=True,
+    )

@@ -1,0 +1,92 @@
+"""Stage 3: which ticket a message belongs to.
+
+Headers first: In-Reply-To, then References from the newest back, against every Message-ID
+maild has seen or sent. Then the ticket reference in the subject, but only for a sender who
+already takes part in that ticket: a subject alone is easy to forge, so a stranger gets a new
+ticket that links to the old one and is flagged for an agent. Else a new ticket.
+
+The decision is a pure function of the keys and what the database knew about them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from maild.domain import Inbound, ThreadDecision, ThreadedBy
+
+# Reply and forward prefixes real clients put in front of a subject: English, German
+# (AW, WG), French (TR), Nordic (SV, VS), Dutch, Polish, Italian (R, RIF, I), GroupWise
+# ("Antw: [EXT] Re:"), and counters such as "Re[2]:" or "Re^3:".
+_PREFIX = re.compile(
+    r"^\s*(?:(?:re|aw|wg|fw|fwd|tr|sv|vs|antw|antwort|odp|rif|r|i|doorst|ynt|enc|res|rv)"
+    r"\s*(?:\[\d+\]|\^\d+|\(\d+\))?\s*:|\[ext\]|\[extern\]|\[external\])\s*",
+    re.IGNORECASE,
+)
+
+
+def normalise_subject(subject: str) -> str:
+    """The subject without reply/forward prefixes and external-sender tags."""
+    previous = None
+    text = subject.strip()
+    while previous != text:
+        previous = text
+        text = _PREFIX.sub("", text, count=1).strip()
+    return text
+
+
+def ref_pattern(prefix: str) -> re.Pattern[str]:
+    """The ticket reference as it appears in subjects: `[T-K7QF2X]`."""
+    return re.compile(r"\[\s*(" + re.escape(prefix) + r"-[A-Z0-9]{4,12})\s*\]", re.IGNORECASE)
+
+
+def subject_ref(subject: str, pattern: re.Pattern[str]) -> str | None:
+    found = pattern.search(subject)
+    return found.group(1).upper() if found else None
+
+
+def strip_ref(subject: str, pattern: re.Pattern[str]) -> str:
+    return " ".join(pattern.sub(" ", subject).split())
+
+
+def candidate_ids(inbound: Inbound) -> tuple[str, ...]:
+    """The Message-IDs a reply may point at, most specific first."""
+    ids = [*inbound.in_reply_to, *reversed(inbound.references)]
+    own = inbound.message_id
+    return tuple(i for i in dict.fromkeys(ids) if i != own)
+
+
+@dataclass(frozen=True)
+class RefTicket:
+    """What the database knows about the ticket named in a subject."""
+
+    ticket_id: int
+    participants: frozenset[str]
+
+
+def decide_thread(
+    inbound: Inbound,
+    known: Mapping[str, int],
+    ref: str | None,
+    ref_ticket: RefTicket | None,
+) -> ThreadDecision:
+    """Decide the ticket of `inbound` from the ids and reference the database recognised."""
+    for i, mid in enumerate(inbound.in_reply_to):
+        if mid in known and mid != inbound.message_id:
+            by = ThreadedBy.IN_REPLY_TO if i == 0 else ThreadedBy.REFERENCES
+            return ThreadDecision(ticket_id=known[mid], by=by, matched=mid)
+    for mid in reversed(inbound.references):
+        if mid in known and mid != inbound.message_id:
+            return ThreadDecision(ticket_id=known[mid], by=ThreadedBy.REFERENCES, matched=mid)
+    if ref is not None and ref_ticket is not None:
+        sender = inbound.sender.address if inbound.sender else ""
+        if sender and sender in ref_ticket.participants:
+            return ThreadDecision(
+                ticket_id=ref_ticket.ticket_id, by=ThreadedBy.SUBJECT, matched=ref
+            )
+        return ThreadDecision(
+            ticket_id=None, by=ThreadedBy.NEW, matched=ref,
+            linked_ticket_id=ref_ticket.ticket_id, flags=("subject-ref-from-non-participant",),
+        )
+    return ThreadDecision(ticket_id=None, by=ThreadedBy.NEW)

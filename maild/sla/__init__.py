@@ -1,0 +1,1 @@
+"""SLA support: business calendars and the business-time maths behind SLA clocks."""

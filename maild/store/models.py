@@ -1,0 +1,178 @@
+"""The database schema as SQLAlchemy 2 typed models.
+
+Timestamps are stored as timezone-aware UTC (`UtcDateTime`) so that SQLite and PostgreSQL
+give back the same values. Raw inbound bytes are kept for every message, including the
+quarantined ones.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, datetime: UtcDateTime}
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(32), unique=True)
+    subject: Mapped[str] = mapped_column(Text)
+    requester: Mapped[str] = mapped_column(String(320), index=True)
+    requester_name: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(20), default="new", index=True)
+    level: Mapped[int] = mapped_column(Integer, default=1)
+    department: Mapped[str | None] = mapped_column(String(64))
+    priority: Mapped[str] = mapped_column(String(20), default="normal")
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    mailbox: Mapped[str | None] = mapped_column(String(64))
+    secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+
+    messages: Mapped[list[Message]] = relationship(
+        back_populates="ticket", order_by="Message.id", foreign_keys="Message.ticket_id"
+    )
+    events: Mapped[list[Event]] = relationship(back_populates="ticket", order_by="Event.id")
+
+
+class Message(Base):
+    """A message of a ticket: inbound (from the customer), outbound, or an internal note."""
+
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_ticket", "ticket_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    direction: Mapped[str] = mapped_column(String(10))  # inbound | outbound | note
+    message_id: Mapped[str | None] = mapped_column(String(998), unique=True)
+    source_key: Mapped[str | None] = mapped_column(String(400), unique=True)
+    raw_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    in_reply_to: Mapped[str | None] = mapped_column(Text)
+    references: Mapped[str | None] = mapped_column(Text)
+    from_addr: Mapped[str] = mapped_column(String(320))
+    from_name: Mapped[str] = mapped_column(String(200), default="")
+    to_addrs: Mapped[str] = mapped_column(Text, default="")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    date: Mapped[datetime | None]
+    body_text: Mapped[str] = mapped_column(Text, default="")
+    automatic: Mapped[str | None] = mapped_column(String(200))
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+
+    ticket: Mapped[Ticket] = relationship(back_populates="messages", foreign_keys=[ticket_id])
+
+
+class Event(Base):
+    """Something that happened to a ticket: the audit trail."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_ticket", "ticket_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(40))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="events")
+
+
+class Outbox(Base):
+    """A composed outbound message waiting to be sent.
+
+    Written in the same transaction as the decision that caused it; its Message-ID is part
+    of `raw` from the start, so a retry is recognisably the same message.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    message_row_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    mail_from: Mapped[str] = mapped_column(String(320))
+    rcpt_to: Mapped[str] = mapped_column(Text)  # comma-separated addresses
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending|sent|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+    message: Mapped[Message | None] = relationship()
+
+
+class Quarantine(Base):
+    """A message that could not be processed: raw bytes and the reason, nothing lost."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_key: Mapped[str | None] = mapped_column(String(400), unique=True)
+    message_id: Mapped[str | None] = mapped_column(String(998))
+    reason: Mapped[str] = mapped_column(Text)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+
+
+class MailboxState(Base):
+    """Per mailbox and folder: the UIDVALIDITY we last saw, to notice when it changes."""
+
+    __tablename__ = "mailbox_state"
+
+    mailbox: Mapped[str] = mapped_column(String(64), primary_key=True)
+    folder: Mapped[str] = mapped_column(String(200), primary_key=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]
+
+
+class KeyValue(Base):
+    """Small persistent values, such as the generated Message-ID signing secret."""
+
+    __tablename__ = "kv"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -16,9 +16,11 @@ from maild.outbound.ids import MessageIdFactory
 from maild.outbound.queue import Outgoing
 from maild.outbound.render import Templates
 from maild.outbound.sender import OutboxSender
-from maild.pipeline.classify import Classifier, DefaultClassifier
+from maild.pipeline.classify import Classifier
 from maild.pipeline.guard import Guard
 from maild.pipeline.runner import Pipeline
+from maild.rules.engine import RuleEngine, RuleSet
+from maild.rules.loader import check_templates, load_rules
 from maild.settings import Settings
 from maild.store import db, repo
 
@@ -30,6 +32,7 @@ class App:
     sessions: sessionmaker[Session]
     clock: Clock
     templates: Templates
+    rules: RuleSet
     pipeline: Pipeline
     sender: OutboxSender
 
@@ -51,12 +54,14 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
         with sessions() as session, session.begin():
             secret = repo.get_or_create_secret(session, "message_id_secret")
     templates = Templates(settings.templates)
+    rules = load_rules(settings.rules)
+    check_templates(rules, templates.names())
     support = Address(name=settings.support.name, address=settings.support.address)
     own = frozenset({settings.support.address,
                      *(m.imap.username or "" for m in settings.mailboxes)} - {""})
     pipeline = Pipeline(
         session_factory=sessions,
-        classifier=classifier or DefaultClassifier(),
+        classifier=classifier or RuleEngine(rules, clock),
         guard=Guard(own),
         outgoing=Outgoing(templates=templates,
                           ids=MessageIdFactory(secret.encode(), settings.support.domain),
@@ -68,4 +73,4 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
     sender = OutboxSender(sessions=sessions, smtp=settings.smtp, policy=settings.outbox,
                           clock=clock)
     return App(settings=settings, engine=engine, sessions=sessions, clock=clock,
-               templates=templates, pipeline=pipeline, sender=sender)
+               templates=templates, rules=rules, pipeline=pipeline, sender=sender)

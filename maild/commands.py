@@ -10,15 +10,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from maild.clock import SystemClock
 from maild.domain import Address
 from maild.errors import ConfigError
 from maild.outbound.queue import context_for
 from maild.outbound.render import MailContext, PersonView, Templates, TicketView
-from maild.pipeline.classify import DefaultClassifier
 from maild.pipeline.guard import Guard
 from maild.pipeline.parse import ParseError, parse
 from maild.pipeline.respond import acknowledgement
 from maild.pipeline.thread import normalise_subject
+from maild.rules.engine import RuleEngine
+from maild.rules.loader import check_templates, load_rules
 from maild.settings import Settings
 from maild.store import db, repo
 from maild.store.models import Ticket
@@ -41,9 +43,15 @@ def sample_context(settings: Settings) -> MailContext:
 def check_configuration(settings: Settings) -> list[str]:
     """Validate everything that can be validated without a server; lines to print."""
     names = Templates(settings.templates).check(sample_context(settings))
+    rules = load_rules(settings.rules)
+    check_templates(rules, names)
+    org = rules.organisation
     return [
         f"configuration {settings.config_path}: valid",
         f"mailboxes: {', '.join(m.name for m in settings.mailboxes)}",
+        f"rules {rules.source}: {len(rules.rules)} rules, {len(org.levels)} levels, "
+        f"{len(org.departments)} departments, {len(org.agents)} agents, "
+        f"{len(rules.calendars)} calendars",
         f"templates: {len(names)} valid ({', '.join(names)})",
     ]
 
@@ -59,7 +67,7 @@ def route(settings: Settings, file: Path) -> dict[str, Any]:
     except ParseError as exc:
         raise ConfigError(f"not a message maild can parse: {exc}", file=str(file)) from None
     inbound, report = Guard(frozenset({settings.support.address})).inspect(inbound)
-    decision = DefaultClassifier().classify(inbound)
+    decision = RuleEngine(load_rules(settings.rules), SystemClock()).classify(inbound)
     draft = acknowledgement(inbound, decision, new_ticket=True) if report is None else None
     ack = None
     if draft is not None:
@@ -78,7 +86,10 @@ def route(settings: Settings, file: Path) -> dict[str, Any]:
         "level": decision.level,
         "department": decision.department,
         "priority": decision.priority,
-        "template": decision.template,
+        "template": decision.answer or decision.template,
+        "answer": decision.answer,
+        "tags": list(decision.tags),
+        "notify": list(decision.notify),
         "language": inbound.language,
         "automatic": list(inbound.automatic),
         "acknowledgement": ack,
@@ -95,6 +106,7 @@ def ticket_summary(ticket: Ticket, message_count: int) -> dict[str, Any]:
         "level": ticket.level,
         "department": ticket.department,
         "priority": ticket.priority,
+        "language": ticket.language,
         "created_at": _iso(ticket.created_at),
         "updated_at": _iso(ticket.updated_at),
         "message_count": message_count,

@@ -273,7 +273,7 @@ class LoopbackServers:
 
 def sample(name: str) -> bytes:
     """A sample message as CRLF bytes, as a mail server would store it."""
-    raw = files("maild").joinpath("demo_mail", name).read_bytes()
+    raw = files("maild").joinpath("demo_mail").joinpath(name).read_bytes()
     return re.sub(rb"\r?\n", b"\r\n", raw)
 
 
@@ -417,6 +417,10 @@ class Demo:
             raise DemoFailed(f"the SMTP server could not be reached: {outbox.error}")
         if counters.held:
             raise DemoFailed(f"{counters.held} sample message(s) were quarantined")
+        if outbox.sent != len(self.first):
+            raise DemoFailed(f"the SMTP server accepted {outbox.sent} of {len(self.first)} "
+                             f"acknowledgements ({outbox.retried} deferred, "
+                             f"{outbox.failed} failed)")
         self.servers.wait_received(len(self.first))
 
     def _pass_daemon(self, app: App) -> DaemonPass:

@@ -73,6 +73,7 @@ class Inbound:
     attachments: tuple[Attachment, ...] = ()
     defects: tuple[str, ...] = ()
     automatic: tuple[str, ...] = ()  # why this looks machine-generated; empty for a person
+    verified_sender: bool = False  # Authentication-Results from a trusted server said so
     mime: email.message.Message | None = field(default=None, compare=False, repr=False)
 
     def header(self, name: str) -> str | None:
@@ -131,6 +132,12 @@ class Classification:
     tags: tuple[str, ...] = ()
     hits: tuple[RuleHit, ...] = ()
     acknowledge: bool = True
+    answer: str | None = None  # a canned answer template, sent instead of the acknowledgement
+    notify: tuple[str, ...] = ()  # team names or addresses to notify of the new ticket
+
+    @property
+    def matched(self) -> tuple[str, ...]:
+        return tuple(h.name for h in self.hits if h.matched)
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,7 @@ class MailboxSettings(_Model):
     batch_size: int = Field(default=200, ge=1, le=5000)
     idle: bool = True
     poll_interval: float = Field(default=60.0, gt=0)
-    idle_renew: float = Field(default=600.0, gt=0)
+    idle_renew: float = Field(default=300.0, gt=0)  # RFC 2177: re-issue IDLE well before 29 min
     use_move: bool | None = None  # None: use MOVE when the server has it
 
 

@@ -29,11 +29,13 @@ class YamlDocument:
 
     def line_of(self, loc: Sequence[str | int]) -> int | None:
         """The line of the deepest known prefix of `loc`."""
-        key = tuple(loc)
-        while key:
-            if key in self.lines:
-                return self.lines[key]
-            key = key[:-1]
+        for n in range(len(loc), 0, -1):
+            # A mapping key `1:` is stored as "1"; a validator may report it as the int 1.
+            for key in (tuple(loc[:n]), tuple(str(p) for p in loc[:n]),
+                        tuple(int(p) if isinstance(p, str) and p.isdigit() else p
+                              for p in loc[:n])):
+                if key in self.lines:
+                    return self.lines[key]
         return self.lines.get((), None)
 
     def error(self, message: str, loc: Sequence[str | int]) -> ConfigError:

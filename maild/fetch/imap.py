@@ -9,6 +9,7 @@ with one command once the database has committed.
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import ssl
 import time
@@ -140,7 +141,12 @@ class ImapSource:
             client.uid_expunge(list(uids))
 
     def wait(self, stop: Callable[[], bool]) -> None:
-        """Block until the server reports a change, `idle_renew` passes, or `stop()`."""
+        """Block until the server reports a change, `idle_renew` passes, or `stop()`.
+
+        The socket is watched with select() and IDLE ended with DONE, which reads the
+        server's answer in blocking mode: imapclient's idle_check can stop halfway through a
+        line (imapclient issue 519). Whatever the server said, the caller searches again.
+        """
         client = self.client
         deadline = time.monotonic() + (
             self.mailbox.idle_renew if self.mailbox.idle else self.mailbox.poll_interval)
@@ -149,11 +155,12 @@ class ImapSource:
                 time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
             client.noop()
             return
+        sock = client.socket()
         client.idle()
         try:
             while not stop() and time.monotonic() < deadline:
-                responses = client.idle_check(timeout=0.5)
-                if any(r[1] in (b"EXISTS", b"RECENT") for r in responses if len(r) > 1):
+                pending = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
+                if pending or select.select([sock], [], [], 0.5)[0]:
                     break
         finally:
             client.idle_done()

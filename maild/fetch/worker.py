@@ -53,7 +53,7 @@ class MailboxWorker:
         source.open()
         try:
             self._check_uidvalidity(source)
-            self._drain(source, source.pending())
+            self._drain(source, source.pending())  # only what is there at start
         finally:
             source.close()
         return self.counters
@@ -70,7 +70,7 @@ class MailboxWorker:
                 self._check_uidvalidity(source)
                 delay = self.backoff_initial
                 while not self.stop.is_set():
-                    self._drain(source, source.pending())
+                    self._drain_all(source)
                     source.wait(self.stop.is_set)
             except RETRYABLE as exc:
                 bound.warning("imap.disconnected", error=str(exc), retry_in=delay)
@@ -94,6 +94,19 @@ class MailboxWorker:
             # folder is fetched again; the guard recognises those already processed.
             log.warning("imap.uidvalidity_changed", mailbox=self.mailbox.name,
                         old=previous, new=source.uidvalidity)
+
+    def _drain_all(self, source: ImapSource) -> None:
+        """Search and process until the folder has nothing left.
+
+        Mail that arrives during a FETCH or MOVE is announced in that command's response,
+        which imapclient does not hand on, and IDLE would not announce it again: so search
+        once more after every pass, and go idle only when a search comes back empty.
+        """
+        while not self.stop.is_set():
+            uids = source.pending()
+            if not uids:
+                return
+            self._drain(source, uids)
 
     def _drain(self, source: ImapSource, uids: list[int]) -> None:
         for chunk in chunks(uids, self.mailbox.batch_size):

@@ -22,6 +22,7 @@ fields). Every header access goes through `_header_values`, which never raises.
 
 from __future__ import annotations
 
+import binascii
 import email.errors
 import email.header
 import email.message
@@ -78,6 +79,8 @@ _LIST_HEADERS: Final[tuple[str, ...]] = (
     "x-mailing-list",
     "x-beenthere",
     "x-mailman-version",
+    "x-ml-name",  # fml and other Japanese list managers
+    "x-mlserver",
 )
 
 _TOKEN_RE: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
@@ -393,11 +396,8 @@ def _top_level_parts(msg: email.message.Message) -> Iterable[email.message.Messa
 
 def _decode_payload(part: email.message.Message) -> str:
     """A part's text, decoded with its declared charset, falling back to UTF-8 then Latin-1."""
-    try:
-        data = part.get_payload(decode=True)
-    except _DECODE_ERRORS:
-        return ""
-    if not isinstance(data, bytes):
+    data = _payload_bytes(part)
+    if data is None:
         return ""
     data = data[: _MAX_BODY_CHARS * 4]
     try:
@@ -410,3 +410,19 @@ def _decode_payload(part: email.message.Message) -> str:
         except _DECODE_ERRORS:
             continue
     return data.decode("latin-1")
+
+
+def _payload_bytes(part: email.message.Message) -> bytes | None:
+    """A leaf part's decoded bytes. Quoted-printable with CR-only newlines (old Mac mail) is
+    decoded after normalising them: the stdlib decoder does not know "=" + CR as a soft break
+    and silently drops the rest of the line."""
+    try:
+        cte = str(part.get("content-transfer-encoding", "")).strip().lower()
+        raw = part.get_payload()
+        if cte == "quoted-printable" and isinstance(raw, str) and "\r" in raw:
+            text = raw.replace("\r\n", "\n").replace("\r", "\n")
+            return binascii.a2b_qp(text.encode("utf-8", "replace"))
+        data = part.get_payload(decode=True)
+    except (*_DECODE_ERRORS, binascii.Error):
+        return None
+    return data if isinstance(data, bytes) else None

@@ -30,6 +30,8 @@ with a bound, and texts are cut to a fixed size before any regex sees them.
 
 from __future__ import annotations
 
+import binascii
+import contextlib
 import email.errors
 import email.header
 import email.message
@@ -58,6 +60,7 @@ _MAX_HEADER: Final = 4_000
 _MAX_REASON: Final = 300
 _MAX_RECIPIENTS: Final = 100
 _MAX_NESTING: Final = 2
+_MAX_HEADINGS: Final = 20
 
 _REPORT_PARTS: Final = {
     "message/delivery-status": "dsn",
@@ -167,9 +170,7 @@ class _View:
         view.null_sender = _header(msg, "return-path").replace(" ", "") == "<>"
         for _display, address in _addresses(msg, "from", "to", "cc", "sender", "return-path"):
             view.own_side.add(address)
-        view.failed_header = [
-            a for _d, a in _addresses(msg, "x-failed-recipients") if "@" in a
-        ]
+        view.failed_header = [a for _d, a in _addresses(msg, "x-failed-recipients") if "@" in a]
         for part in _walk(msg):
             view._add_part(part, is_root=part is msg)
         view.embedded = [h for h in (_embedded_headers(t) for t in view.texts[:3]) if h]
@@ -259,9 +260,11 @@ def _from_mdn(view: _View) -> Report | None:
         return None
     fields = _fields("\n".join(texts or []))
     disposition = _field(fields, "disposition")
-    recipient = _address_of(_field(fields, "final-recipient") or _field(fields, "original-recipient"))
+    recipient = _address_of(
+        _field(fields, "final-recipient") or _field(fields, "original-recipient")
+    )
     ids = _ids(_field(fields, "original-message-id"), *_attached_ids(view))
-    action = disposition.split(";")[-1].strip().lower()[:60] or None if disposition else None
+    action = (disposition or "").split(";")[-1].strip().lower()[:60] or None
     recipients = (
         (FailedRecipient(recipient, None, action, None, permanent=False),) if recipient else ()
     )
@@ -326,7 +329,8 @@ def _from_dsn(view: _View) -> Report | None:
         return None
     recipients = [r for r in (_dsn_recipient(g) for g in groups) if r is not None]
     kind = _dsn_kind(recipients) or _text_kind(view)
-    chosen = _relevant(recipients, kind)
+    chosen = list({r.address.lower(): r for r in reversed(_relevant(recipients, kind))}.values())
+    chosen.reverse()
     if not chosen and kind in ("failure", "delay"):
         chosen = _text_recipients(view, kind)
     return _report(kind, chosen, _original_ids(view), view)
@@ -341,10 +345,12 @@ def _recipient_groups(fields: Sequence[tuple[str, str]]) -> list[dict[str, str]]
     groups: list[dict[str, str]] = []
     current: dict[str, str] | None = None
     for name, value in fields:
-        if name in ("final-recipient", "original-recipient"):
-            if current is None or name in current or "action" in current or "status" in current:
-                current = {}
-                groups.append(current)
+        starts_group = current is None or name in current or "action" in current
+        if name in ("final-recipient", "original-recipient") and (
+            starts_group or "status" in (current or {})
+        ):
+            current = {}
+            groups.append(current)
         if current is not None:
             current.setdefault(name, value)
     return [g for g in groups if "final-recipient" in g or "original-recipient" in g]
@@ -399,6 +405,11 @@ def _relevant(recipients: Sequence[FailedRecipient], kind: ReportKind) -> list[F
 
 # Layer 2: Amazon SES notifications (JSON in the body) ----------------------------------------
 
+_SES_KINDS: Final[dict[str, ReportKind]] = {
+    "Bounce": "failure",
+    "Complaint": "feedback",
+    "Delivery": "success",
+}
 _SES_TYPE_RE: Final = re.compile(r'"notificationType"\s*:\s*"(Bounce|Complaint|Delivery)"')
 _SES_OBJECT_RE: Final = re.compile(r'\{[^{}]*"emailAddress"\s*:\s*"([^"]{1,300})"[^{}]*\}')
 _SES_DELIVERED_RE: Final = re.compile(r'"recipients"\s*:\s*\[([^\]]{0,5000})\]')
@@ -409,13 +420,12 @@ _SES_MSGID_RE: Final = re.compile(
 
 def _from_ses_json(view: _View) -> Report | None:
     """Amazon SES sends bounce, complaint and delivery events as JSON through SNS e-mail."""
-    text = view.all_text[:_MAX_TEXT]
+    # Through SNS the event is a JSON string inside a JSON envelope: unescape once.
+    text = view.all_text[:_MAX_TEXT].replace('\\"', '"')
     match = _SES_TYPE_RE.search(text)
     if match is None:
         return None
-    kind: ReportKind = {"Bounce": "failure", "Complaint": "feedback", "Delivery": "success"}[
-        match.group(1)
-    ]
+    kind = _SES_KINDS[match.group(1)]
     transient = '"bounceType":"Transient"' in text.replace(" ", "")
     recipients: list[FailedRecipient] = []
     for obj in _SES_OBJECT_RE.finditer(text):
@@ -523,8 +533,19 @@ _FINAL_BODY_RE: Final = re.compile(
     r"|will\s+not\s+be\s+(?:retried|delivered)|retry\s+time(?:out)?\s+exceeded",
     re.IGNORECASE,
 )
-# A list of failed recipients announced by a heading, or a "<address>: reason" line.
-_LAYOUT_RE: Final = re.compile(r"^[ \t]*<[^<>\s]+@[^<>\s]+>[ \t]*:", re.MULTILINE)
+# The fixed furniture of MTA notices: session transcripts, status codes, section banners.
+# Needed, besides a bounce subject, when the sender does not look like a daemon.
+_STRONG_BODY_RE: Final = re.compile(
+    r"^[ \t]*<[^<>\s]+@[^<>\s]+>[ \t]*:|^[ \t]*(?:<<<[ \t]*)?[45]\d\d[ -]\S"
+    r"|(?<![\d.])[45]\.\d{1,3}\.\d{1,3}(?![\d.])|transcript\s+of\s+session|rcpt\s+to\s*:"
+    r"|remote\s+host\s+said|smtp\s+error|qmail-send|mail\s+delivery\s+software"
+    r"|this\s+is\s+the\s+mail\s+system|did\s+not\s+reach\s+the\s+following"
+    r"|following\s+addresses\s+had|failed\s+recipients?|non-delivery\s+report"
+    r"|message\s+from\s+interscan|could\s+not\s+be\s+delivered\s+to\s*:"
+    r"|could\s+not\s+be\s+delivered\s+to\s+the\s+following|delivery\s+to\s+the\s+following"
+    r"\s+recipients?\s+failed|(?:original|returned)\s+(?:message|mail)\s+follows",
+    re.IGNORECASE | re.MULTILINE,
+)
 
 
 def _looks_like_bounce(view: _View) -> bool:
@@ -543,8 +564,9 @@ def _looks_like_bounce(view: _View) -> bool:
     if not (daemon or subject or view.noreply_sender):
         return False
     text = view.notification[:_MAX_TEXT]
-    body = bool(_BOUNCE_BODY_RE.search(text) or _LAYOUT_RE.search(text))
-    return body or (daemon and subject)
+    if _STRONG_BODY_RE.search(text):
+        return True
+    return daemon and (subject or bool(_BOUNCE_BODY_RE.search(text)))
 
 
 def _text_kind(view: _View) -> ReportKind:
@@ -721,7 +743,9 @@ def _angle_colon(text: str) -> list[tuple[str, str | None]]:
 def _after_heading(text: str, view: _View) -> list[tuple[str, str | None]]:
     """Addresses listed under headings, each list ending at the first blank line after it."""
     out: list[tuple[str, str | None]] = []
-    for heading in _HEADING_RE.finditer(text):
+    for count, heading in enumerate(_HEADING_RE.finditer(text)):
+        if count >= _MAX_HEADINGS:
+            break
         lines = text[heading.end() : heading.end() + 3000].split("\n")
         out.extend(_listed(lines, view))
     return out
@@ -896,7 +920,7 @@ def _status(value: str, classes: str = "245") -> str | None:
 
 
 def _clean_diagnostic(value: str) -> str | None:
-    text = " ".join(value.split())
+    text = " ".join(re.sub(r"[-=*_#~|]{3,}", " ", value).split())
     text = re.sub(r"^(?:smtp|x-[\w-]+|x-unix|x-postfix)\s*;\s*", "", text, flags=re.IGNORECASE)
     return text[:_MAX_REASON] or None
 
@@ -906,11 +930,24 @@ def _address_of(value: str | None) -> str:
     if not value:
         return ""
     text = value.split(";", 1)[1] if ";" in value else value
+    if "=?" in text:
+        text = _decode_words(text)
     match = _ADDR_RE.search(text)
     if match:
         return match.group(1)
     cleaned = text.strip().strip("<>\"' ")
     return cleaned if cleaned and " " not in cleaned and len(cleaned) < 300 else ""
+
+
+def _decode_words(text: str) -> str:
+    """RFC 2047 encoded words decoded (some MTAs encode a UTF-8 local part that way)."""
+    try:
+        return "".join(
+            part.decode(charset or "ascii", "replace") if isinstance(part, bytes) else part
+            for part, charset in email.header.decode_header(text)
+        )
+    except _DECODE_ERRORS:
+        return text
 
 
 def _fields(text: str) -> list[tuple[str, str]]:
@@ -1005,10 +1042,8 @@ def _header(msg: email.message.Message, name: str) -> str:
         return ""
     text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")[:_MAX_HEADER]
     if "=?" in text:
-        try:
+        with contextlib.suppress(*_DECODE_ERRORS):
             text = str(email.header.make_header(email.header.decode_header(text)))
-        except _DECODE_ERRORS:
-            pass
     return text
 
 
@@ -1083,11 +1118,8 @@ def _unfold(value: str) -> str:
 
 def _part_text(part: email.message.Message) -> str:
     """A leaf part's decoded text with newlines normalised; "" when it has none."""
-    try:
-        data = part.get_payload(decode=True)
-    except _DECODE_ERRORS:
-        return ""
-    if not isinstance(data, bytes):
+    data = _payload_bytes(part)
+    if data is None:
         return ""
     data = data[: _MAX_TEXT * 2]
     try:
@@ -1107,6 +1139,21 @@ def _part_text(part: email.message.Message) -> str:
 
 
 def _strip_html(text: str) -> str:
-    text = re.sub(r"(?is)<(?:script|style)\b.*?</(?:script|style)>", " ", text)
     text = re.sub(r"(?i)<br\s*/?>|</p>|</div>|</tr>|</li>", "\n", text)
     return html.unescape(re.sub(r"<[^>]{0,2000}>", "", text))
+
+
+def _payload_bytes(part: email.message.Message) -> bytes | None:
+    """A leaf part's decoded bytes. Quoted-printable with CR-only newlines (old Mac mail) is
+    decoded after normalising them: the stdlib decoder does not know "=" + CR as a soft break
+    and silently drops the rest of the line."""
+    try:
+        cte = str(part.get("content-transfer-encoding", "")).strip().lower()
+        raw = part.get_payload()
+        if cte == "quoted-printable" and isinstance(raw, str) and "\r" in raw:
+            text = raw.replace("\r\n", "\n").replace("\r", "\n")
+            return binascii.a2b_qp(text.encode("utf-8", "replace"))
+        data = part.get_payload(decode=True)
+    except (*_DECODE_ERRORS, binascii.Error):
+        return None
+    return data if isinstance(data, bytes) else None

@@ -18,7 +18,8 @@ def acknowledgement(
         return None
     references = (*inbound.references, inbound.message_id) if inbound.message_id else ()
     return OutboundDraft(
-        template=classification.template,
+        # A canned answer (the 1st level's standard reply) replaces the acknowledgement.
+        template=classification.answer or classification.template,
         language=inbound.language,
         to=inbound.sender,
         in_reply_to=inbound.message_id,

@@ -206,8 +206,9 @@ class Pipeline:
         queued = 0
         draft = respond.acknowledgement(inbound, classification, new_ticket=True)
         if draft is not None:
+            kind = "answer" if classification.answer else "acknowledgement"
             enqueue(session, ticket, draft, self._out, at=now, body=inbound.body_text,
-                    kind="acknowledgement")
+                    kind=kind)
             queued += 1
         log.info("ticket.created", ticket_id=ticket.id, ref=ticket.ref,
                  message_id=inbound.message_id, level=ticket.level, acknowledged=bool(queued))

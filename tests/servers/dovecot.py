@@ -522,6 +522,13 @@ class Dovecot:
         return [self.port] if self.tls_port is None else [self.port, self.tls_port]
 
     def _spawn(self) -> None:
+        # Leftovers of a previous master (it may have been killed holding them) would make
+        # the new one wait ~10 s for a stale dotlock on state/instances.
+        for stale in [
+            *(self.directory / "state").glob("*.lock"),
+            self.directory / "run/master.pid",
+        ]:
+            stale.unlink(missing_ok=True)
         with self._master_out_path.open("ab") as out:
             # The master stays in the foreground (-F) as our child, in its own process group;
             # its output goes to a file, never to the test runner's pipes.

@@ -1,0 +1,407 @@
+"""Ingestion benchmark: maild against a floor measured in the same run.
+
+    .venv/bin/python -m bench.ingest                      # N = 1,000 and 10,000 on SQLite
+    .venv/bin/python -m bench.ingest --n 1000 --db postgresql
+
+For each N, N messages of a realistic mix (bench/mailmix.py) are loaded into a fresh user on a
+private Dovecot (not timed). Then, each in a process of its own so that each has its own peak
+memory:
+
+* the floor, twice (the better run counts, with warm caches): a fresh imapclient connection
+  fetches every message with BODY.PEEK[] in batches of 200 UIDs and parses each with
+  mail-parser, nothing else;
+* maild: `maild.daemon.run_once` on a fresh database over the same mailbox, timed to (a) all
+  tickets committed with their acknowledgements queued and (b) every acknowledgement accepted
+  by the loopback aiosmtpd sink.
+
+Finally, latency: `maild.daemon.run_forever` (IMAP IDLE) runs on the database and mailbox of the
+largest N, K messages are appended one at a time, and each is timed from the APPEND returning
+to its acknowledgement arriving at the sink.
+
+Figures are printed, never asserted. Targets (the issue): maild/floor >= 0.5, and a median
+acknowledgement latency <= 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import pstats
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.mailmix import build_mix
+from tests.servers.dovecot import Dovecot, MailUser
+from tests.servers.postgres import PgDatabase
+from tests.servers.smtp import SmtpServer
+
+ROOT = Path(__file__).resolve().parent.parent
+RATIO_TARGET = 0.5
+LATENCY_TARGET_MS = 1000.0
+PHASE_TIMEOUT = 3600.0
+ACK_TIMEOUT = 30.0
+
+
+class BenchError(RuntimeError):
+    """A phase failed or maild did not do what the mix requires."""
+
+
+@dataclass
+class SizeResult:
+    n: int
+    mix: dict[str, int]
+    floor_runs: list[dict[str, Any]] = field(default_factory=list)
+    maild: dict[str, Any] = field(default_factory=dict)
+    load_before: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def floor(self) -> dict[str, Any]:
+        return min(self.floor_runs, key=lambda r: r["seconds"])
+
+    @property
+    def floor_rate(self) -> float:
+        return self.n / self.floor["seconds"]
+
+    @property
+    def ingest_rate(self) -> float:
+        return self.n / self.maild["ingest_seconds"]
+
+    @property
+    def delivered_rate(self) -> float:
+        return self.n / self.maild["total_seconds"]
+
+
+@dataclass
+class LatencyResult:
+    samples_ms: list[float]
+    on_n: int
+    peak_rss_kib: int = 0
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    @property
+    def p90(self) -> float:
+        return statistics.quantiles(self.samples_ms, n=10, method="inclusive")[8]
+
+
+def mib(kib: int) -> float:
+    return kib / 1024
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+class Runner:
+    """Runs phases as child processes and keeps their logs in the work directory."""
+
+    def __init__(self, workdir: Path, log_level: str) -> None:
+        self.workdir = workdir
+        self.log_level = log_level
+        self._count = 0
+
+    def _files(self, phase: str, spec: dict[str, Any]) -> tuple[Path, Path, Path]:
+        self._count += 1
+        stem = f"{self._count:02d}-{phase}"
+        spec_path = self.workdir / f"{stem}.spec.json"
+        result = self.workdir / f"{stem}.result.json"
+        log = self.workdir / f"{stem}.log"
+        spec_path.write_text(json.dumps({**spec, "result": str(result),
+                                         "log_level": self.log_level}), encoding="utf-8")
+        return spec_path, result, log
+
+    @staticmethod
+    def _command(phase: str, spec_path: Path) -> list[str]:
+        return [sys.executable, "-m", "bench.phases", phase, str(spec_path)]
+
+    def run(self, phase: str, spec: dict[str, Any]) -> dict[str, Any]:
+        spec_path, result, log = self._files(phase, spec)
+        with log.open("wb") as out:
+            code = subprocess.run(self._command(phase, spec_path), cwd=ROOT,
+                                  stdin=subprocess.DEVNULL, stdout=out,
+                                  stderr=subprocess.STDOUT, timeout=PHASE_TIMEOUT,
+                                  check=False).returncode
+        if code != 0 or not result.exists():
+            raise BenchError(f"phase {phase} failed (exit {code}); log {log}:\n{tail(log)}")
+        figures: dict[str, Any] = json.loads(result.read_text(encoding="utf-8"))
+        return figures
+
+    @contextlib.contextmanager
+    def background(self, phase: str, spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Run `phase` while the block runs; it is told to stop by closing its stdin."""
+        spec_path, result, log = self._files(phase, spec)
+        figures: dict[str, Any] = {}
+        with log.open("wb") as out:
+            process = subprocess.Popen(self._command(phase, spec_path), cwd=ROOT,
+                                       stdin=subprocess.PIPE, stdout=out,
+                                       stderr=subprocess.STDOUT)
+            try:
+                yield figures
+            finally:
+                assert process.stdin is not None
+                process.stdin.close()
+                try:
+                    code = process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    code = process.wait()
+        if code != 0 or not result.exists():
+            raise BenchError(f"phase {phase} failed (exit {code}); log {log}:\n{tail(log)}")
+        figures.update(json.loads(result.read_text(encoding="utf-8")))
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@contextlib.contextmanager
+def fresh_database(kind: str, folder: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'maild.db'}"
+        return
+    database = PgDatabase.create()
+    try:
+        yield database.url
+    finally:
+        database.drop()
+
+
+def smtp_config(sink: SmtpServer) -> dict[str, Any]:
+    return {"host": sink.host, "port": sink.port, "security": "none"}
+
+
+def measure_size(
+    n: int, args: argparse.Namespace, dovecot: Dovecot, sink: SmtpServer, runner: Runner,
+    db_url: str,
+) -> tuple[SizeResult, MailUser]:
+    print(f"\n[N={n:,}] building the mix ...", flush=True)
+    mix = build_mix(n, seed=args.seed)
+    result = SizeResult(n=n, mix={"new": mix.new, "replies": mix.replies,
+                                  "duplicates": mix.duplicates, "bytes": mix.total_bytes})
+    user = dovecot.new_user("bench")
+    started = time.perf_counter()
+    user.append_many(mix.messages)
+    if user.count("INBOX") != n:
+        raise BenchError(f"Dovecot holds {user.count('INBOX')} messages, not {n}")
+    print(f"[N={n:,}] loaded {n:,} messages ({mix.total_bytes / 2**20:.1f} MiB: "
+          f"{mix.new:,} new, {mix.replies:,} replies, {mix.duplicates:,} duplicates) in "
+          f"{time.perf_counter() - started:.1f} s", flush=True)
+    imap = user.imap_config()
+    for attempt in (1, 2):
+        result.load_before[f"floor{attempt}"] = load_average()
+        figures = runner.run("floor", {"imap": imap})
+        if figures["messages"] != n or figures["parsed"] != n:
+            raise BenchError(f"the floor saw {figures['messages']} messages, parsed "
+                             f"{figures['parsed']}, of {n}")
+        result.floor_runs.append(figures)
+        print(f"[N={n:,}] floor run {attempt}: {figures['seconds']:.2f} s, "
+              f"{n / figures['seconds']:,.0f} msgs/s", flush=True)
+    sink.clear()
+    workdir = runner.workdir / f"maild-{n}"
+    workdir.mkdir()
+    result.load_before["maild"] = load_average()
+    spec: dict[str, Any] = {"imap": imap, "smtp": smtp_config(sink), "db_url": db_url,
+                            "workdir": str(workdir)}
+    if args.profile:
+        spec["profile"] = str(Path(args.profile).resolve() / f"maild-{n}-{args.db}.pstats")
+    figures = runner.run("maild", spec)
+    result.maild = figures
+    check_maild(result, user, sink)
+    print(f"[N={n:,}] maild: committed+queued {figures['ingest_seconds']:.2f} s, "
+          f"delivered {figures['total_seconds']:.2f} s", flush=True)
+    if args.profile:
+        print_profile(spec["profile"])
+    return result, user
+
+
+def check_maild(result: SizeResult, user: MailUser, sink: SmtpServer) -> None:
+    """Did maild do the whole job? (Counts, not timings.)"""
+    m, mix = result.maild, result.mix
+    delivered = len(sink.messages)
+    problems = []
+    if m["fetched"] != result.n or m["done"] != result.n:
+        problems.append(f"fetched {m['fetched']}, done {m['done']} of {result.n}")
+    if m["held"]:
+        problems.append(f"{m['held']} quarantined")
+    if m["tickets_created"] != mix["new"]:
+        problems.append(f"{m['tickets_created']} tickets for {mix['new']} new mails")
+    if not m["queued"] == m["sent"] == delivered:
+        problems.append(f"{m['queued']} queued, {m['sent']} sent, {delivered} at the sink")
+    if user.count("INBOX") != 0:
+        problems.append(f"{user.count('INBOX')} messages left in INBOX")
+    if problems:
+        raise BenchError("maild did not finish the job: " + "; ".join(problems))
+    result.maild["delivered_at_sink"] = delivered
+
+
+def print_profile(path: str) -> None:
+    print(f"\nprofile of run_once (timings under cProfile are inflated): {path}")
+    stats = pstats.Stats(path, stream=sys.stdout)
+    stats.sort_stats("tottime").print_stats(25)
+
+
+def measure_latency(
+    k: int, n: int, args: argparse.Namespace, user: MailUser, sink: SmtpServer, runner: Runner,
+    db_url: str,
+) -> LatencyResult:
+    """run_forever with IDLE; K appends one at a time, each timed to its ack at the sink."""
+    mix = build_mix(k + 2, seed=args.seed + 1, reply_share=0.0, duplicate_share=0.0)
+    workdir = runner.workdir / "daemon"
+    workdir.mkdir()
+    spec = {"imap": user.imap_config(), "smtp": smtp_config(sink), "db_url": db_url,
+            "workdir": str(workdir)}
+    sink.clear()
+    samples: list[float] = []
+    print(f"\n[latency] run_forever (IDLE) on the database of N={n:,}; {k} appends ...",
+          flush=True)
+    with runner.background("daemon", spec) as figures, user.connect() as client:
+        for i, raw in enumerate(mix.messages):
+            before = len(sink.messages)
+            client.append("INBOX", raw)
+            appended = time.perf_counter()
+            sink.wait_for(before + 1, timeout=ACK_TIMEOUT if i else 120.0)
+            arrived = time.perf_counter()
+            if i >= 2:  # the first two only prove that the daemon is up and IDLE-ing
+                samples.append((arrived - appended) * 1000)
+    return LatencyResult(samples_ms=samples, on_n=n, peak_rss_kib=figures["peak_rss_kib"])
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def report(args: argparse.Namespace, sizes: list[SizeResult],
+           latency: LatencyResult | None) -> None:
+    print("\n" + "=" * 96)
+    print(f"maild ingestion benchmark — db={args.db}, log level {args.log_level}, "
+          f"{os.cpu_count()} CPUs, batch 200, mix seed {args.seed}")
+    print("=" * 96)
+    head = (f"{'N':>7}  {'phase':<34}{'seconds':>9}{'msgs/s':>9}{'maild/floor':>13}"
+            f"{'peak RSS':>10}{'(start)':>9}{'load':>6}")
+    print(head)
+    print("-" * len(head))
+    for s in sizes:
+        f, m = s.floor, s.maild
+        print(f"{s.n:>7,}  {'floor: fetch + mail-parser (best/2)':<34}{f['seconds']:>9.2f}"
+              f"{s.floor_rate:>9,.0f}{'1.00':>13}{mib(f['peak_rss_kib']):>7.0f} MiB"
+              f"{mib(f['rss_before_kib']):>6.0f} M"
+              f"{s.load_before['floor' + str(s.floor_runs.index(f) + 1)]:>6.1f}")
+        print(f"{'':>7}  {'maild: committed, acks queued':<34}{m['ingest_seconds']:>9.2f}"
+              f"{s.ingest_rate:>9,.0f}{s.ingest_rate / s.floor_rate:>13.2f}"
+              f"{mib(m['peak_rss_kib']):>7.0f} MiB{mib(m['rss_before_kib']):>6.0f} M"
+              f"{s.load_before['maild']:>6.1f}")
+        print(f"{'':>7}  {'maild: + acks delivered to sink':<34}{m['total_seconds']:>9.2f}"
+              f"{s.delivered_rate:>9,.0f}{s.delivered_rate / s.floor_rate:>13.2f}")
+        other = s.floor_runs[1 - s.floor_runs.index(f)]
+        print(f"{'':>7}  tickets {m['tickets_created']:,} (new mails {s.mix['new']:,}), "
+              f"replies {s.mix['replies']:,}, duplicates {s.mix['duplicates']:,}, "
+              f"acks at sink {m['delivered_at_sink']:,}; other floor run "
+              f"{s.n / other['seconds']:,.0f} msgs/s; CPU s floor {f['cpu_seconds']:.1f}, "
+              f"maild {m['cpu_seconds']:.1f}")
+    if latency is not None:
+        ms = sorted(latency.samples_ms)
+        print(f"\nacknowledgement latency, APPEND returned -> ack at the sink, run_forever "
+              f"with IDLE, {len(ms)} messages one at a time (database of N={latency.on_n:,}):")
+        print(f"  median {latency.median:.0f} ms   p90 {latency.p90:.0f} ms   "
+              f"min {ms[0]:.0f} ms   max {ms[-1]:.0f} ms   "
+              f"daemon peak RSS {mib(latency.peak_rss_kib):.0f} MiB")
+    parent = mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    print(f"\n(peak RSS of this process, which holds the mix and the SMTP sink: {parent:.0f} MiB;"
+          " 'start' = RSS after imports and set-up, before the timed work)")
+    print("\nverdict against the targets:")
+    for s in sizes:
+        ingest, delivered = s.ingest_rate / s.floor_rate, s.delivered_rate / s.floor_rate
+        print(f"  N={s.n:>6,}: maild/floor committed {ingest:.2f} "
+              f"{verdict(ingest >= RATIO_TARGET)}  |  incl. delivery {delivered:.2f} "
+              f"{verdict(delivered >= RATIO_TARGET)}   (target >= {RATIO_TARGET})")
+    if latency is not None:
+        print(f"  median acknowledgement latency {latency.median:.0f} ms "
+              f"{verdict(latency.median <= LATENCY_TARGET_MS)}   "
+              f"(target <= {LATENCY_TARGET_MS:.0f} ms)")
+    if args.json:
+        print("\n" + json.dumps({
+            "db": args.db, "sizes": [{**asdict(s), "floor_rate": s.floor_rate,
+                                      "ingest_rate": s.ingest_rate,
+                                      "delivered_rate": s.delivered_rate} for s in sizes],
+            "latency_ms": None if latency is None else {
+                "median": latency.median, "p90": latency.p90, "samples": latency.samples_ms},
+        }))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, nargs="+", default=[1000, 10000],
+                   help="mailbox sizes (default: 1000 10000)")
+    p.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite",
+                   help="sqlite: a file in a temporary directory; postgresql: a fresh database "
+                        "through $MAILD_TEST_PG_DSN (default postgres@127.0.0.1:5432)")
+    p.add_argument("--latency", type=int, default=30, metavar="K",
+                   help="messages for the IDLE latency measurement; 0 skips it (default 30)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                   help="maild's log level; its JSON log lines go to a file (default info, "
+                        "as a deployment would run)")
+    p.add_argument("--seed", type=int, default=20261120, help="seed of the message mix")
+    p.add_argument("--profile", metavar="DIR",
+                   help="run maild's run_once under cProfile, write DIR/maild-N-DB.pstats and "
+                        "print the top functions (inflates maild's timings)")
+    p.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the work directory (specs, results, maild's logs)")
+    args = p.parse_args(argv)
+    if args.latency == 1:
+        p.error("--latency needs at least 2 messages (or 0)")
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="maild-bench-"))
+    runner = Runner(workdir, args.log_level)
+    sizes: list[SizeResult] = []
+    latency: LatencyResult | None = None
+    try:
+        with Dovecot() as dovecot, SmtpServer() as sink, contextlib.ExitStack() as stack:
+            last: tuple[int, MailUser, str] | None = None
+            for n in args.n:
+                folder = workdir / f"db-{n}"
+                folder.mkdir()
+                db_url = stack.enter_context(fresh_database(args.db, folder))
+                result, user = measure_size(n, args, dovecot, sink, runner, db_url)
+                sizes.append(result)
+                last = (n, user, db_url)
+            if args.latency and last is not None:
+                latency = measure_latency(args.latency, last[0], args, last[1], sink, runner,
+                                          last[2])
+    except BenchError as exc:
+        print(f"\nbench: {exc}", file=sys.stderr)
+        print(f"(work directory kept: {workdir})", file=sys.stderr)
+        return 1
+    report(args, sizes, latency)
+    if args.keep:
+        print(f"\nwork directory: {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""The measured phases, each run in a process of its own so that peak memory is its own.
+
+    python -m bench.phases floor   SPEC.json   # imapclient fetch + mail-parser, nothing else
+    python -m bench.phases maild   SPEC.json   # maild.daemon.run_once on a fresh database
+    python -m bench.phases daemon  SPEC.json   # maild.daemon.run_forever until stdin closes
+
+SPEC.json is written by bench.ingest; each phase writes its figures as JSON to
+``spec["result"]``. Standard output and standard error are left to the caller (maild's log
+lines go to standard error, as under systemd).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import json
+import logging
+import resource
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import mailparser
+from imapclient import IMAPClient
+
+BATCH = 200  # maild's default mailboxes[].batch_size
+
+
+def _peak_rss_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _write(spec: dict[str, Any], figures: dict[str, Any]) -> None:
+    Path(spec["result"]).write_text(json.dumps(figures), encoding="utf-8")
+
+
+def floor(spec: dict[str, Any]) -> None:
+    """A fresh connection fetches every message (BODY.PEEK[], 200 UIDs a command) and
+    parses each with mail-parser; nothing is kept."""
+    imap = spec["imap"]
+    logging.getLogger("mailparser").setLevel(logging.ERROR)  # as maild does
+    rss_before = _peak_rss_kib()
+    cpu0 = _cpu_seconds()
+    t0 = time.perf_counter()
+    client = IMAPClient(imap["host"], port=imap["port"], ssl=False, timeout=60)
+    client.login(imap["username"], imap["password"])
+    client.select_folder(spec.get("folder", "INBOX"), readonly=True)
+    uids = sorted(client.search(["ALL"]))
+    parsed = 0
+    size = 0
+    for i in range(0, len(uids), BATCH):
+        chunk = uids[i:i + BATCH]
+        data = client.fetch(chunk, ["BODY.PEEK[]"])
+        for uid in chunk:
+            raw = bytes(data[uid][b"BODY[]"])
+            size += len(raw)
+            message = mailparser.parse_from_bytes(raw)
+            parsed += bool(message.message.keys())
+    client.logout()
+    elapsed = time.perf_counter() - t0
+    _write(spec, {
+        "messages": len(uids), "parsed": parsed, "bytes": size, "seconds": elapsed,
+        "cpu_seconds": _cpu_seconds() - cpu0,
+        "rss_before_kib": rss_before, "peak_rss_kib": _peak_rss_kib(),
+    })
+
+
+def _settings(spec: dict[str, Any]) -> Any:
+    from maild.settings import load_settings
+    from tests.kit import write_config
+
+    folder = Path(spec["workdir"])
+    path = write_config(folder, db_url=spec["db_url"], imap=spec["imap"], smtp=spec["smtp"],
+                        mailbox=spec.get("mailbox") or {}, log_level=spec["log_level"])
+    return load_settings(path)
+
+
+def _configure_logs(level: str) -> None:
+    from maild import logs
+
+    logs.configure(level, json=True)  # as `maild run` under systemd: JSON lines on stderr
+
+
+def maild_once(spec: dict[str, Any]) -> None:
+    """`maild.daemon.run_once` on the spec's mailbox and (fresh) database.
+
+    `run_once` processes the whole mailbox (batches of 200, one transaction each, UID MOVE
+    after commit) and then drains the outbox once. The moment ingestion is complete is taken
+    when the drain starts, by timing the sender's `drain_once`; the drain returns once the
+    SMTP sink has answered 250 to every acknowledgement.
+    """
+    from maild import daemon
+    from maild.app import build
+
+    _configure_logs(spec["log_level"])
+    settings = _settings(spec)
+    app = build(settings)  # migrates the fresh database: not timed
+    marks: dict[str, float] = {}
+    drain = app.sender.drain_once
+
+    async def timed_drain() -> Any:
+        marks["drain_start"] = time.perf_counter()
+        return await drain()
+
+    app.sender.drain_once = timed_drain  # type: ignore[method-assign]
+    rss_before = _peak_rss_kib()
+    profile = cProfile.Profile() if spec.get("profile") else None
+    cpu0 = _cpu_seconds()
+    t0 = time.perf_counter()
+    run = daemon.run_once if profile is None else lambda a: profile.runcall(daemon.run_once, a)
+    summary = run(app)
+    t_end = time.perf_counter()
+    cpu = _cpu_seconds() - cpu0
+    if profile is not None:
+        profile.dump_stats(spec["profile"])
+    app.dispose()
+    counters = summary.mailboxes["support"]
+    _write(spec, {
+        "ingest_seconds": marks["drain_start"] - t0,
+        "total_seconds": t_end - t0,
+        "cpu_seconds": cpu,
+        "fetched": counters.fetched, "done": counters.done, "held": counters.held,
+        "tickets_created": counters.tickets_created, "queued": counters.queued,
+        "sent": summary.outbox.sent, "retried": summary.outbox.retried,
+        "failed": summary.outbox.failed, "unreachable": summary.outbox.unreachable,
+        "rss_before_kib": rss_before, "peak_rss_kib": _peak_rss_kib(),
+    })
+
+
+def maild_daemon(spec: dict[str, Any]) -> None:
+    """`maild.daemon.run_forever` (IMAP IDLE + outbox sender) until standard input closes."""
+    from maild import daemon
+    from maild.app import build
+
+    _configure_logs(spec["log_level"])
+    app = build(_settings(spec))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def wait_for_eof() -> None:
+            sys.stdin.read()
+            loop.call_soon_threadsafe(stop.set)
+
+        threading.Thread(target=wait_for_eof, daemon=True).start()
+        await daemon.run_forever(app, stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        app.dispose()
+    _write(spec, {"peak_rss_kib": _peak_rss_kib()})
+
+
+PHASES = {"floor": floor, "maild": maild_once, "daemon": maild_daemon}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] not in PHASES:
+        print(f"usage: python -m bench.phases {{{'|'.join(PHASES)}}} SPEC.json",
+              file=sys.stderr)
+        return 2
+    spec = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
+    PHASES[argv[0]](spec)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

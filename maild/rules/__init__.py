@@ -1,0 +1,1 @@
+"""Routing rules and the support organisation, from YAML: schema, loader, engine."""

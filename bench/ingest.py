@@ -47,6 +47,7 @@ from tests.servers.postgres import PgDatabase
 from tests.servers.smtp import SmtpServer
 
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_RULES = ROOT / "config" / "rules.yaml"
 RATIO_TARGET = 0.5
 LATENCY_TARGET_MS = 1000.0
 PHASE_TIMEOUT = 3600.0
@@ -108,9 +109,10 @@ def load_average() -> float:
 class Runner:
     """Runs phases as child processes and keeps their logs in the work directory."""
 
-    def __init__(self, workdir: Path, log_level: str) -> None:
+    def __init__(self, workdir: Path, log_level: str, rules: str | None) -> None:
         self.workdir = workdir
         self.log_level = log_level
+        self.rules = rules
         self._count = 0
 
     def _files(self, phase: str, spec: dict[str, Any]) -> tuple[Path, Path, Path]:
@@ -120,7 +122,8 @@ class Runner:
         result = self.workdir / f"{stem}.result.json"
         log = self.workdir / f"{stem}.log"
         spec_path.write_text(json.dumps({**spec, "result": str(result),
-                                         "log_level": self.log_level}), encoding="utf-8")
+                                         "log_level": self.log_level, "rules": self.rules}),
+                             encoding="utf-8")
         return spec_path, result, log
 
     @staticmethod
@@ -289,8 +292,9 @@ def verdict(ok: bool) -> str:
 def report(args: argparse.Namespace, sizes: list[SizeResult],
            latency: LatencyResult | None) -> None:
     print("\n" + "=" * 96)
-    print(f"maild ingestion benchmark — db={args.db}, log level {args.log_level}, "
-          f"{os.cpu_count()} CPUs, batch 200, mix seed {args.seed}")
+    rules = "none" if args.rules is None else os.path.relpath(args.rules, ROOT)
+    print(f"maild ingestion benchmark — db={args.db}, rules {rules}, log level "
+          f"{args.log_level}, {os.cpu_count()} CPUs, batch 200, mix seed {args.seed}")
     print("=" * 96)
     head = (f"{'N':>7}  {'phase':<34}{'seconds':>9}{'msgs/s':>9}{'maild/floor':>13}"
             f"{'peak RSS':>10}{'(start)':>9}{'load':>6}")
@@ -357,6 +361,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="maild's log level; its JSON log lines go to a file (default info, "
                         "as a deployment would run)")
+    p.add_argument("--rules", default=str(DEFAULT_RULES), metavar="PATH",
+                   help="maild's rules file, 'none' for none (default: the example "
+                        "config/rules.yaml, as a deployment would have rules)")
     p.add_argument("--seed", type=int, default=20261120, help="seed of the message mix")
     p.add_argument("--profile", metavar="DIR",
                    help="run maild's run_once under cProfile, write DIR/maild-N-DB.pstats and "
@@ -367,6 +374,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.latency == 1:
         p.error("--latency needs at least 2 messages (or 0)")
+    args.rules = None if args.rules == "none" else str(Path(args.rules).resolve())
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
     return args
@@ -375,7 +383,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="maild-bench-"))
-    runner = Runner(workdir, args.log_level)
+    runner = Runner(workdir, args.log_level, args.rules)
     sizes: list[SizeResult] = []
     latency: LatencyResult | None = None
     try:

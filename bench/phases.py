@@ -77,8 +77,10 @@ def _settings(spec: dict[str, Any]) -> Any:
     from tests.kit import write_config
 
     folder = Path(spec["workdir"])
+    extra = {"rules": spec["rules"]} if spec.get("rules") else {}
     path = write_config(folder, db_url=spec["db_url"], imap=spec["imap"], smtp=spec["smtp"],
-                        mailbox=spec.get("mailbox") or {}, log_level=spec["log_level"])
+                        mailbox=spec.get("mailbox") or {}, log_level=spec["log_level"],
+                        **extra)
     return load_settings(path)
 
 

@@ -6,6 +6,7 @@ Everything is built once and passed down explicitly; nothing reads settings at c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,7 +20,7 @@ from maild.outbound.sender import OutboxSender
 from maild.pipeline.classify import Classifier
 from maild.pipeline.guard import Guard
 from maild.pipeline.runner import Pipeline
-from maild.rules.engine import RuleEngine, RuleSet
+from maild.rules.engine import RuleSet
 from maild.rules.loader import check_templates, load_rules
 from maild.settings import Settings
 from maild.store import db, repo
@@ -38,6 +39,19 @@ class App:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    def reload(self) -> None:
+        """Reload rules and templates from their files; on any error keep the old ones.
+
+        Raises ConfigError (with file, key and line) when the new set is refused.
+        """
+        templates = Templates(self.settings.templates)
+        rules = load_rules(self.settings.rules)
+        check_templates(rules, templates.names())
+        old = self.pipeline.outgoing
+        self.pipeline.reload(rules, Outgoing(templates=templates, ids=old.ids,
+                                             support=old.support))
+        self.templates, self.rules = templates, rules
 
 
 def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = True,
@@ -61,7 +75,8 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
                      *(m.imap.username or "" for m in settings.mailboxes)} - {""})
     pipeline = Pipeline(
         session_factory=sessions,
-        classifier=classifier or RuleEngine(rules, clock),
+        rules=rules,
+        classifier=classifier,
         guard=Guard(own),
         outgoing=Outgoing(templates=templates,
                           ids=MessageIdFactory(secret.encode(), settings.support.domain),
@@ -69,6 +84,7 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
         clock=clock,
         ref_prefix=settings.support.ref_prefix,
         default_language=settings.default_language,
+        reopen_window=timedelta(days=settings.tickets.reopen_days),
     )
     sender = OutboxSender(sessions=sessions, smtp=settings.smtp, policy=settings.outbox,
                           clock=clock)

@@ -52,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     tshow.add_argument("ref", help="the ticket number or reference")
     tshow.add_argument("--json", action="store_true")
 
+    topen = tsub.add_parser("open", help="intake: open a ticket on a caller's behalf")
+    topen.add_argument("--customer", required=True, help="the caller's email address")
+    topen.add_argument("--subject", required=True)
+    topen.add_argument("--level", type=int, choices=[1, 2, 3, 4])
+    topen.add_argument("--department")
+    topen.add_argument("--body-file", type=Path, help="the call notes (default: none)")
+    topen.add_argument("--json", action="store_true")
+
     dbp = sub.add_parser("db", help="database maintenance")
     dsub = dbp.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
     dsub.add_parser("upgrade", help="apply database migrations")
@@ -124,6 +132,21 @@ def cmd_tickets(args: argparse.Namespace) -> int:
     from maild.commands import ticket_detail, ticket_list
 
     settings = _settings(args)
+    if args.tickets_command == "open":
+        from maild.commands import open_ticket
+
+        try:
+            body = args.body_file.read_text(encoding="utf-8") if args.body_file else ""
+        except OSError as exc:
+            raise ConfigError(f"--body-file: {exc}") from None
+        opened = open_ticket(settings, customer=args.customer, subject=args.subject,
+                             level=args.level, department=args.department, body=body)
+        if args.json:
+            _emit(opened)
+        else:
+            print(f"opened {opened['ref']} (#{opened['id']}); acknowledgement "
+                  + ("sent" if opened["acknowledgement_sent"] else "queued"))
+        return 0
     if args.tickets_command == "list":
         rows = ticket_list(settings, args.status)
         if args.json:
@@ -176,6 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Usage as exc:
         print(f"maild: error: {exc}", file=sys.stderr)
         return 2
+    from maild import logs
+
+    logs.configure("warning")  # stdout stays for --json output; `run` sets its own level
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:

@@ -25,6 +25,8 @@ from maild.settings import Settings
 from maild.store import db, repo
 from maild.store.models import Ticket
 
+MESSAGE_DIRECTIONS = ("inbound", "outbound", "note")
+
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
@@ -107,6 +109,7 @@ def ticket_summary(ticket: Ticket, message_count: int) -> dict[str, Any]:
         "department": ticket.department,
         "priority": ticket.priority,
         "language": ticket.language,
+        "assignee": ticket.assignee,
         "created_at": _iso(ticket.created_at),
         "updated_at": _iso(ticket.updated_at),
         "message_count": message_count,
@@ -131,12 +134,14 @@ def ticket_detail(settings: Settings, ref: str) -> dict[str, Any] | None:
             ticket = repo.find_ticket(session, ref)
             if ticket is None:
                 return None
-            out = ticket_summary(ticket, len(ticket.messages))
+            # Staff notifications are not part of the conversation: the events list them.
+            messages = [m for m in ticket.messages if m.direction in MESSAGE_DIRECTIONS]
+            out = ticket_summary(ticket, len(messages))
             out["messages"] = [
                 {"direction": m.direction, "message_id": m.message_id,
                  "from": m.from_addr, "to": m.to_addrs, "subject": m.subject,
                  "date": _iso(m.date or m.created_at)}
-                for m in ticket.messages
+                for m in messages
             ]
             out["events"] = [{"at": _iso(e.at), "kind": e.kind, "data": e.data}
                              for e in ticket.events]
@@ -161,3 +166,45 @@ def format_ticket(t: dict[str, Any]) -> str:
     lines.append("  events:")
     lines += [f"    {e['at']}  {e['kind']}  {e['data']}" for e in t["events"]]
     return "\n".join(lines)
+
+
+def open_ticket(settings: Settings, *, customer: str, subject: str, level: int | None,
+                department: str | None, body: str) -> dict[str, Any]:
+    """Intake from the command line: a ticket on a caller's behalf, acknowledged by email.
+
+    The acknowledgement is queued with the ticket and sent right away when the SMTP server
+    answers; otherwise the daemon sends it.
+    """
+    import asyncio
+    from email.message import EmailMessage
+
+    from maild.agents.handle import intake_classification
+    from maild.app import build
+
+    if "@" not in customer:
+        raise ConfigError(f"--customer: '{customer}' is not an email address")
+    app = build(settings)
+    try:
+        fields = {k: str(v) for k, v in (("level", level), ("department", department))
+                  if v is not None}
+        draft = EmailMessage()
+        draft["From"] = customer
+        draft["Subject"] = subject
+        draft.set_content(body or subject)
+        inbound = parse(draft.as_bytes(), None, default_language=settings.default_language)
+        classification = app.pipeline.classify(inbound)
+        try:
+            classification = intake_classification(classification, fields,
+                                                   app.rules.organisation)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        with app.sessions() as session, session.begin():
+            ticket = app.pipeline.desk.open_on_behalf(
+                session, customer=Address("", customer.lower()), subject=subject,
+                text=body, classification=classification, language=inbound.language,
+                opened_by="intake (command line)")
+            ref, number = ticket.ref, ticket.id
+        stats = asyncio.run(app.sender.drain_once())
+        return {"id": number, "ref": ref, "acknowledgement_sent": stats.sent > 0}
+    finally:
+        app.dispose()

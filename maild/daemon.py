@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from maild.app import App
+from maild.errors import ConfigError
 from maild.fetch.worker import Counters, MailboxWorker
 from maild.outbound.sender import DrainStats
 
@@ -49,6 +50,20 @@ def workers_for(app: App, on_queued: Callable[[], None] = lambda: None) -> list[
     ]
 
 
+def reload(app: App) -> bool:
+    """SIGHUP: new rules and templates, or the old ones kept and the error logged."""
+    sd_notify("RELOADING=1")
+    try:
+        app.reload()
+    except ConfigError as exc:
+        log.error("config.reload_failed", error=str(exc))
+        return False
+    finally:
+        sd_notify("READY=1")
+    log.info("config.reloaded", rules=len(app.rules.rules), source=app.rules.source)
+    return True
+
+
 def run_once(app: App) -> OnceSummary:
     """Every message present now, every due outbox message once; then return."""
     summary = OnceSummary()
@@ -67,6 +82,7 @@ async def run_forever(app: App, stop: asyncio.Event | None = None) -> None:
     if signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, reload, app)
 
     def on_queued() -> None:
         loop.call_soon_threadsafe(wake.set)
@@ -98,6 +114,6 @@ async def run_forever(app: App, stop: asyncio.Event | None = None) -> None:
         await asyncio.gather(*tasks, sender, return_exceptions=True)
         stopping.cancel()
         if signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
         log.info("daemon.stopped")

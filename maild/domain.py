@@ -151,3 +151,9 @@ class OutboundDraft:
     references: tuple[str, ...]
     automatic: bool = True
     extra: dict[str, str] = field(default_factory=dict)
+    direction: str = "outbound"  # or "notification": staff mail, not part of the thread
+    sender_name: str | None = None  # e.g. the agent's name; the address stays ours
+    reply_to: str | None = None
+    headline: str = ""  # what a notification is about
+    text: str = ""  # an agent's reply, a note, or the customer's message
+    author: str = ""

@@ -178,6 +178,12 @@ class OutboxSettings(_Model):
     batch_size: int = Field(default=100, ge=1)
 
 
+class TicketSettings(_Model):
+    # A reply to a ticket closed longer ago than this opens a new ticket linked to it;
+    # to a resolved ticket, or one closed more recently, it reopens the ticket.
+    reopen_days: float = Field(default=14.0, ge=0)
+
+
 class Settings(_Model):
     """Everything maild needs to know, validated."""
 
@@ -190,6 +196,7 @@ class Settings(_Model):
     sla: Path | None = None
     templates: Path | None = None
     outbox: OutboxSettings = OutboxSettings()
+    tickets: TicketSettings = TicketSettings()
     default_language: Annotated[str, Field(pattern=r"^(en|de)$")] = "en"
     log_level: Annotated[str, Field(pattern=r"^(debug|info|warning|error)$")] = "info"
 

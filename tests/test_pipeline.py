@@ -83,7 +83,7 @@ def test_new_message_opens_ticket_and_queues_one_acknowledgement(app: App) -> No
     assert ack["Auto-Submitted"] == "auto-replied"
     mid = ack["Message-ID"].strip("<>")
     assert mid.endswith("@example.test")
-    assert app.pipeline._out.ids.verify(mid)
+    assert app.pipeline.outgoing.ids.verify(mid)
     with app.sessions() as s:
         stored = s.scalar(select(Message).where(Message.direction == "inbound"))
         assert stored is not None and stored.raw == raw  # byte for byte

@@ -23,6 +23,7 @@ fields). Every header access goes through `_header_values`, which never raises.
 from __future__ import annotations
 
 import binascii
+import contextlib
 import email.errors
 import email.header
 import email.message
@@ -124,6 +125,7 @@ _SUFFIX_RE: Final = re.compile(
     r"|abwesend|on\s+vacation|on\s+leave|absente?|en\s+vacances|im\s+urlaub)\b[^:]{0,40}$",
     re.IGNORECASE,
 )
+_LOTUS_AUTO_RE: Final = re.compile(r"^auto\s*:\s*", re.IGNORECASE)
 _TAG_RE: Final = re.compile(r"^\s*\[([^\[\]]{0,80})\]\s*")
 _REPLY_RE: Final = re.compile(
     r"^(?:re|aw|antw|antwort|wg|fw|fwd|tr|sv|vs|odp|rif|r|res|enc|rv|ref)"
@@ -201,19 +203,38 @@ def _header_values(msg: email.message.Message, name: str) -> tuple[str, ...]:
 
 
 def _to_text(value: object) -> str:
-    """Header value as str: encoded words decoded, 8-bit garbage made harmless."""
-    try:
-        text = str(value)
-    except _DECODE_ERRORS:
-        return ""
-    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")[:_MAX_HEADER_CHARS]
-    if "=?" not in text:
-        return text
-    try:
-        decoded = str(email.header.make_header(email.header.decode_header(text)))
-    except _DECODE_ERRORS:
-        return text
-    return decoded.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    """Header value as str: encoded words decoded, 8-bit garbage made harmless.
+
+    compat32 wraps raw 8-bit header bytes (RFC 6532 UTF-8, or legacy Latin-1) in a Header
+    with the "unknown-8bit" charset; those bytes are read as UTF-8, else as Windows-1252.
+    """
+    if isinstance(value, email.header.Header):
+        try:
+            text = "".join(_chunk_text(d, c) for d, c in email.header.decode_header(value))
+        except _DECODE_ERRORS:
+            text = ""
+    else:
+        try:
+            text = str(value)
+        except _DECODE_ERRORS:
+            return ""
+    text = text[:_MAX_HEADER_CHARS]
+    if "=?" in text:
+        with contextlib.suppress(*_DECODE_ERRORS):
+            text = str(email.header.make_header(email.header.decode_header(text)))
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _chunk_text(data: bytes | str, charset: str | None) -> str:
+    if isinstance(data, str):
+        return data
+    declared = charset if charset and charset != "unknown-8bit" else "utf-8"
+    for candidate in (declared, "utf-8", "cp1252"):
+        try:
+            return data.decode(candidate)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return data.decode("latin-1")
 
 
 def _first_token(value: str) -> str:
@@ -291,10 +312,10 @@ def _senders(msg: email.message.Message, own: frozenset[str]) -> Iterator[str]:
     if any(re.fullmatch(r"\s*<\s*>\s*", v) for v in _header_values(msg, "return-path")):
         yield "return-path:null"
     for value in _header_values(msg, "x-loop"):
-        lowered = value.lower()
-        if any(address in lowered for address in own):
+        tokens = {t.strip(".") for t in re.findall(r"[^\s<>,;\"'()]+@[^\s<>,;\"'()]+", value)}
+        if {t.lower() for t in tokens} & own:
             yield "own-address"
-        elif lowered.strip():
+        elif value.strip():
             yield "x-loop"
 
 
@@ -318,8 +339,10 @@ def subject_verdict(subject: str) -> str | None:
     List tags ("[ILUG]", "[rt.example #33575]") are skipped, unless the tag itself is the
     auto-reply marker ("[Automatyczna odpowiedź] test"). A subject that starts with a reply
     or forward prefix is a person talking about an auto-reply, not the auto-reply itself.
+    The "<name> is out of the office" form must be the whole subject (after Lotus Notes'
+    own "AUTO:" marker): no question, no "Topic: ..." in front of it.
     """
-    text = " ".join(subject.split())[:_MAX_HEADER_CHARS]
+    text = " ".join(_to_text(subject).split())[:_MAX_HEADER_CHARS]
     while match := _TAG_RE.match(text):
         token = _subject_prefix(match.group(1).strip())
         if token:
@@ -328,9 +351,12 @@ def subject_verdict(subject: str) -> str | None:
     token = _subject_prefix(text)
     if token:
         return token
-    if _REPLY_RE.match(text):
+    if _REPLY_RE.match(text) or "?" in text:
         return None
-    return "subject:out-of-office" if _SUFFIX_RE.search(text) else None
+    statement = _LOTUS_AUTO_RE.sub("", text, count=1)
+    if ":" in statement:
+        return None
+    return "subject:out-of-office" if _SUFFIX_RE.search(statement) else None
 
 
 def _subject_prefix(text: str) -> str | None:

@@ -16,9 +16,11 @@ most to the least reliable:
 1. structured parts: message/delivery-status, message/feedback-report (ARF, RFC 5965),
    message/disposition-notification (MDN, RFC 8098);
 2. structured text: the same DSN fields written into a text part, SES JSON;
-3. free text, but only for a message that *looks* like a bounce (a daemon sender, the null
-   reverse path, a bounce subject, or bounce phrasing in the body): recipients are read from
-   the dialects' fixed layouts, with a cautious generic fallback.
+3. free text, but only for a message whose headers speak for a machine (a daemon sender,
+   the null reverse path, X-Failed-Recipients, or a bounce subject that is not a reply or
+   forward) and whose body reads like a delivery report. A customer who forwards a bounce,
+   or writes about one, is asking for help and gets a ticket. Recipients are read from the
+   dialects' fixed layouts, with a cautious generic fallback.
 
 The Message-ID of the message reported on comes from the attached message/rfc822 or
 text/rfc822-headers part, or from a "Message-ID:" line in the returned text. It is returned
@@ -38,6 +40,7 @@ import email.message
 import email.parser
 import email.policy
 import email.utils
+import functools
 import html
 import json
 import re
@@ -150,7 +153,7 @@ class _View:
     raw_from: str = ""
     report_type: str = ""
     senders: list[tuple[str, str]] = field(default_factory=list)  # (display, address)
-    own_side: set[str] = field(default_factory=set)  # addresses that cannot have failed
+    headers: email.message.Message = field(default_factory=email.message.Message)
     null_sender: bool = False
     failed_header: list[str] = field(default_factory=list)  # X-Failed-Recipients
     structured: dict[str, list[str]] = field(default_factory=dict)  # dsn/arf/mdn -> texts
@@ -168,15 +171,11 @@ class _View:
         view.report_type = _param(msg, "report-type").lower()
         view.senders = _addresses(msg, "from", "sender", keep_empty=True)
         view.null_sender = _header(msg, "return-path").replace(" ", "") == "<>"
-        for _display, address in _addresses(msg, "from", "to", "cc", "sender", "return-path"):
-            view.own_side.add(address)
+        view.headers = msg
         view.failed_header = [a for _d, a in _addresses(msg, "x-failed-recipients") if "@" in a]
         for part in _walk(msg):
             view._add_part(part, is_root=part is msg)
         view.embedded = [h for h in (_embedded_headers(t) for t in view.texts[:3]) if h]
-        for original in view.originals:
-            for _display, address in _addresses(original, "from", "sender", "return-path"):
-                view.own_side.add(address)
         if depth < _MAX_NESTING:
             view._add_nested(depth)
         return view
@@ -184,7 +183,11 @@ class _View:
     def _add_nested(self, depth: int) -> None:
         """A relay that wraps a bounce in its own bounce: the inner one names the recipient."""
         for attached in self.attached[:2]:
-            if not attached.get_payload():
+            try:
+                payload = attached.get_payload()
+            except _DECODE_ERRORS:
+                continue
+            if not payload:
                 continue  # headers only
             inner = _parse(attached, depth=depth + 1)
             if inner is not None and inner.kind in ("failure", "delay"):
@@ -201,6 +204,18 @@ class _View:
     @property
     def noreply_sender(self) -> bool:
         return any(_NOREPLY_LOCAL_RE.search(a.rsplit("@", 1)[0]) for _d, a in self.senders)
+
+    @functools.cached_property
+    def own_side(self) -> frozenset[str]:
+        """Addresses that cannot be the failed recipient: the notice's own sender and
+        recipients (that is us), and the senders of the returned message (us again)."""
+        mine = _addresses(self.headers, "from", "to", "cc", "sender", "return-path")
+        theirs = [
+            pair
+            for original in self.originals
+            for pair in _addresses(original, "from", "sender", "return-path")
+        ]
+        return frozenset(address for _display, address in (*mine, *theirs))
 
     @property
     def originals(self) -> list[email.message.Message]:
@@ -321,7 +336,7 @@ def _from_dsn(view: _View) -> Report | None:
     """RFC 3464, or the same fields written into the text of a bounce."""
     texts = view.structured.get("dsn", [])
     groups = _recipient_groups(_fields("\n".join(texts)))
-    if not groups:
+    if not groups and _RECIPIENT_FIELD_RE.search(view.notification):
         text_groups = _recipient_groups(_fields(view.notification))
         if text_groups and (texts or _looks_like_bounce(view)):
             groups = text_groups
@@ -334,6 +349,11 @@ def _from_dsn(view: _View) -> Report | None:
     if not chosen and kind in ("failure", "delay"):
         chosen = _text_recipients(view, kind)
     return _report(kind, chosen, _original_ids(view), view)
+
+
+_RECIPIENT_FIELD_RE: Final = re.compile(
+    r"^[ \t]*(?:final|original)-recipient[ \t]*:", re.IGNORECASE | re.MULTILINE
+)
 
 
 def _recipient_groups(fields: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
@@ -419,7 +439,13 @@ _SES_MSGID_RE: Final = re.compile(
 
 
 def _from_ses_json(view: _View) -> Report | None:
-    """Amazon SES sends bounce, complaint and delivery events as JSON through SNS e-mail."""
+    """Amazon SES sends bounce, complaint and delivery events as JSON through SNS e-mail.
+
+    Only a body that *is* JSON counts: a person pasting such an event into a question to
+    the help desk writes some words first.
+    """
+    if not view.texts or not view.texts[0].lstrip().startswith("{"):
+        return None
     # Through SNS the event is a JSON string inside a JSON envelope: unescape once.
     text = view.all_text[:_MAX_TEXT].replace('\\"', '"')
     match = _SES_TYPE_RE.search(text)
@@ -503,7 +529,7 @@ _BOUNCE_BODY_RE: Final = re.compile(
     r"|malformed\s+(?:recipient\s+)?address|failed\s+addresses|no\s+valid\s+recipients"
     r"|error\s+delivering|will\s+continue\s+to\s+try|has\s+been\s+postponed"
     r"|(?:mail|message)\s+has\s+been\s+returned|returned\s+because"
-    r"|nicht\s+zugestellt|konnte\s+nicht\s+zugestellt|unzustellbar|zustellung"
+    r"|nicht\s+zugestellt|konnte\s+nicht\s+zugestellt|unzustellbar|zustellung|nicht\s+erreicht"
     r"|n'a\s+pas\s+pu\s+(?:être|etre)\s+(?:remis|distribu|d[ée]livr)|no\s+se\s+pudo\s+entregar"
     r"|\b[45]\.\d{1,3}\.\d{1,3}\b|\b5[0-5]\d[ -]",
     re.IGNORECASE,
@@ -536,14 +562,16 @@ _FINAL_BODY_RE: Final = re.compile(
 # The fixed furniture of MTA notices: session transcripts, status codes, section banners.
 # Needed, besides a bounce subject, when the sender does not look like a daemon.
 _STRONG_BODY_RE: Final = re.compile(
-    r"^[ \t]*<[^<>\s]+@[^<>\s]+>[ \t]*:|^[ \t]*(?:<<<[ \t]*)?[45]\d\d[ -]\S"
-    r"|(?<![\d.])[45]\.\d{1,3}\.\d{1,3}(?![\d.])|transcript\s+of\s+session|rcpt\s+to\s*:"
+    r"^[ \t]*<[^<>\s]+@[^<>\s]+>[ \t]*:|^[ \t]*<<<[ \t]*[45]\d\d[ -]\S"
+    r"|(?<![\d.])[45][0-5]\d[ -]#?[45]\.\d{1,3}\.\d{1,3}(?![\d.])|[(#]#?[45]\.\d{1,3}\.\d{1,3}\)?"
+    r"|transcript\s+of\s+session|rcpt\s+to\s*:"
     r"|remote\s+host\s+said|smtp\s+error|qmail-send|mail\s+delivery\s+software"
     r"|this\s+is\s+the\s+mail\s+system|did\s+not\s+reach\s+the\s+following"
     r"|following\s+addresses\s+had|failed\s+recipients?|non-delivery\s+report"
     r"|message\s+from\s+interscan|could\s+not\s+be\s+delivered\s+to\s*:"
     r"|could\s+not\s+be\s+delivered\s+to\s+the\s+following|delivery\s+to\s+the\s+following"
-    r"\s+recipients?\s+failed|(?:original|returned)\s+(?:message|mail)\s+follows",
+    r"\s+recipients?\s+failed|(?:original|returned)\s+(?:message|mail)\s+follows"
+    r"|folgenden?\s+empf(?:ä|ae)nger(?:n|\(n\))?\s+nicht\s+erreicht",
     re.IGNORECASE | re.MULTILINE,
 )
 
@@ -620,6 +648,7 @@ _SENTENCE_RES: Final = tuple(
         rf"address\s+to\s+which\s+your\s+message\s+was\s+addressed,?\s+<?({_ADDR})",
         rf"(?:intended|failed)\s+recipient\s*:\s*<?({_ADDR})",
         rf"originally\s+addressed\s+to\s+<?({_ADDR})",
+        rf"(?:ihre\s+)?nachricht\s+an\s+<?({_ADDR})>?\s+(?:konnte|wurde)\s+nicht",
         rf"you\s+sent\s+(?:mail|a\s+message)\s+to\s+<?({_ADDR})",
         rf"<({_ADDR})>\.\.\.\s+\S",
         rf"(?:address|recipient|user|mailbox)\s+<?({_ADDR})>?\s+(?:does\s+not\s+exist|is\s+"
@@ -644,7 +673,9 @@ _HEADING_RE: Final = re.compile(
     r"(?:message|mail)\s+to\s+the\s+following|to\s+the\s+following\s+(?:address|recipient)"
     r"|following\s+(?:user|mailbox)(?:s|\(s\))?|unable\s+to\s+deliver\s+message\s+to"
     r"|failed\s+addresses\s+follow|to\s+this\s+address|following\s+list\s+of\s+recipients"
-    r"|could\s+not\s+be\s+delivered\s+to\s+the\s+following",
+    r"|could\s+not\s+be\s+delivered\s+to\s+the\s+following"
+    r"|folgenden?\s+empf(?:ä|ae)nger(?:n|\(n\))?\s+(?:nicht\s+erreicht|konnte|ist\s+fehlgeschlagen)"
+    r"|an\s+(?:die\s+)?folgenden?\s+(?:empf(?:ä|ae)nger|adressen?)|folgende\s+adressen?",
     re.IGNORECASE,
 )
 _BARE_NAME_RE: Final = re.compile(r"^\s*([A-Za-z0-9][\w.+-]{0,63})(?:\s{2,}|\s*$)")
@@ -1034,17 +1065,42 @@ def _header(msg: email.message.Message, name: str) -> str:
         value = msg.get(name)
     except _DECODE_ERRORS:
         return ""
-    if value is None:
-        return ""
-    try:
-        text = str(value)
-    except _DECODE_ERRORS:
-        return ""
-    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")[:_MAX_HEADER]
+    return "" if value is None else _to_text(value)
+
+
+def _to_text(value: object) -> str:
+    """Header value as str: encoded words decoded, 8-bit garbage made harmless.
+
+    compat32 wraps raw 8-bit header bytes (RFC 6532 UTF-8, or legacy Latin-1) in a Header
+    with the "unknown-8bit" charset; those bytes are read as UTF-8, else as Windows-1252.
+    """
+    if isinstance(value, email.header.Header):
+        try:
+            text = "".join(_chunk_text(d, c) for d, c in email.header.decode_header(value))
+        except _DECODE_ERRORS:
+            text = ""
+    else:
+        try:
+            text = str(value)
+        except _DECODE_ERRORS:
+            return ""
+    text = text[:_MAX_HEADER]
     if "=?" in text:
         with contextlib.suppress(*_DECODE_ERRORS):
             text = str(email.header.make_header(email.header.decode_header(text)))
-    return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _chunk_text(data: bytes | str, charset: str | None) -> str:
+    if isinstance(data, str):
+        return data
+    declared = charset if charset and charset != "unknown-8bit" else "utf-8"
+    for candidate in (declared, "utf-8", "cp1252"):
+        try:
+            return data.decode(candidate)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return data.decode("latin-1")
 
 
 def _addresses(
@@ -1058,7 +1114,7 @@ def _addresses(
             continue
         for value in values:
             try:
-                pairs = email.utils.getaddresses([str(value)[:_MAX_HEADER]])
+                pairs = email.utils.getaddresses([_to_text(value)])
             except _DECODE_ERRORS:
                 continue
             out.extend(

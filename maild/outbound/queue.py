@@ -35,15 +35,19 @@ def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     return text if len(text) <= limit else text[:limit].rstrip() + " [...]"
 
 
-def context_for(ticket: Ticket, support: Address, to: Address, body: str) -> MailContext:
+def context_for(ticket: Ticket, support: Address, customer: Address, body: str,
+                draft: OutboundDraft | None = None) -> MailContext:
     return MailContext(
         ticket=TicketView(
             ref=ticket.ref, subject=ticket.subject, level=ticket.level,
             department=ticket.department, priority=ticket.priority, status=ticket.status,
         ),
-        customer=PersonView(name=to.name, address=to.address),
+        customer=PersonView(name=customer.name, address=customer.address),
         support=PersonView(name=support.name, address=support.address),
         message_excerpt=excerpt(body),
+        headline=draft.headline if draft else "",
+        text=draft.text if draft else "",
+        author=draft.author if draft else "",
     )
 
 
@@ -51,20 +55,29 @@ def enqueue(
     session: Session, ticket: Ticket, draft: OutboundDraft, out: Outgoing, *,
     at: datetime, body: str, kind: str,
 ) -> Outbox:
-    """Render, compose and queue one message for `ticket`."""
+    """Render, compose and queue one message for `ticket`.
+
+    Whatever the draft says, the sender address is the support address: staff addresses
+    never reach a customer-facing header.
+    """
+    customer = Address(ticket.requester_name, ticket.requester)
     rendered = out.templates.render(
-        draft.template, draft.language, context_for(ticket, out.support, draft.to, body)
+        draft.template, draft.language, context_for(ticket, out.support, customer, body, draft)
     )
     message_id = out.ids.new()
+    sender = Address(draft.sender_name or out.support.name, out.support.address)
+    extra = dict(draft.extra)
+    if draft.reply_to:
+        extra["Reply-To"] = draft.reply_to
     envelope = compose(
-        rendered, sender=out.support, to=draft.to, message_id=message_id,
+        rendered, sender=sender, to=draft.to, message_id=message_id,
         in_reply_to=draft.in_reply_to, references=draft.references, date=at,
-        automatic=draft.automatic, extra_headers=draft.extra,
+        automatic=draft.automatic, extra_headers=extra,
     )
     row = Message(
-        ticket=ticket, direction="outbound", message_id=message_id,
+        ticket=ticket, direction=draft.direction, message_id=message_id,
         in_reply_to=draft.in_reply_to, references=" ".join(draft.references) or None,
-        from_addr=out.support.address, from_name=out.support.name,
+        from_addr=out.support.address, from_name=sender.name,
         to_addrs=draft.to.address, subject=rendered.subject, date=at,
         body_text=rendered.body, created_at=at,
     )

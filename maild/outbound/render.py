@@ -48,6 +48,9 @@ class MailContext:
     customer: PersonView
     support: PersonView
     message_excerpt: str
+    headline: str = ""
+    text: str = ""
+    author: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,8 @@ class Templates:
                 continue
             text = template.render(
                 ticket=context.ticket, customer=context.customer, support=context.support,
-                message_excerpt=context.message_excerpt,
+                message_excerpt=context.message_excerpt, headline=context.headline,
+                text=context.text, author=context.author,
             )
             return split_subject(text, f"{name}.{lang}.txt")
         raise ConfigError(f"template '{name}' not found in {', '.join(self._folders)}") from last

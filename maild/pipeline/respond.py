@@ -6,7 +6,7 @@ twice for one ticket: replies that thread into a ticket get none.
 
 from __future__ import annotations
 
-from maild.domain import Classification, Inbound, OutboundDraft
+from maild.domain import Address, Classification, Inbound, OutboundDraft
 
 
 def acknowledgement(
@@ -26,3 +26,13 @@ def acknowledgement(
         references=tuple(r for r in references if r),
         automatic=True,
     )
+
+
+def intake_acknowledgement(language: str, classification: Classification,
+                           to: Address) -> OutboundDraft | None:
+    """A ticket opened on a caller's behalf: the caller gets the number by email."""
+    if not classification.acknowledge:
+        return None
+    return OutboundDraft(template=classification.answer or classification.template,
+                         language=language, to=to, in_reply_to=None, references=(),
+                         automatic=True)

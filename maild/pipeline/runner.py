@@ -14,13 +14,18 @@ import re
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from maild.agents.address import address_pattern, find_ticket_address, secret_matches
+from maild.agents.handle import AgentDesk, intake_classification
+from maild.agents.parse import INTAKE_COMMANDS, parse_agent_text
 from maild.clock import Clock
 from maild.domain import (
+    Address,
     Classification,
     Fetched,
     Inbound,
@@ -28,22 +33,18 @@ from maild.domain import (
     SourceRef,
     Stop,
     ThreadDecision,
+    ThreadedBy,
 )
 from maild.mailsafety.bounce import Report
-from maild.outbound.queue import Outgoing, enqueue
-from maild.pipeline import respond
+from maild.outbound.queue import Outgoing
 from maild.pipeline.classify import Classifier
 from maild.pipeline.guard import Guard
 from maild.pipeline.parse import ParseError, parse
-from maild.pipeline.thread import (
-    candidate_ids,
-    decide_thread,
-    normalise_subject,
-    strip_ref,
-    subject_ref,
-)
+from maild.pipeline.persist import TicketWriter
+from maild.pipeline.thread import candidate_ids, decide_thread, strip_ref, subject_ref
+from maild.rules.engine import RuleEngine, RuleSet
 from maild.store import repo
-from maild.store.models import Message, Quarantine, Ticket
+from maild.store.models import Quarantine, Ticket
 
 log = structlog.get_logger("maild.pipeline")
 
@@ -70,19 +71,37 @@ class Pipeline:
     """Parse → guard → thread → classify → persist → respond, for batches of messages."""
 
     def __init__(
-        self, *, session_factory: sessionmaker[Session], classifier: Classifier, guard: Guard,
+        self, *, session_factory: sessionmaker[Session], rules: RuleSet, guard: Guard,
         outgoing: Outgoing, clock: Clock, ref_prefix: str, default_language: str,
+        classifier: Classifier | None = None, reopen_window: timedelta = timedelta(days=14),
     ) -> None:
+        self._reopen_window = reopen_window
         self._sessions = session_factory
-        self._classifier = classifier
         self._guard = guard
-        self._out = outgoing
         self._clock = clock
-        self._ref_prefix = ref_prefix
-        self._ref_re = re.compile(
-            r"\[\s*(" + re.escape(ref_prefix) + r"-[A-Z0-9]{4,12})\s*\]", re.IGNORECASE
-        )
         self._default_language = default_language
+        self._ref_re = re.compile(
+            r"\[\s*(" + re.escape(ref_prefix) + r"-[A-Z0-9]{4,12})\s*\]", re.IGNORECASE)
+        self._agent_re = address_pattern(outgoing.support.address)
+        self._fixed_classifier = classifier
+        self._rules = rules
+        self._classifier: Classifier = classifier or RuleEngine(rules, clock)
+        self.writer = TicketWriter(outgoing=outgoing, clock=clock, ref_prefix=ref_prefix,
+                                   organisation=lambda: self._rules.organisation)
+        self.desk = AgentDesk(self.writer)
+
+    @property
+    def outgoing(self) -> Outgoing:
+        return self.writer.outgoing
+
+    def reload(self, rules: RuleSet, outgoing: Outgoing) -> None:
+        """Swap in new rules and templates; a batch in progress finishes with the old."""
+        self._rules = rules
+        self._classifier = self._fixed_classifier or RuleEngine(rules, self._clock)
+        self.writer.outgoing = outgoing
+
+    def classify(self, inbound: Inbound) -> Classification:
+        return self._classifier.classify(inbound)
 
     def process_batch(self, items: Sequence[Fetched]) -> BatchResult:
         """Process `items` in one transaction. Raises only when the commit is impossible."""
@@ -140,6 +159,7 @@ class Pipeline:
         inbound, report = self._guard.inspect(inbound)
         if inbound.sender is None:
             return Outcome(Stop.HOLD, "no sender address (From) in the message")
+        org = self._rules.organisation
         ids = candidate_ids(inbound)
         if report is not None:
             ids = (*report.original_message_ids, *ids)
@@ -150,66 +170,112 @@ class Pipeline:
             ref,
             repo.ref_ticket(session, ref) if ref else None,
         )
+        decision = self._lifecycle(session, decision)
+        staff = self._staff_mail(session, inbound, decision)
+        if staff is not None:
+            return staff
         if report is not None:
             return self._report(session, inbound, report, decision)
+        if inbound.sender.address in org.intake and not inbound.automatic:
+            return self._intake(session, inbound)
         if decision.ticket_id is not None:
             return self._reply(session, inbound, decision)
         return self._new_ticket(session, inbound, decision)
 
-    def _store_message(self, session: Session, ticket: Ticket, inbound: Inbound) -> Message:
-        sender = inbound.sender
-        assert sender is not None
-        row = Message(
-            ticket=ticket, direction="inbound", message_id=inbound.message_id,
-            source_key=inbound.source.key if inbound.source else None,
-            raw_sha256=inbound.raw_sha256,
-            in_reply_to=" ".join(inbound.in_reply_to) or None,
-            references=" ".join(inbound.references) or None,
-            from_addr=sender.address, from_name=sender.name[:200],
-            to_addrs=repo.addresses(a.address for a in (*inbound.to, *inbound.cc)),
-            subject=inbound.subject, date=inbound.date, body_text=inbound.body_text,
-            automatic=",".join(inbound.automatic)[:200] or None, raw=inbound.raw,
-            created_at=self._clock.now(),
-        )
-        session.add(row)
-        return row
+    def _lifecycle(self, session: Session, decision: ThreadDecision) -> ThreadDecision:
+        """A ticket closed longer ago than the reopen window is not continued: a new one
+        links to it."""
+        if decision.ticket_id is None:
+            return decision
+        ticket = session.get_one(Ticket, decision.ticket_id)
+        if ticket.status != "closed" or ticket.closed_at is None:
+            return decision
+        if self._clock.now() - ticket.closed_at <= self._reopen_window:
+            return decision
+        return ThreadDecision(ticket_id=None, by=ThreadedBy.NEW, matched=decision.matched,
+                              linked_ticket_id=ticket.id, flags=("follow-up-of-closed",))
+
+    def _staff_mail(self, session: Session, inbound: Inbound,
+                    decision: ThreadDecision) -> Processed | Outcome | None:
+        """Mail to a ticket's secret address, or from an agent: the agents' path.
+
+        Both the sender in the directory and the ticket's secret are needed. A forged reply
+        (right From, no or wrong secret) to an existing ticket changes nothing: it is held
+        for a person to look at.
+        """
+        assert inbound.sender is not None
+        org = self._rules.organisation
+        sender = inbound.sender.address
+        recipients = [a.address for a in (*inbound.to, *inbound.cc)]
+        for name in ("Delivered-To", "X-Original-To"):
+            value = inbound.header(name)
+            if value:
+                recipients.append(value.strip("<> "))
+        target = find_ticket_address(self._agent_re, recipients)
+        agent = org.agents.get(sender)
+        if target is None and agent is None:
+            return None
+        if inbound.automatic:
+            return Outcome(Stop.DISCARD, "automatic mail on the agents' path (" +
+                           ", ".join(inbound.automatic) + ")")
+        if target is None:
+            if decision.ticket_id is not None:
+                return Outcome(Stop.HOLD, f"mail from agent {sender} refers to a ticket but "
+                               "not through its reply address: not applied")
+            return None  # an agent writing to support like anyone else: a new ticket
+        ticket = repo.ticket_by_ref(session, target.ref)
+        if ticket is None or not secret_matches(target.secret, ticket.secret):
+            return Outcome(Stop.HOLD, f"reply address for {target.ref} with a wrong secret "
+                           f"from {sender}: not applied")
+        if agent is None:
+            return Outcome(Stop.HOLD, f"{sender} used the reply address of {ticket.ref} but "
+                           "is not in the agents directory: not applied")
+        applied = self.desk.handle_reply(session, ticket, agent, inbound)
+        return Processed(ticket_id=ticket.id, created=False, queued=int(applied.relayed))
+
+    def _intake(self, session: Session, inbound: Inbound) -> Processed | Outcome:
+        """The secretariat logs a call: `#customer ADDRESS`, optionally #level N,
+        #department D and #priority P on the first lines, then the call notes."""
+        assert inbound.sender is not None
+        parsed = parse_agent_text(inbound.body_text, INTAKE_COMMANDS)
+        fields = {c.name: c.argument.strip() for c in parsed.commands}
+        customer = fields.get("customer", "").strip("<> ").lower()
+        if "@" not in customer or parsed.unknown:
+            return Outcome(Stop.HOLD, "intake mail needs '#customer ADDRESS' on its first "
+                           "lines (and knows only #customer #level #department #priority)")
+        try:
+            classification = intake_classification(
+                self._classifier.classify(inbound), fields, self._rules.organisation)
+        except ValueError as exc:
+            return Outcome(Stop.HOLD, f"intake mail: {exc}")
+        ticket = self.desk.open_on_behalf(
+            session, customer=Address("", customer),
+            subject=strip_ref(inbound.subject, self._ref_re), text=parsed.text,
+            classification=classification, language=inbound.language,
+            opened_by=inbound.sender.address, inbound=inbound)
+        return Processed(ticket_id=ticket.id, created=True, queued=1)
 
     def _new_ticket(
         self, session: Session, inbound: Inbound, decision: ThreadDecision
     ) -> Processed:
-        now = self._clock.now()
         sender = inbound.sender
         assert sender is not None
-        classification: Classification = self._classifier.classify(inbound)
-        subject = normalise_subject(strip_ref(inbound.subject, self._ref_re)) or "(no subject)"
-        ticket = Ticket(
-            ref=repo.new_ref(self._ref_prefix), subject=subject[:500],
-            requester=sender.address, requester_name=sender.name[:200], status="new",
-            level=classification.level, department=classification.department,
-            priority=classification.priority, language=inbound.language,
-            mailbox=inbound.source.mailbox if inbound.source else None,
-            secret=repo.new_secret(), created_at=now, updated_at=now,
-            linked_ticket_id=decision.linked_ticket_id,
-        )
-        session.add(ticket)
-        self._store_message(session, ticket, inbound)
-        session.flush()
-        repo.add_event(session, ticket, "created", now, message_id=inbound.message_id,
-                       threaded_by=decision.by.value, flags=list(decision.flags),
-                       linked_ticket=decision.linked_ticket_id,
-                       automatic=list(inbound.automatic))
-        repo.add_event(session, ticket, "classified", now, level=classification.level,
-                       department=classification.department,
-                       priority=classification.priority, tags=list(classification.tags),
-                       rules=[{"rule": h.name, "matched": h.matched}
-                              for h in classification.hits])
-        queued = 0
-        draft = respond.acknowledgement(inbound, classification, new_ticket=True)
-        if draft is not None:
-            kind = "answer" if classification.answer else "acknowledgement"
-            enqueue(session, ticket, draft, self._out, at=now, body=inbound.body_text,
-                    kind=kind)
-            queued += 1
+        classification = self._classifier.classify(inbound)
+        subject = strip_ref(inbound.subject, self._ref_re)
+        w = self.writer
+        ticket = w.open_ticket(session, requester=sender, subject=subject,
+                               classification=classification, language=inbound.language,
+                               mailbox=inbound.source.mailbox if inbound.source else None,
+                               decision=decision)
+        w.store_message(session, ticket, inbound)
+        queued = w.acknowledge(session, ticket, inbound, classification, sender,
+                               inbound.body_text)
+        if not inbound.automatic:
+            w.notify(session, ticket, w.default_team(ticket), headline="New ticket",
+                     text=inbound.body_text, author=sender.formatted())
+            for team in classification.notify:
+                w.notify(session, ticket, team, headline="New ticket (rule)",
+                         text=inbound.body_text, author=sender.formatted())
         log.info("ticket.created", ticket_id=ticket.id, ref=ticket.ref,
                  message_id=inbound.message_id, level=ticket.level, acknowledged=bool(queued))
         return Processed(ticket_id=ticket.id, created=True, queued=queued)
@@ -218,15 +284,18 @@ class Pipeline:
         now = self._clock.now()
         assert decision.ticket_id is not None
         ticket = session.get_one(Ticket, decision.ticket_id)
-        self._store_message(session, ticket, inbound)
+        self.writer.store_message(session, ticket, inbound)
         ticket.updated_at = now
         repo.add_event(session, ticket, "message.received", now,
                        message_id=inbound.message_id, threaded_by=decision.by.value,
                        matched=decision.matched, automatic=list(inbound.automatic))
-        if not inbound.automatic and ticket.status in ("waiting_customer", "resolved"):
-            repo.add_event(session, ticket, "status.changed", now, old=ticket.status,
-                           new="open", reason="customer replied")
-            ticket.status = "open"
+        if not inbound.automatic:
+            if ticket.status in ("waiting_customer", "resolved", "closed"):
+                self.writer.set_status(session, ticket, "open", "customer replied")
+            team = ticket.assignee or self.writer.default_team(ticket)
+            self.writer.notify(session, ticket, team, headline="The customer replied",
+                               text=inbound.body_text, author=inbound.sender.formatted()
+                               if inbound.sender else "")
         log.info("ticket.updated", ticket_id=ticket.id, ref=ticket.ref,
                  message_id=inbound.message_id, threaded_by=decision.by.value)
         return Processed(ticket_id=ticket.id, created=False, queued=0)
@@ -239,7 +308,7 @@ class Pipeline:
             return Outcome(Stop.HOLD, f"{report.kind} report for no message maild sent")
         now = self._clock.now()
         ticket = session.get_one(Ticket, decision.ticket_id)
-        self._store_message(session, ticket, inbound)
+        self.writer.store_message(session, ticket, inbound)
         repo.add_event(session, ticket, f"report.{report.kind}", now,
                        message_id=inbound.message_id, reason=report.reason,
                        recipients=[{"address": r.address, "status": r.status,

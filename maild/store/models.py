@@ -64,9 +64,13 @@ class Ticket(Base):
     priority: Mapped[str] = mapped_column(String(20), default="normal")
     language: Mapped[str] = mapped_column(String(8), default="en")
     mailbox: Mapped[str | None] = mapped_column(String(64))
-    secret: Mapped[str] = mapped_column(String(64))
+    secret: Mapped[str] = mapped_column(String(64))  # in the agents' reply address
+    assignee: Mapped[str | None] = mapped_column(String(320))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    first_response_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
     linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
 
     messages: Mapped[list[Message]] = relationship(
@@ -83,7 +87,8 @@ class Message(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
-    direction: Mapped[str] = mapped_column(String(10))  # inbound | outbound | note
+    # inbound | outbound | note (internal) | notification (to staff, not shown as a message)
+    direction: Mapped[str] = mapped_column(String(12))
     message_id: Mapped[str | None] = mapped_column(String(998), unique=True)
     source_key: Mapped[str | None] = mapped_column(String(400), unique=True)
     raw_sha256: Mapped[str | None] = mapped_column(String(64), index=True)

@@ -111,6 +111,7 @@ def list_tickets(
 ) -> list[tuple[Ticket, int]]:
     counts = (
         select(Message.ticket_id, func.count(Message.id).label("n"))
+        .where(Message.direction != "notification")
         .group_by(Message.ticket_id).subquery()
     )
     query = (
@@ -130,4 +131,9 @@ def addresses(values: Iterable[str]) -> str:
 
 
 def new_secret() -> str:
-    return secrets.token_urlsafe(16)
+    """The per-ticket secret of the agents' reply address (hex: survives case folding)."""
+    return secrets.token_hex(10)
+
+
+def ticket_by_ref(session: Session, ref: str) -> Ticket | None:
+    return session.scalar(select(Ticket).where(Ticket.ref == ref.upper()))

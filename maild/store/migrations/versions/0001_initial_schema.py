@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 08:14:54.950720
+Create Date: 2026-11-22 08:26:41.789522
 """
 from alembic import op
 import sqlalchemy as sa
@@ -50,8 +50,12 @@ def upgrade() -> None:
     sa.Column('language', sa.String(length=8), nullable=False),
     sa.Column('mailbox', sa.String(length=64), nullable=True),
     sa.Column('secret', sa.String(length=64), nullable=False),
+    sa.Column('assignee', sa.String(length=320), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('first_response_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('resolved_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('linked_ticket_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['linked_ticket_id'], ['tickets.id'], ),
     sa.PrimaryKeyConstraint('id'),
@@ -76,7 +80,7 @@ def upgrade() -> None:
     op.create_table('messages',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('ticket_id', sa.Integer(), nullable=False),
-    sa.Column('direction', sa.String(length=10), nullable=False),
+    sa.Column('direction', sa.String(length=12), nullable=False),
     sa.Column('message_id', sa.String(length=998), nullable=True),
     sa.Column('source_key', sa.String(length=400), nullable=True),
     sa.Column('raw_sha256', sa.String(length=64), nullable=True),

@@ -1,0 +1,1 @@
+"""Agents work by email: notifications, relayed replies, internal notes and commands."""

@@ -1,0 +1,152 @@
+"""Writes to tickets, inside the runner's transaction: messages, events, queued mail.
+
+One place knows how a ticket is opened, how a message is attached, and how staff are
+notified, so the customer path, the agents' path and intake cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from maild.agents.address import reply_address
+from maild.clock import Clock
+from maild.domain import Address, Classification, Inbound, OutboundDraft, ThreadDecision
+from maild.outbound.queue import Outgoing, enqueue
+from maild.pipeline import respond
+from maild.pipeline.thread import normalise_subject
+from maild.rules.engine import Organisation
+from maild.store import repo
+from maild.store.models import Message, Ticket
+
+log = structlog.get_logger("maild.pipeline")
+CUSTOMER_FACING = ("inbound", "outbound")
+
+
+@dataclass
+class TicketWriter:
+    outgoing: Outgoing
+    clock: Clock
+    ref_prefix: str
+    organisation: Callable[[], Organisation]  # read at use: a reload swaps it
+
+    def store_message(self, session: Session, ticket: Ticket, inbound: Inbound, *,
+                      direction: str = "inbound", body: str | None = None) -> Message:
+        sender = inbound.sender
+        row = Message(
+            ticket=ticket, direction=direction, message_id=inbound.message_id,
+            source_key=inbound.source.key if inbound.source else None,
+            raw_sha256=inbound.raw_sha256,
+            in_reply_to=" ".join(inbound.in_reply_to) or None,
+            references=" ".join(inbound.references) or None,
+            from_addr=sender.address if sender else "", from_name=(sender.name if sender
+                                                                  else "")[:200],
+            to_addrs=repo.addresses(a.address for a in (*inbound.to, *inbound.cc)),
+            subject=inbound.subject, date=inbound.date,
+            body_text=inbound.body_text if body is None else body,
+            automatic=",".join(inbound.automatic)[:200] or None, raw=inbound.raw,
+            created_at=self.clock.now(),
+        )
+        session.add(row)
+        return row
+
+    def open_ticket(self, session: Session, *, requester: Address, subject: str,
+                    classification: Classification, language: str, mailbox: str | None,
+                    decision: ThreadDecision | None = None, via: str = "email") -> Ticket:
+        now = self.clock.now()
+        ticket = Ticket(
+            ref=repo.new_ref(self.ref_prefix),
+            subject=(normalise_subject(subject) or "(no subject)")[:500],
+            requester=requester.address, requester_name=requester.name[:200], status="new",
+            level=classification.level, department=classification.department,
+            priority=classification.priority, language=language, mailbox=mailbox,
+            secret=repo.new_secret(), created_at=now, updated_at=now,
+            linked_ticket_id=decision.linked_ticket_id if decision else None,
+        )
+        session.add(ticket)
+        session.flush()
+        repo.add_event(session, ticket, "created", now, via=via,
+                       threaded_by=decision.by.value if decision else None,
+                       flags=list(decision.flags) if decision else [],
+                       linked_ticket=ticket.linked_ticket_id)
+        repo.add_event(session, ticket, "classified", now, level=classification.level,
+                       department=classification.department,
+                       priority=classification.priority, tags=list(classification.tags),
+                       rules=[{"rule": h.name, "matched": h.matched}
+                              for h in classification.hits])
+        return ticket
+
+    def acknowledge(self, session: Session, ticket: Ticket, inbound: Inbound | None,
+                    classification: Classification, to: Address, body: str) -> int:
+        """Queue the acknowledgement (or canned answer) for a new ticket; 0 or 1."""
+        draft = (respond.acknowledgement(inbound, classification, new_ticket=True)
+                 if inbound is not None else respond.intake_acknowledgement(
+                     ticket.language, classification, to))
+        if draft is None:
+            return 0
+        kind = "answer" if classification.answer else "acknowledgement"
+        enqueue(session, ticket, draft, self.outgoing, at=self.clock.now(), body=body,
+                kind=kind)
+        return 1
+
+    def customer_thread(self, session: Session, ticket: Ticket) -> tuple[str | None,
+                                                                         tuple[str, ...]]:
+        """In-Reply-To and References for mail to the customer: customer-facing ids only."""
+        ids = [m for m in session.scalars(
+            select(Message.message_id).where(
+                Message.ticket_id == ticket.id, Message.direction.in_(CUSTOMER_FACING),
+                Message.message_id.is_not(None)).order_by(Message.id))]
+        last_inbound = session.scalar(
+            select(Message.message_id).where(
+                Message.ticket_id == ticket.id, Message.direction == "inbound",
+                Message.message_id.is_not(None)).order_by(Message.id.desc()).limit(1))
+        return last_inbound, tuple(i for i in ids if i)[-20:]
+
+    def notify(self, session: Session, ticket: Ticket, team: str, *, headline: str,
+               text: str, author: str = "") -> bool:
+        """Queue a notification to a team (a name from the organisation, or an address)."""
+        address = self.organisation().team_address(team)
+        if not address:
+            return False
+        support = self.outgoing.support.address
+        draft = OutboundDraft(
+            template="notification", language="en", to=Address("", address),
+            in_reply_to=None, references=(), automatic=True, direction="notification",
+            reply_to=reply_address(support, ticket.ref, ticket.secret), headline=headline,
+            text=text, author=author,
+        )
+        enqueue(session, ticket, draft, self.outgoing, at=self.clock.now(), body=text,
+                kind="notification")
+        repo.add_event(session, ticket, "notified", self.clock.now(), team=team,
+                       to=address, about=headline)
+        return True
+
+    def default_team(self, ticket: Ticket) -> str:
+        """Who hears about a ticket: its department's team if it has one, else its level's."""
+        org = self.organisation()
+        if ticket.department == "management":
+            return "management"
+        dept = org.departments.get(ticket.department or "")
+        if dept is not None and dept.team:
+            return ticket.department or ""
+        return f"level{ticket.level}"
+
+    def set_status(self, session: Session, ticket: Ticket, status: str, reason: str,
+                   by: str | None = None) -> None:
+        if ticket.status == status:
+            return
+        now = self.clock.now()
+        repo.add_event(session, ticket, "status.changed", now, old=ticket.status, new=status,
+                       reason=reason, by=by)
+        ticket.status = status
+        ticket.updated_at = now
+        if status == "resolved":
+            ticket.resolved_at = now
+        elif status == "closed":
+            ticket.closed_at = now
+        elif status in ("open", "new"):
+            ticket.resolved_at = ticket.closed_at = None

@@ -29,6 +29,19 @@ BATCH = 200  # maild's default mailboxes[].batch_size
 
 
 def _peak_rss_kib() -> int:
+    """Peak RSS of this process image, in KiB.
+
+    VmHWM, not ru_maxrss: after fork + exec, Linux carries the parent's high-water mark over
+    into the child's ru_maxrss, so a child of a parent holding 10,000 messages would report
+    the parent's peak.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
 
 
@@ -109,6 +122,7 @@ def maild_once(spec: dict[str, Any]) -> None:
 
     async def timed_drain() -> Any:
         marks["drain_start"] = time.perf_counter()
+        marks["drain_cpu"] = _cpu_seconds()
         return await drain()
 
     app.sender.drain_once = timed_drain  # type: ignore[method-assign]
@@ -127,6 +141,7 @@ def maild_once(spec: dict[str, Any]) -> None:
     _write(spec, {
         "ingest_seconds": marks["drain_start"] - t0,
         "total_seconds": t_end - t0,
+        "ingest_cpu_seconds": marks["drain_cpu"] - cpu0,
         "cpu_seconds": cpu,
         "fetched": counters.fetched, "done": counters.done, "held": counters.held,
         "tickets_created": counters.tickets_created, "queued": counters.queued,

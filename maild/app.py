@@ -23,6 +23,7 @@ from maild.pipeline.runner import Pipeline
 from maild.rules.engine import RuleSet
 from maild.rules.loader import check_templates, load_rules
 from maild.settings import Settings
+from maild.sla.engine import Raised, SlaEngine, load_sla
 from maild.store import db, repo
 
 
@@ -36,6 +37,8 @@ class App:
     rules: RuleSet
     pipeline: Pipeline
     sender: OutboxSender
+    sla: SlaEngine
+    _rules_holder: list[RuleSet]
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -48,10 +51,17 @@ class App:
         templates = Templates(self.settings.templates)
         rules = load_rules(self.settings.rules)
         check_templates(rules, templates.names())
+        sla = load_sla(self.settings.sla)
         old = self.pipeline.outgoing
         self.pipeline.reload(rules, Outgoing(templates=templates, ids=old.ids,
                                              support=old.support))
+        self.sla.config = sla
+        self._rules_holder[0] = rules
         self.templates, self.rules = templates, rules
+
+    def sla_pass(self) -> list[Raised]:
+        """One SLA pass over the database; warnings and breaches raised now."""
+        return self.sla.run_pass(self.sessions, self.pipeline.writer.sla_act)
 
 
 def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = True,
@@ -70,12 +80,16 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
     templates = Templates(settings.templates)
     rules = load_rules(settings.rules)
     check_templates(rules, templates.names())
+    holder: list[RuleSet] = [rules]
+    sla = SlaEngine(load_sla(settings.sla), clock,
+                    customer=lambda address: dict(holder[0].organisation.customer(address)))
     support = Address(name=settings.support.name, address=settings.support.address)
     own = frozenset({settings.support.address,
                      *(m.imap.username or "" for m in settings.mailboxes)} - {""})
     pipeline = Pipeline(
         session_factory=sessions,
         rules=rules,
+        sla=sla,
         classifier=classifier,
         guard=Guard(own),
         outgoing=Outgoing(templates=templates,
@@ -89,4 +103,5 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
     sender = OutboxSender(sessions=sessions, smtp=settings.smtp, policy=settings.outbox,
                           clock=clock)
     return App(settings=settings, engine=engine, sessions=sessions, clock=clock,
-               templates=templates, rules=rules, pipeline=pipeline, sender=sender)
+               templates=templates, rules=rules, pipeline=pipeline, sender=sender, sla=sla,
+               _rules_holder=holder)

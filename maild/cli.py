@@ -60,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     topen.add_argument("--body-file", type=Path, help="the call notes (default: none)")
     topen.add_argument("--json", action="store_true")
 
+    sla = sub.add_parser("sla", help="service level agreements")
+    ssub = sla.add_subparsers(dest="sla_command", required=True, parser_class=_Parser)
+    scheck = ssub.add_parser("check", help="one SLA pass now; prints what it raised")
+    scheck.add_argument("--json", action="store_true")
+
     dbp = sub.add_parser("db", help="database maintenance")
     dsub = dbp.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
     dsub.add_parser("upgrade", help="apply database migrations")
@@ -97,6 +102,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             for name, c in summary.mailboxes.items():
                 print(f"{name}: {c.fetched} fetched, {c.tickets_created} new tickets, "
                       f"{c.held} quarantined, {c.queued} queued", file=sys.stderr)
+            if summary.sla:
+                print(f"sla: {len(summary.sla)} warnings and breaches raised", file=sys.stderr)
             o = summary.outbox
             print(f"outbox: {o.sent} sent, {o.retried} deferred, {o.failed} failed"
                   + (f", SMTP unreachable: {o.error}" if o.unreachable else ""),
@@ -168,6 +175,20 @@ def cmd_tickets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sla(args: argparse.Namespace) -> int:
+    from maild.commands import sla_check
+
+    raised = sla_check(_settings(args))
+    if args.json:
+        _emit(raised)
+    else:
+        for r in raised:
+            print(f"{r['kind']:<6} {r['ticket']:<10} {r['target']:<15} due {r['due']}  "
+                  f"policy {r['policy']}  {' '.join(r['actions'])}")
+        print(f"{len(raised)} raised", file=sys.stderr)
+    return 0
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     from maild.store import db
 
@@ -189,7 +210,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run, "check": cmd_check, "route": cmd_route, "tickets": cmd_tickets,
-    "db": cmd_db, "demo": cmd_demo,
+    "db": cmd_db, "demo": cmd_demo, "sla": cmd_sla,
 }
 
 

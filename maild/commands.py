@@ -22,6 +22,7 @@ from maild.pipeline.thread import normalise_subject
 from maild.rules.engine import RuleEngine
 from maild.rules.loader import check_templates, load_rules
 from maild.settings import Settings
+from maild.sla.engine import breaches, load_sla
 from maild.store import db, repo
 from maild.store.models import Ticket
 
@@ -47,6 +48,7 @@ def check_configuration(settings: Settings) -> list[str]:
     names = Templates(settings.templates).check(sample_context(settings))
     rules = load_rules(settings.rules)
     check_templates(rules, names)
+    sla = load_sla(settings.sla)
     org = rules.organisation
     return [
         f"configuration {settings.config_path}: valid",
@@ -54,6 +56,8 @@ def check_configuration(settings: Settings) -> list[str]:
         f"rules {rules.source}: {len(rules.rules)} rules, {len(org.levels)} levels, "
         f"{len(org.departments)} departments, {len(org.agents)} agents, "
         f"{len(rules.calendars)} calendars",
+        f"sla {sla.source or '(none)'}: {len(sla.policies)} policies, checked every "
+        f"{sla.check_interval:g} s",
         f"templates: {len(names)} valid ({', '.join(names)})",
     ]
 
@@ -145,9 +149,18 @@ def ticket_detail(settings: Settings, ref: str) -> dict[str, Any] | None:
             ]
             out["events"] = [{"at": _iso(e.at), "kind": e.kind, "data": e.data}
                              for e in ticket.events]
-            out["sla"] = {"policy": None, "first_response_due": None,
-                          "first_response_at": None, "resolution_due": None,
-                          "resolved_at": None, "breaches": []}
+            out["sla"] = {
+                "policy": ticket.sla_policy,
+                "first_response_due": _iso(ticket.sla_first_response_due),
+                "first_response_at": _iso(ticket.first_response_at),
+                "next_response_due": _iso(ticket.sla_next_response_due),
+                "resolution_due": _iso(ticket.sla_resolution_due),
+                "resolved_at": _iso(ticket.resolved_at),
+                "paused": bool(ticket.sla_pauses and ticket.sla_pauses[-1][1] is None),
+                "breaches": [{"target": b.target, "due": _iso(b.due_at),
+                              "raised_at": _iso(b.raised_at), "policy": b.policy}
+                             for b in breaches(ticket, session)],
+            }
             return out
     finally:
         engine.dispose()
@@ -208,3 +221,20 @@ def open_ticket(settings: Settings, *, customer: str, subject: str, level: int |
         return {"id": number, "ref": ref, "acknowledgement_sent": stats.sent > 0}
     finally:
         app.dispose()
+
+
+def sla_check(settings: Settings) -> list[dict[str, Any]]:
+    """One SLA pass now; what it raised. Its notifications are sent right away."""
+    import asyncio
+
+    from maild.app import build
+
+    app = build(settings)
+    try:
+        raised = app.sla_pass()
+        asyncio.run(app.sender.drain_once())
+    finally:
+        app.dispose()
+    return [{"ticket": r.ref, "id": r.ticket_id, "policy": r.policy, "target": r.target,
+             "kind": r.kind, "due": _iso(r.due_at), "actions": list(r.actions)}
+            for r in raised]

@@ -13,13 +13,17 @@ import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.exc import SQLAlchemyError
 
 from maild.app import App
 from maild.errors import ConfigError
 from maild.fetch.worker import Counters, MailboxWorker
 from maild.outbound.sender import DrainStats
+from maild.sla.engine import Raised
 
 log = structlog.get_logger("maild.daemon")
 
@@ -39,6 +43,7 @@ def sd_notify(state: str) -> None:
 @dataclass
 class OnceSummary:
     mailboxes: dict[str, Counters] = field(default_factory=dict)
+    sla: list[Raised] = field(default_factory=list)
     outbox: DrainStats = field(default_factory=DrainStats)
 
 
@@ -69,8 +74,29 @@ def run_once(app: App) -> OnceSummary:
     summary = OnceSummary()
     for worker in workers_for(app):
         summary.mailboxes[worker.mailbox.name] = worker.run_once()
+    summary.sla = app.sla_pass()  # before the outbox, so its notifications go out now
     summary.outbox = asyncio.run(app.sender.drain_once())
     return summary
+
+
+def start_scheduler(app: App, wake: Callable[[], None]) -> AsyncIOScheduler:
+    """The scheduled jobs of `maild run`: the SLA pass, at the SLA file's interval."""
+
+    async def sla_job() -> None:
+        try:
+            raised = await asyncio.to_thread(app.sla_pass)
+        except SQLAlchemyError as exc:
+            log.warning("sla.pass_failed", error=str(exc).splitlines()[0])
+            return
+        if raised:
+            wake()
+
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    scheduler.add_job(sla_job, "interval", seconds=app.sla.config.check_interval,
+                      id="sla", max_instances=1, coalesce=True,
+                      next_run_time=datetime.now(UTC))
+    scheduler.start()
+    return scheduler
 
 
 async def run_forever(app: App, stop: asyncio.Event | None = None) -> None:
@@ -91,6 +117,7 @@ async def run_forever(app: App, stop: asyncio.Event | None = None) -> None:
     tasks = [asyncio.create_task(asyncio.to_thread(w.run_forever), name=w.mailbox.name)
              for w in workers]
     sender = asyncio.create_task(app.sender.run(stop, wake), name="outbox")
+    scheduler = start_scheduler(app, on_queued)
     sd_notify("READY=1")
     log.info("daemon.started", mailboxes=[w.mailbox.name for w in workers])
     stopping = asyncio.create_task(stop.wait())
@@ -109,6 +136,7 @@ async def run_forever(app: App, stop: asyncio.Event | None = None) -> None:
         sd_notify("STOPPING=1")
         log.info("daemon.stopping")
         stop.set()
+        scheduler.shutdown(wait=False)
         for w in workers:
             w.stop.set()
         await asyncio.gather(*tasks, sender, return_exceptions=True)

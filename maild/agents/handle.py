@@ -127,6 +127,7 @@ class AgentDesk:
             self._relay(session, ticket, agent, parsed.text)
             relayed = True
             events.append("replied")
+            ticket.awaiting_reply_since = None
             if ticket.first_response_at is None:
                 ticket.first_response_at = now
             if ticket.status == "new":
@@ -166,13 +167,8 @@ class AgentDesk:
         by = agent.address
         if cmd.name == "escalate":
             level, reason = _escalation_target(ticket, cmd.argument)
-            repo.add_event(session, ticket, "escalated", now, by=by, old=ticket.level,
-                           new=level, reason=reason)
-            ticket.level = level
-            self._w.notify(session, ticket, f"level{level}", author=agent.name,
-                           headline=f"Escalated to level {level} by {agent.name}"
-                                    + (f": {reason}" if reason else ""),
-                           text=self._first_customer_text(ticket))
+            self._w.escalate(session, ticket, level, by=by, reason=reason, author=agent.name,
+                             text=self._w.first_customer_text(ticket))
             return ["escalated"]
         if cmd.name == "department":
             repo.add_event(session, ticket, "department.changed", now, by=by,
@@ -180,7 +176,7 @@ class AgentDesk:
             ticket.department = cmd.argument
             self._w.notify(session, ticket, cmd.argument, author=agent.name,
                            headline=f"Moved to {cmd.argument} by {agent.name}",
-                           text=self._first_customer_text(ticket))
+                           text=self._w.first_customer_text(ticket))
             return ["department.changed"]
         if cmd.name == "priority":
             repo.add_event(session, ticket, "priority.changed", now, by=by,
@@ -198,13 +194,6 @@ class AgentDesk:
             self._w.set_status(session, ticket, status[cmd.name], f"#{cmd.name}", by)
             return ["status.changed"]
         return []  # note: handled with the text
-
-    @staticmethod
-    def _first_customer_text(ticket: Ticket) -> str:
-        for message in ticket.messages:
-            if message.direction == "inbound":
-                return message.body_text
-        return ""
 
     def open_on_behalf(self, session: Session, *, customer: Address, subject: str,
                        text: str, classification: Classification, language: str,
@@ -225,4 +214,5 @@ class AgentDesk:
                        headline=f"New ticket logged by intake ({opened_by})", text=text)
         for team in classification.notify:
             self._w.notify(session, ticket, team, headline="New ticket", text=text)
+        self._w.sla.refresh(ticket)
         return ticket

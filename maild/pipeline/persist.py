@@ -20,6 +20,8 @@ from maild.outbound.queue import Outgoing, enqueue
 from maild.pipeline import respond
 from maild.pipeline.thread import normalise_subject
 from maild.rules.engine import Organisation
+from maild.sla.engine import SlaEngine, raise_priority
+from maild.sla.policy import Deadline, Policy
 from maild.store import repo
 from maild.store.models import Message, Ticket
 
@@ -33,6 +35,7 @@ class TicketWriter:
     clock: Clock
     ref_prefix: str
     organisation: Callable[[], Organisation]  # read at use: a reload swaps it
+    sla: SlaEngine
 
     def store_message(self, session: Session, ticket: Ticket, inbound: Inbound, *,
                       direction: str = "inbound", body: str | None = None) -> Message:
@@ -66,6 +69,7 @@ class TicketWriter:
             priority=classification.priority, language=language, mailbox=mailbox,
             secret=repo.new_secret(), created_at=now, updated_at=now,
             linked_ticket_id=decision.linked_ticket_id if decision else None,
+            tags=list(classification.tags), sla_pauses=[], sla_alerted=[],
         )
         session.add(ticket)
         session.flush()
@@ -142,6 +146,10 @@ class TicketWriter:
         now = self.clock.now()
         repo.add_event(session, ticket, "status.changed", now, old=ticket.status, new=status,
                        reason=reason, by=by)
+        if status == "waiting_customer":
+            self.sla.pause(ticket, now)  # the SLA clock stops while we wait for the customer
+        elif ticket.status == "waiting_customer":
+            self.sla.resume(ticket, now)
         ticket.status = status
         ticket.updated_at = now
         if status == "resolved":
@@ -150,3 +158,52 @@ class TicketWriter:
             ticket.closed_at = now
         elif status in ("open", "new"):
             ticket.resolved_at = ticket.closed_at = None
+
+    def escalate(self, session: Session, ticket: Ticket, level: int, *, by: str,
+                 reason: str, author: str, text: str) -> None:
+        repo.add_event(session, ticket, "escalated", self.clock.now(), by=by,
+                       old=ticket.level, new=level, reason=reason)
+        ticket.level = level
+        self.notify(session, ticket, f"level{level}", author=author,
+                    headline=f"Escalated to level {level} by {author}"
+                             + (f": {reason}" if reason else ""), text=text)
+
+    def sla_act(self, session: Session, ticket: Ticket, policy: Policy,
+                deadline: Deadline) -> tuple[str, ...]:
+        """What a warning or breach does, through the outbox like all mail."""
+        what = deadline.target.replace("_", " ")
+        due = deadline.at.isoformat(timespec="minutes")
+        actions: list[str] = []
+        if deadline.kind == "warn":
+            teams = policy.spec.warn_notify or [ticket.assignee or self.default_team(ticket)]
+            for team in teams:
+                if self.notify(session, ticket, team, author="maild SLA check",
+                               headline=f"SLA warning: {what} due {due}",
+                               text=f"Policy {policy.name}: the {what} is due at {due}."):
+                    actions.append(f"notified:{team}")
+            return tuple(actions)
+        spec = policy.spec.on_breach
+        if spec.raise_priority and ticket.priority != raise_priority(ticket.priority):
+            new = raise_priority(ticket.priority)
+            repo.add_event(session, ticket, "priority.changed", self.clock.now(), by="sla",
+                           old=ticket.priority, new=new)
+            ticket.priority = new
+            actions.append(f"priority:{new}")
+        if spec.escalate and ticket.level < 4:
+            self.escalate(session, ticket, ticket.level + 1, by="sla",
+                          reason=f"SLA {what} breached (policy {policy.name})",
+                          author="maild SLA check", text=self.first_customer_text(ticket))
+            actions.append(f"escalated:{ticket.level}")
+        for team in spec.notify or ([] if spec.escalate else [self.default_team(ticket)]):
+            if self.notify(session, ticket, team, author="maild SLA check",
+                           headline=f"SLA breached: {what} was due {due}",
+                           text=f"Policy {policy.name}: the {what} was due at {due}."):
+                actions.append(f"notified:{team}")
+        return tuple(actions)
+
+    @staticmethod
+    def first_customer_text(ticket: Ticket) -> str:
+        for message in ticket.messages:
+            if message.direction == "inbound":
+                return message.body_text
+        return ""

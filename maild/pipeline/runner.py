@@ -43,6 +43,7 @@ from maild.pipeline.parse import ParseError, parse
 from maild.pipeline.persist import TicketWriter
 from maild.pipeline.thread import candidate_ids, decide_thread, strip_ref, subject_ref
 from maild.rules.engine import RuleEngine, RuleSet
+from maild.sla.engine import SlaEngine
 from maild.store import repo
 from maild.store.models import Quarantine, Ticket
 
@@ -73,7 +74,8 @@ class Pipeline:
     def __init__(
         self, *, session_factory: sessionmaker[Session], rules: RuleSet, guard: Guard,
         outgoing: Outgoing, clock: Clock, ref_prefix: str, default_language: str,
-        classifier: Classifier | None = None, reopen_window: timedelta = timedelta(days=14),
+        sla: SlaEngine, classifier: Classifier | None = None,
+        reopen_window: timedelta = timedelta(days=14),
     ) -> None:
         self._reopen_window = reopen_window
         self._sessions = session_factory
@@ -87,7 +89,7 @@ class Pipeline:
         self._rules = rules
         self._classifier: Classifier = classifier or RuleEngine(rules, clock)
         self.writer = TicketWriter(outgoing=outgoing, clock=clock, ref_prefix=ref_prefix,
-                                   organisation=lambda: self._rules.organisation)
+                                   organisation=lambda: self._rules.organisation, sla=sla)
         self.desk = AgentDesk(self.writer)
 
     @property
@@ -149,6 +151,15 @@ class Pipeline:
         self, session: Session, raw: bytes, source: SourceRef | None
     ) -> Processed | Outcome:
         """One message through every stage, inside the caller's transaction."""
+        result = self._process(session, raw, source)
+        if isinstance(result, Processed):
+            # Whatever changed (a new ticket, a reply, a command): deadlines follow.
+            self.writer.sla.refresh(session.get_one(Ticket, result.ticket_id))
+        return result
+
+    def _process(
+        self, session: Session, raw: bytes, source: SourceRef | None
+    ) -> Processed | Outcome:
         try:
             inbound = parse(raw, source, default_language=self._default_language)
         except ParseError as exc:
@@ -292,6 +303,8 @@ class Pipeline:
         if not inbound.automatic:
             if ticket.status in ("waiting_customer", "resolved", "closed"):
                 self.writer.set_status(session, ticket, "open", "customer replied")
+            if ticket.first_response_at is not None and ticket.awaiting_reply_since is None:
+                ticket.awaiting_reply_since = now  # the next-response clock starts
             team = ticket.assignee or self.writer.default_team(ticket)
             self.writer.notify(session, ticket, team, headline="The customer replied",
                                text=inbound.body_text, author=inbound.sender.formatted()

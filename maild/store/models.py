@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -71,12 +72,39 @@ class Ticket(Base):
     first_response_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # SLA state, kept current by maild.sla.engine.SlaEngine.refresh
+    awaiting_reply_since: Mapped[datetime | None]  # the customer wrote after our answer
+    sla_policy: Mapped[str | None] = mapped_column(String(100))
+    sla_first_response_due: Mapped[datetime | None]
+    sla_next_response_due: Mapped[datetime | None]
+    sla_resolution_due: Mapped[datetime | None]
+    sla_next_check_at: Mapped[datetime | None] = mapped_column(index=True)
+    sla_pauses: Mapped[list[list[str | None]]] = mapped_column(JSON, default=list)
+    sla_alerted: Mapped[list[str]] = mapped_column(JSON, default=list)
     linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
 
     messages: Mapped[list[Message]] = relationship(
         back_populates="ticket", order_by="Message.id", foreign_keys="Message.ticket_id"
     )
     events: Mapped[list[Event]] = relationship(back_populates="ticket", order_by="Event.id")
+
+
+class SlaAlert(Base):
+    """A warning or breach that was acted on. The unique key makes it happen once, across
+    restarts and across daemons sharing the database."""
+
+    __tablename__ = "sla_alerts"
+    __table_args__ = (UniqueConstraint("ticket_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    key: Mapped[str] = mapped_column(String(80))
+    target: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(10))  # warn | breach
+    policy: Mapped[str] = mapped_column(String(100))
+    due_at: Mapped[datetime]
+    raised_at: Mapped[datetime]
 
 
 class Message(Base):

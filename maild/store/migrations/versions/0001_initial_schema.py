@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 08:26:41.789522
+Create Date: 2026-11-22 08:31:35.526182
 """
 from alembic import op
 import sqlalchemy as sa
@@ -56,6 +56,15 @@ def upgrade() -> None:
     sa.Column('first_response_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('resolved_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('tags', sa.JSON(), nullable=False),
+    sa.Column('awaiting_reply_since', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('sla_policy', sa.String(length=100), nullable=True),
+    sa.Column('sla_first_response_due', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('sla_next_response_due', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('sla_resolution_due', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('sla_next_check_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('sla_pauses', sa.JSON(), nullable=False),
+    sa.Column('sla_alerted', sa.JSON(), nullable=False),
     sa.Column('linked_ticket_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['linked_ticket_id'], ['tickets.id'], ),
     sa.PrimaryKeyConstraint('id'),
@@ -63,6 +72,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('tickets', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_tickets_requester'), ['requester'], unique=False)
+        batch_op.create_index(batch_op.f('ix_tickets_sla_next_check_at'), ['sla_next_check_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_tickets_status'), ['status'], unique=False)
 
     op.create_table('events',
@@ -104,6 +114,19 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_messages_raw_sha256'), ['raw_sha256'], unique=False)
         batch_op.create_index('ix_messages_ticket', ['ticket_id', 'id'], unique=False)
 
+    op.create_table('sla_alerts',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('ticket_id', sa.Integer(), nullable=False),
+    sa.Column('key', sa.String(length=80), nullable=False),
+    sa.Column('target', sa.String(length=20), nullable=False),
+    sa.Column('kind', sa.String(length=10), nullable=False),
+    sa.Column('policy', sa.String(length=100), nullable=False),
+    sa.Column('due_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('raised_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('ticket_id', 'key')
+    )
     op.create_table('outbox',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('ticket_id', sa.Integer(), nullable=True),
@@ -134,6 +157,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_outbox_due')
 
     op.drop_table('outbox')
+    op.drop_table('sla_alerts')
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.drop_index('ix_messages_ticket')
         batch_op.drop_index(batch_op.f('ix_messages_raw_sha256'))
@@ -145,6 +169,7 @@ def downgrade() -> None:
     op.drop_table('events')
     with op.batch_alter_table('tickets', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_tickets_status'))
+        batch_op.drop_index(batch_op.f('ix_tickets_sla_next_check_at'))
         batch_op.drop_index(batch_op.f('ix_tickets_requester'))
 
     op.drop_table('tickets')

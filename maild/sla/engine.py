@@ -1,0 +1,214 @@
+"""SLA in the database: per-ticket deadlines kept current, and the scheduled pass.
+
+`refresh` recomputes a ticket's policy, due times and `sla_next_check_at` whenever the
+ticket changes (priority, level, status, a reply...). The pass reads only tickets whose
+`sla_next_check_at` has come (an index range scan, however many tickets are open), raises
+each warning and breach exactly once (a row in `sla_alerts` under a unique key, inserted in
+the same transaction as the action), acts, and refreshes the ticket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import structlog
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from maild.clock import Clock
+from maild.rules.schema import PRIORITIES
+from maild.sla.calendar import BusinessCalendar
+from maild.sla.policy import Deadline, Policy, SlaFile, TicketFacts, choose, deadlines
+from maild.sla.spec import build_calendar
+from maild.store import repo
+from maild.store.models import SlaAlert, Ticket
+from maild.yamlfile import YamlDocument, load_yaml
+
+log = structlog.get_logger("maild.sla")
+
+
+@dataclass(frozen=True)
+class SlaConfig:
+    policies: tuple[Policy, ...]
+    check_interval: float
+    source: str | None = None
+
+
+def load_sla(path: Path | None) -> SlaConfig:
+    """The SLA file, validated; errors name the file, key and line. No file: no SLA."""
+    if path is None:
+        return SlaConfig(policies=(), check_interval=60.0)
+    doc = load_yaml(path)
+    return sla_from_document(doc)
+
+
+def sla_from_document(doc: YamlDocument) -> SlaConfig:
+    if not isinstance(doc.data, dict):
+        raise doc.error("an SLA file is a mapping (calendars, policies)", ())
+    try:
+        spec = SlaFile.model_validate(doc.data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        msg = {"extra_forbidden": "unknown key", "missing": "required key is missing"}.get(
+            err["type"], str(err["msg"]).removeprefix("Value error, "))
+        raise doc.error(msg, tuple(err["loc"])) from None
+    calendars: dict[str, BusinessCalendar] = {"24x7": BusinessCalendar.always_open()}
+    for name, value in spec.calendars.items():
+        try:
+            calendars[name] = build_calendar(name, value)
+        except (ValidationError, ValueError) as exc:
+            reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            raise doc.error(f"calendar '{name}': {reason}".replace("Value error, ", ""),
+                            ("calendars", name)) from None
+    policies = []
+    seen: set[str] = set()
+    for i, p in enumerate(spec.policies):
+        if p.name in seen:
+            raise doc.error(f"duplicate policy name '{p.name}'", ("policies", i, "name"))
+        seen.add(p.name)
+        if p.calendar not in calendars:
+            raise doc.error(f"policy '{p.name}': no calendar named '{p.calendar}' (known: "
+                            f"{', '.join(sorted(calendars))})", ("policies", i, "calendar"))
+        policies.append(Policy(p, calendars[p.calendar]))
+    return SlaConfig(tuple(policies), spec.check_interval, str(doc.path))
+
+
+@dataclass(frozen=True)
+class Raised:
+    ticket_id: int
+    ref: str
+    policy: str
+    target: str
+    kind: str
+    due_at: datetime
+    actions: tuple[str, ...]
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class SlaEngine:
+    """Keeps tickets' SLA state current and runs the checks.
+
+    `customer` gives a requester's attributes (from the rules file); `notify`, `escalate`
+    are the ticket writer's actions, so SLA actions go through the outbox like all mail.
+    """
+
+    def __init__(self, config: SlaConfig, clock: Clock,
+                 customer: Callable[[str], dict[str, str]]) -> None:
+        self.config = config
+        self._clock = clock
+        self._customer = customer
+
+    def facts(self, t: Ticket) -> TicketFacts:
+        pauses = [(p0, _dt(p1)) for p0, p1 in
+                  ((_dt(a), b) for a, b in (t.sla_pauses or [])) if p0 is not None]
+        return TicketFacts(
+            priority=t.priority, level=t.level, department=t.department,
+            tags=frozenset(t.tags or ()), customer=self._customer(t.requester),
+            created_at=t.created_at, first_response_at=t.first_response_at,
+            awaiting_reply_since=t.awaiting_reply_since,
+            done=t.status in ("resolved", "closed"), pauses=pauses,
+        )
+
+    def _deadlines(self, t: Ticket) -> tuple[Policy | None, list[Deadline]]:
+        facts = self.facts(t)
+        policy = choose(self.config.policies, facts)
+        return policy, (deadlines(policy, facts) if policy else [])
+
+    def refresh(self, t: Ticket) -> None:
+        """Recompute policy, due times and the next check instant of one ticket."""
+        policy, found = self._deadlines(t)
+        t.sla_policy = policy.name if policy else None
+        breach = {d.target: d.at for d in found if d.kind == "breach"}
+        if t.first_response_at is None or policy is None:
+            t.sla_first_response_due = breach.get("first_response")
+        t.sla_next_response_due = breach.get("next_response")
+        t.sla_resolution_due = breach.get("resolution") if policy else None
+        alerted = set(t.sla_alerted or ())
+        pending = [d.at for d in found if d.key not in alerted]
+        t.sla_next_check_at = min(pending) if pending else None
+
+    def pause(self, t: Ticket, now: datetime) -> None:
+        pauses = list(t.sla_pauses or [])
+        if not pauses or pauses[-1][1] is not None:
+            t.sla_pauses = [*pauses, [now.isoformat(), None]]
+
+    def resume(self, t: Ticket, now: datetime) -> None:
+        pauses = [list(p) for p in t.sla_pauses or []]
+        if pauses and pauses[-1][1] is None:
+            pauses[-1][1] = now.isoformat()
+            t.sla_pauses = pauses
+
+    def run_pass(self, sessions: sessionmaker[Session],
+                 act: Callable[[Session, Ticket, Policy, Deadline], tuple[str, ...]],
+                 batch: int = 500) -> list[Raised]:
+        """One SLA pass: every due warning and breach, each acted on exactly once."""
+        raised: list[Raised] = []
+        now = self._clock.now()
+        skip: set[int] = set()
+        while True:
+            with sessions() as session, session.begin():
+                query = (select(Ticket).where(Ticket.sla_next_check_at <= now)
+                         .order_by(Ticket.sla_next_check_at).limit(batch))
+                if skip:
+                    query = query.where(Ticket.id.not_in(skip))
+                if session.get_bind().dialect.name == "postgresql":
+                    query = query.with_for_update(skip_locked=True)
+                tickets = list(session.scalars(query))
+                for t in tickets:
+                    raised.extend(self._check(session, t, now, act))
+                    self.refresh(t)
+                    if t.sla_next_check_at is not None and t.sla_next_check_at <= now:
+                        skip.add(t.id)  # raised elsewhere meanwhile; look again next pass
+            if len(tickets) < batch:
+                return raised
+
+    def _check(self, session: Session, t: Ticket, now: datetime,
+               act: Callable[[Session, Ticket, Policy, Deadline], tuple[str, ...]]
+               ) -> list[Raised]:
+        policy, found = self._deadlines(t)
+        if policy is None:
+            return []
+        out = []
+        alerted = list(t.sla_alerted or ())
+        # A breach makes its own warning moot: warn only when the breach is still ahead.
+        breached = {d.target for d in found if d.kind == "breach" and d.at <= now}
+        for d in sorted(found, key=lambda d: d.at):
+            if d.at > now or d.key in alerted:
+                continue
+            alerted.append(d.key)
+            if d.kind == "warn" and d.target in breached:
+                continue
+            try:
+                with session.begin_nested():
+                    session.add(SlaAlert(ticket_id=t.id, key=d.key, target=d.target,
+                                         kind=d.kind, policy=policy.name, due_at=d.at,
+                                         raised_at=now))
+                    session.flush()
+            except IntegrityError:
+                continue  # another daemon raised it first
+            actions = act(session, t, policy, d)
+            event = "sla.breached" if d.kind == "breach" else "sla.warned"
+            repo.add_event(session, t, event, now, policy=policy.name, target=d.target,
+                           due=d.at.isoformat(), actions=list(actions))
+            log.info(event, ticket_id=t.id, ref=t.ref, target=d.target, policy=policy.name)
+            out.append(Raised(t.id, t.ref, policy.name, d.target, d.kind, d.at, actions))
+        t.sla_alerted = alerted
+        return out
+
+
+def raise_priority(priority: str) -> str:
+    i = PRIORITIES.index(priority) if priority in PRIORITIES else 1
+    return PRIORITIES[min(i + 1, len(PRIORITIES) - 1)]
+
+
+def breaches(t: Ticket, session: Session) -> Sequence[SlaAlert]:
+    return list(session.scalars(select(SlaAlert).where(
+        SlaAlert.ticket_id == t.id, SlaAlert.kind == "breach").order_by(SlaAlert.id)))

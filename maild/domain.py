@@ -74,6 +74,8 @@ class Inbound:
     defects: tuple[str, ...] = ()
     automatic: tuple[str, ...] = ()  # why this looks machine-generated; empty for a person
     verified_sender: bool = False  # Authentication-Results from a trusted server said so
+    markers: tuple[str, ...] = ()  # our body markers found in the text (quoted replies)
+    notes: tuple[str, ...] = ()  # what limits kept aside
     mime: email.message.Message | None = field(default=None, compare=False, repr=False)
 
     def header(self, name: str) -> str | None:
@@ -100,6 +102,7 @@ class Outcome:
 class ThreadedBy(enum.StrEnum):
     IN_REPLY_TO = "in-reply-to"
     REFERENCES = "references"
+    MARKER = "marker"
     SUBJECT = "subject"
     NEW = "new"
 
@@ -157,3 +160,4 @@ class OutboundDraft:
     headline: str = ""  # what a notification is about
     text: str = ""  # an agent's reply, a note, or the customer's message
     author: str = ""
+    sender_verified: bool | None = None  # None: no trusted Authentication-Results configured

@@ -178,6 +178,37 @@ class OutboxSettings(_Model):
     batch_size: int = Field(default=100, ge=1)
 
 
+class WindowLimit(_Model):
+    """At most `max` automatic messages within `window` (30m, 1h, 1d ...)."""
+
+    window: float  # seconds
+    max: int = Field(ge=0)
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        from maild.sla.policy import parse_duration
+
+        return parse_duration(v).total_seconds() if isinstance(v, str) else v
+
+
+class SafetySettings(_Model):
+    """Loop and abuse protection (RFC 3834 and beyond)."""
+
+    # Windowed limits on automatic mail (acknowledgements, canned answers): they stop a
+    # loop with an autoresponder that sends none of the RFC 3834 headers.
+    per_recipient: list[WindowLimit] = [WindowLimit(window=3600, max=3),
+                                        WindowLimit(window=86400, max=10)]
+    per_ticket: list[WindowLimit] = [WindowLimit(window=3600, max=5)]
+    total: list[WindowLimit] = [WindowLimit(window=3600, max=2000)]
+    # An address that failed permanently gets no automatic mail for this long.
+    suppress_days: float = Field(default=7.0, ge=0)
+    # Authentication-Results from these servers (authserv-id) are believed.
+    trusted_authserv_ids: list[str] = []
+    max_message_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    max_attachments: int = Field(default=100, ge=0)
+
+
 class TicketSettings(_Model):
     # A reply to a ticket closed longer ago than this opens a new ticket linked to it;
     # to a resolved ticket, or one closed more recently, it reopens the ticket.
@@ -197,6 +228,7 @@ class Settings(_Model):
     templates: Path | None = None
     outbox: OutboxSettings = OutboxSettings()
     tickets: TicketSettings = TicketSettings()
+    safety: SafetySettings = SafetySettings()
     default_language: Annotated[str, Field(pattern=r"^(en|de)$")] = "en"
     log_level: Annotated[str, Field(pattern=r"^(debug|info|warning|error)$")] = "info"
 

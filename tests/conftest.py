@@ -53,10 +53,13 @@ def pg_url() -> Iterator[str]:
 
     Fails (never skips) when PostgreSQL cannot be reached.
     """
+    database: PgDatabase | str
     try:
         database = PgDatabase.create()
     except PostgresUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
+        database = str(exc)
+    if isinstance(database, str):
+        pytest.fail(database, pytrace=False)
     try:
         yield database.url
     finally:

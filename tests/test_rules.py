@@ -210,7 +210,7 @@ def test_route_command_explains_and_changes_nothing(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    for name in ("maild.yaml", "rules.yaml"):
+    for name in ("maild.yaml", "rules.yaml", "sla.yaml"):
         shutil.copy(ROOT / "config" / name, tmp_path / name)
     mail = tmp_path / "mail.eml"
     mail.write_bytes(customer_mail(subject="Frage zu meiner Rechnung",

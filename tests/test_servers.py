@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import time
 from email.message import EmailMessage
-from typing import Any
 
 import aiosmtplib
 import pytest
@@ -16,7 +14,7 @@ from sqlalchemy import create_engine, text
 
 from tests.servers.dovecot import Dovecot, MailUser, free_port
 from tests.servers.postgres import PgDatabase, PostgresUnavailable
-from tests.servers.smtp import SmtpServer
+from tests.servers.smtp import SmtpServer, send
 
 
 def raw_message(subject: str, body: str = "Hello.") -> bytes:
@@ -188,15 +186,6 @@ def test_server_without_move() -> None:
 # -- SMTP ----------------------------------------------------------------------------------
 
 
-def send(server: SmtpServer, message: EmailMessage, **kwargs: Any) -> object:
-    async def go() -> object:
-        return await aiosmtplib.send(
-            message, hostname=server.host, port=server.port, timeout=10, **kwargs
-        )
-
-    return asyncio.run(go())
-
-
 def test_smtp_records_messages(smtp_server: SmtpServer) -> None:
     send(smtp_server, email_message("Ticket #1"), sender="bounce@example.test")
     [received] = smtp_server.wait_for(1, timeout=10)
@@ -281,7 +270,8 @@ def test_smtp_implicit_tls() -> None:
 
 
 def test_pg_url_is_a_fresh_database(pg_url: str) -> None:
-    assert pg_url.startswith("postgresql+psycopg://postgres@127.0.0.1:5432/maild_test_")
+    assert pg_url.startswith("postgresql+psycopg://")
+    assert "/maild_test_" in pg_url
     engine = create_engine(pg_url)
     try:
         with engine.begin() as conn:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from maild.domain import Address, OutboundDraft
 from maild.outbound.compose import compose
 from maild.outbound.ids import MessageIdFactory
-from maild.outbound.render import MailContext, PersonView, Templates, TicketView
+from maild.outbound.render import MailContext, PersonView, Rendered, Templates, TicketView
 from maild.store.models import Message, Outbox, Ticket
 from maild.store.repo import add_event
 
@@ -42,7 +42,8 @@ def context_for(ticket: Ticket, support: Address, customer: Address, body: str,
             ref=ticket.ref, subject=ticket.subject, level=ticket.level,
             department=ticket.department, priority=ticket.priority, status=ticket.status,
         ),
-        customer=PersonView(name=customer.name, address=customer.address),
+        customer=PersonView(name=customer.name, address=customer.address,
+                            verified=draft.sender_verified if draft else None),
         support=PersonView(name=support.name, address=support.address),
         message_excerpt=excerpt(body),
         headline=draft.headline if draft else "",
@@ -65,6 +66,11 @@ def enqueue(
         draft.template, draft.language, context_for(ticket, out.support, customer, body, draft)
     )
     message_id = out.ids.new()
+    if draft.direction == "outbound":
+        # The body marker: lets a reply from a client that drops In-Reply-To and References
+        # find its ticket, verifiably (it is the signed part of our Message-ID).
+        token = message_id.partition("@")[0].removeprefix("maild.")
+        rendered = Rendered(rendered.subject, rendered.body.rstrip("\n") + f"\n\n[maild:{token}]\n")
     sender = Address(draft.sender_name or out.support.name, out.support.address)
     extra = dict(draft.extra)
     if draft.reply_to:

@@ -38,6 +38,7 @@ class TicketView:
 class PersonView:
     name: str
     address: str
+    verified: bool | None = None  # None: sender verification is not configured
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ class Templates:
             undefined=StrictUndefined,
             autoescape=False,
             keep_trailing_newline=True,
+            trim_blocks=True,  # a line holding only a block tag leaves no blank line
+            lstrip_blocks=True,
         )
         self._folders = folders
 

@@ -12,14 +12,17 @@ import dataclasses
 from sqlalchemy.orm import Session
 
 from maild.domain import Inbound, Outcome, Stop
+from maild.mailsafety.authres import sender_verified
 from maild.mailsafety.autoreply import classify_automatic
 from maild.mailsafety.bounce import Report, parse_report
 from maild.store import repo
 
 
 class Guard:
-    def __init__(self, own_addresses: frozenset[str]) -> None:
+    def __init__(self, own_addresses: frozenset[str],
+                 trusted_authserv_ids: tuple[str, ...] = ()) -> None:
         self._own = frozenset(a.lower() for a in own_addresses)
+        self._trusted = trusted_authserv_ids
 
     def duplicate(self, session: Session, inbound: Inbound) -> Outcome | None:
         reason = repo.seen_before(session, inbound)
@@ -36,4 +39,8 @@ class Guard:
             reasons = (f"report:{report.kind}", *reasons)
         if reasons:
             inbound = dataclasses.replace(inbound, automatic=tuple(dict.fromkeys(reasons)))
+        if self._trusted and inbound.sender is not None:
+            values = [v for k, v in inbound.headers if k.lower() == "authentication-results"]
+            if sender_verified(values, inbound.sender.address, self._trusted):
+                inbound = dataclasses.replace(inbound, verified_sender=True)
         return inbound, report

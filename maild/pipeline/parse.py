@@ -15,6 +15,8 @@ import logging
 import re
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
 
 import mailparser
@@ -23,6 +25,9 @@ from maild.domain import Address, Attachment, Inbound, SourceRef
 from maild.pipeline.language import detect_language
 
 _MSGID = re.compile(r"<\s*([^<>\s]+?)\s*>")
+# The marker maild puts under customer-facing mail (see outbound.queue): the signed part of
+# the Message-ID, for clients that drop In-Reply-To and References but quote the text.
+MARKER = re.compile(r"\[maild:([0-9a-f]{20}\.[0-9a-f]{16})\]")
 _TAG = re.compile(r"<[^>]{0,2000}>")
 _SPACES = re.compile(r"[ \t]+")
 MAX_BODY_CHARS = 200_000
@@ -107,21 +112,42 @@ def _headers(msg: email.message.Message) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def parse(raw: bytes, source: SourceRef | None, *, default_language: str = "en") -> Inbound:
+def _oversized(raw: bytes, max_bytes: int) -> tuple[email.message.Message, str, list[str]]:
+    """Headers only: a message over the size limit is kept whole, but not parsed whole."""
+    msg = BytesHeaderParser(policy=compat32).parsebytes(raw)
+    note = (f"message of {len(raw)} bytes is over the limit of {max_bytes}: its body and "
+            "attachments were not processed; the raw message is kept")
+    return msg, f"[{note}]", [note]
+
+
+def parse(raw: bytes, source: SourceRef | None, *, default_language: str = "en",
+          max_bytes: int | None = None, max_attachments: int | None = None) -> Inbound:
     """Parse one message. Raises ParseError only when there is nothing to work with."""
     if not raw.strip():
         raise ParseError("empty message")
-    logging.getLogger("mailparser").setLevel(logging.ERROR)
-    try:
-        parsed = mailparser.parse_from_bytes(raw)
-    except RecursionError:
-        raise ParseError("MIME structure nested too deeply") from None
-    msg = parsed.message
+    notes: list[str] = []
+    attachments: tuple[Attachment, ...] = ()
+    defects: tuple[str, ...] = ()
+    if max_bytes is not None and len(raw) > max_bytes:
+        msg, body, notes = _oversized(raw, max_bytes)
+    else:
+        logging.getLogger("mailparser").setLevel(logging.ERROR)
+        try:
+            parsed = mailparser.parse_from_bytes(raw)
+        except RecursionError:
+            raise ParseError("MIME structure nested too deeply") from None
+        msg = parsed.message
+        body = _body(parsed)
+        attachments = _attachments(parsed)
+        defects = tuple(sorted(str(d) for d in parsed.defects_categories))
+        if max_attachments is not None and len(attachments) > max_attachments:
+            notes.append(f"{len(attachments)} attachments, over the limit of "
+                         f"{max_attachments}: the rest are only in the raw message")
+            attachments = attachments[:max_attachments]
     if not msg.keys():
         raise ParseError("no headers found")
     senders = _addresses(msg, "From") or _addresses(msg, "Sender")
     subject = decode_header_value(msg.get("Subject"))
-    body = _body(parsed)
     mids = message_ids(decode_header_value(msg.get("Message-ID")))
     return Inbound(
         source=source,
@@ -142,7 +168,9 @@ def parse(raw: bytes, source: SourceRef | None, *, default_language: str = "en")
             default=default_language,
         ),
         headers=_headers(msg),
-        attachments=_attachments(parsed),
-        defects=tuple(sorted(str(d) for d in parsed.defects_categories)),
+        attachments=attachments,
+        defects=defects,
         mime=msg,
+        markers=tuple(dict.fromkeys(MARKER.findall(body))),
+        notes=tuple(notes),
     )

@@ -6,6 +6,7 @@ notified, so the customer path, the agents' path and intake cannot drift apart.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from maild.agents.address import reply_address
 from maild.clock import Clock
 from maild.domain import Address, Classification, Inbound, OutboundDraft, ThreadDecision
+from maild.mailsafety.limits import AutoLimiter
 from maild.outbound.queue import Outgoing, enqueue
 from maild.pipeline import respond
 from maild.pipeline.thread import normalise_subject
@@ -36,6 +38,7 @@ class TicketWriter:
     ref_prefix: str
     organisation: Callable[[], Organisation]  # read at use: a reload swaps it
     sla: SlaEngine
+    limiter: AutoLimiter
 
     def store_message(self, session: Session, ticket: Ticket, inbound: Inbound, *,
                       direction: str = "inbound", body: str | None = None) -> Message:
@@ -91,6 +94,14 @@ class TicketWriter:
                  if inbound is not None else respond.intake_acknowledgement(
                      ticket.language, classification, to))
         if draft is None:
+            return 0
+        if inbound is not None and self.limiter.safety.trusted_authserv_ids:
+            draft = dataclasses.replace(draft, sender_verified=inbound.verified_sender)
+        blocked = self.limiter.blocked(session, ticket.id, draft.to.address, self.clock.now())
+        if blocked:
+            repo.add_event(session, ticket, "autoreply.suppressed", self.clock.now(),
+                           to=draft.to.address, reason=blocked)
+            log.warning("autoreply.limited", ticket_id=ticket.id, reason=blocked)
             return 0
         kind = "answer" if classification.answer else "acknowledgement"
         enqueue(session, ticket, draft, self.outgoing, at=self.clock.now(), body=body,

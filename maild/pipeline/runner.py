@@ -36,6 +36,7 @@ from maild.domain import (
     ThreadedBy,
 )
 from maild.mailsafety.bounce import Report
+from maild.mailsafety.limits import AutoLimiter
 from maild.outbound.queue import Outgoing
 from maild.pipeline.classify import Classifier
 from maild.pipeline.guard import Guard
@@ -43,6 +44,7 @@ from maild.pipeline.parse import ParseError, parse
 from maild.pipeline.persist import TicketWriter
 from maild.pipeline.thread import candidate_ids, decide_thread, strip_ref, subject_ref
 from maild.rules.engine import RuleEngine, RuleSet
+from maild.settings import SafetySettings
 from maild.sla.engine import SlaEngine
 from maild.store import repo
 from maild.store.models import Quarantine, Ticket
@@ -74,9 +76,11 @@ class Pipeline:
     def __init__(
         self, *, session_factory: sessionmaker[Session], rules: RuleSet, guard: Guard,
         outgoing: Outgoing, clock: Clock, ref_prefix: str, default_language: str,
-        sla: SlaEngine, classifier: Classifier | None = None,
+        sla: SlaEngine, safety: SafetySettings, classifier: Classifier | None = None,
         reopen_window: timedelta = timedelta(days=14),
     ) -> None:
+        self._safety = safety
+        self._limiter = AutoLimiter(safety)
         self._reopen_window = reopen_window
         self._sessions = session_factory
         self._guard = guard
@@ -89,7 +93,8 @@ class Pipeline:
         self._rules = rules
         self._classifier: Classifier = classifier or RuleEngine(rules, clock)
         self.writer = TicketWriter(outgoing=outgoing, clock=clock, ref_prefix=ref_prefix,
-                                   organisation=lambda: self._rules.organisation, sla=sla)
+                                   organisation=lambda: self._rules.organisation, sla=sla,
+                                   limiter=self._limiter)
         self.desk = AgentDesk(self.writer)
 
     @property
@@ -161,7 +166,9 @@ class Pipeline:
         self, session: Session, raw: bytes, source: SourceRef | None
     ) -> Processed | Outcome:
         try:
-            inbound = parse(raw, source, default_language=self._default_language)
+            inbound = parse(raw, source, default_language=self._default_language,
+                            max_bytes=self._safety.max_message_bytes,
+                            max_attachments=self._safety.max_attachments)
         except ParseError as exc:
             return Outcome(Stop.HOLD, f"unparseable: {exc}")
         duplicate = self._guard.duplicate(session, inbound)
@@ -171,22 +178,25 @@ class Pipeline:
         if inbound.sender is None:
             return Outcome(Stop.HOLD, "no sender address (From) in the message")
         org = self._rules.organisation
-        ids = candidate_ids(inbound)
-        if report is not None:
-            ids = (*report.original_message_ids, *ids)
+        verify = self.outgoing.ids.verify
+        domain = self.outgoing.support.address.rpartition("@")[2]
+        markers = tuple(m for m in (f"maild.{t}@{domain}" for t in inbound.markers)
+                        if verify(m))
+        # A delivery report counts only for mail maild really sent: a signed Message-ID.
+        reported = tuple(m for m in report.original_message_ids if verify(m)) if report else ()
+        ids = (*reported, *candidate_ids(inbound), *markers)
         ref = subject_ref(inbound.subject, self._ref_re)
+        known = repo.tickets_for_message_ids(session, ids)
+        if report is not None:
+            return self._report(session, inbound, report, reported, known)
         decision = decide_thread(
-            inbound,
-            repo.tickets_for_message_ids(session, ids),
-            ref,
-            repo.ref_ticket(session, ref) if ref else None,
-        )
+            inbound, known, ref, repo.ref_ticket(session, ref) if ref else None,
+            markers=markers)
         decision = self._lifecycle(session, decision)
         staff = self._staff_mail(session, inbound, decision)
         if staff is not None:
             return staff
-        if report is not None:
-            return self._report(session, inbound, report, decision)
+        decision = self._participants_only(session, inbound, decision)
         if inbound.sender.address in org.intake and not inbound.automatic:
             return self._intake(session, inbound)
         if decision.ticket_id is not None:
@@ -205,6 +215,22 @@ class Pipeline:
             return decision
         return ThreadDecision(ticket_id=None, by=ThreadedBy.NEW, matched=decision.matched,
                               linked_ticket_id=ticket.id, flags=("follow-up-of-closed",))
+
+    def _participants_only(self, session: Session, inbound: Inbound,
+                           decision: ThreadDecision) -> ThreadDecision:
+        """Only a participant, or someone holding one of our signed Message-IDs, may write
+        into a ticket. A stranger who quotes a customer's Message-ID gets a linked ticket."""
+        if decision.ticket_id is None or decision.by is ThreadedBy.SUBJECT:
+            return decision  # the subject path checks participants itself
+        if decision.matched and self.outgoing.ids.verify(decision.matched):
+            return decision
+        participants = repo.participants(session, decision.ticket_id)
+        sender = inbound.sender.address if inbound.sender else ""
+        if sender in participants:
+            return decision
+        return ThreadDecision(ticket_id=None, by=ThreadedBy.NEW, matched=decision.matched,
+                              linked_ticket_id=decision.ticket_id,
+                              flags=("header-ref-from-non-participant",))
 
     def _staff_mail(self, session: Session, inbound: Inbound,
                     decision: ThreadDecision) -> Processed | Outcome | None:
@@ -279,6 +305,9 @@ class Pipeline:
                                mailbox=inbound.source.mailbox if inbound.source else None,
                                decision=decision)
         w.store_message(session, ticket, inbound)
+        if inbound.notes:
+            repo.add_event(session, ticket, "limits.applied", self._clock.now(),
+                           notes=list(inbound.notes))
         queued = w.acknowledge(session, ticket, inbound, classification, sender,
                                inbound.body_text)
         if not inbound.automatic:
@@ -314,13 +343,21 @@ class Pipeline:
         return Processed(ticket_id=ticket.id, created=False, queued=0)
 
     def _report(
-        self, session: Session, inbound: Inbound, report: Report, decision: ThreadDecision
+        self, session: Session, inbound: Inbound, report: Report, reported: tuple[str, ...],
+        known: dict[str, int],
     ) -> Processed | Outcome:
-        """A delivery report is recorded on the ticket it reports on, or held."""
-        if decision.ticket_id is None:
+        """A delivery report is recorded on the ticket of the message it reports on (a
+        message maild sent, by its signed Message-ID), or held. Never answered."""
+        ticket_id = next((known[m] for m in reported if m in known), None)
+        if ticket_id is None:
             return Outcome(Stop.HOLD, f"{report.kind} report for no message maild sent")
         now = self._clock.now()
-        ticket = session.get_one(Ticket, decision.ticket_id)
+        ticket = session.get_one(Ticket, ticket_id)
+        for failed in report.recipients:
+            if report.kind == "failure" and failed.permanent:
+                self._limiter.suppress(session, failed.address,
+                                       f"permanent failure: {failed.status or ''} "
+                                       f"{failed.diagnostic or report.reason}".strip(), now)
         self.writer.store_message(session, ticket, inbound)
         repo.add_event(session, ticket, f"report.{report.kind}", now,
                        message_id=inbound.message_id, reason=report.reason,

@@ -70,8 +70,12 @@ def decide_thread(
     known: Mapping[str, int],
     ref: str | None,
     ref_ticket: RefTicket | None,
+    markers: tuple[str, ...] = (),
 ) -> ThreadDecision:
-    """Decide the ticket of `inbound` from the ids and reference the database recognised."""
+    """Decide the ticket of `inbound` from the ids and reference the database recognised.
+
+    `markers` are the verified Message-IDs behind body markers (quoted text of our mail).
+    """
     for i, mid in enumerate(inbound.in_reply_to):
         if mid in known and mid != inbound.message_id:
             by = ThreadedBy.IN_REPLY_TO if i == 0 else ThreadedBy.REFERENCES
@@ -79,6 +83,9 @@ def decide_thread(
     for mid in reversed(inbound.references):
         if mid in known and mid != inbound.message_id:
             return ThreadDecision(ticket_id=known[mid], by=ThreadedBy.REFERENCES, matched=mid)
+    for mid in markers:
+        if mid in known:
+            return ThreadDecision(ticket_id=known[mid], by=ThreadedBy.MARKER, matched=mid)
     if ref is not None and ref_ticket is not None:
         sender = inbound.sender.address if inbound.sender else ""
         if sender and sender in ref_ticket.participants:

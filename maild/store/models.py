@@ -158,7 +158,10 @@ class Outbox(Base):
     """
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_rcpt", "rcpt_to", "created_at"),  # the loop limits count by these
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
@@ -188,6 +191,17 @@ class Quarantine(Base):
     message_id: Mapped[str | None] = mapped_column(String(998))
     reason: Mapped[str] = mapped_column(Text)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+
+
+class Suppression(Base):
+    """An address that failed permanently: no automatic mail to it until `until`."""
+
+    __tablename__ = "suppressions"
+
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    until: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
 
 

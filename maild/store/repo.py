@@ -54,16 +54,19 @@ def tickets_for_message_ids(session: Session, ids: Sequence[str]) -> dict[str, i
     return {mid: tid for mid, tid in rows if mid is not None}
 
 
+def participants(session: Session, ticket_id: int) -> frozenset[str]:
+    """The requester and everyone who wrote into the ticket as a customer."""
+    requester = session.scalar(select(Ticket.requester).where(Ticket.id == ticket_id))
+    senders = session.scalars(select(Message.from_addr).where(
+        Message.ticket_id == ticket_id, Message.direction == "inbound"))
+    return frozenset({requester or "", *senders} - {""})
+
+
 def ref_ticket(session: Session, ref: str) -> RefTicket | None:
-    ticket = session.scalar(select(Ticket).where(Ticket.ref == ref))
-    if ticket is None:
+    ticket_id = session.scalar(select(Ticket.id).where(Ticket.ref == ref))
+    if ticket_id is None:
         return None
-    senders = session.scalars(
-        select(Message.from_addr).where(
-            Message.ticket_id == ticket.id, Message.direction == "inbound"
-        )
-    )
-    return RefTicket(ticket_id=ticket.id, participants=frozenset({ticket.requester, *senders}))
+    return RefTicket(ticket_id=ticket_id, participants=participants(session, ticket_id))
 
 
 def add_event(session: Session, ticket: Ticket, kind: str, at: datetime, **data: Any) -> Event:

@@ -10,6 +10,8 @@ Every accepted message is recorded; failures can be programmed (``fail_next``,
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email
 import email.policy
 import shutil
@@ -23,6 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
+import aiosmtplib
 from aiosmtpd.controller import Controller
 
 from tests.servers.dovecot import HOST, free_port
@@ -276,3 +279,49 @@ class SmtpServer:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.ca_file, self._key_file)
         return context
+
+
+def send(server: SmtpServer, message: EmailMessage, **options: Any) -> Any:
+    """Send ``message`` to ``server`` with aiosmtplib in a fresh event loop; returns its result.
+
+    ``options`` go to ``aiosmtplib.SMTP`` (``start_tls``, ``use_tls``, ``tls_context``...),
+    except ``sender`` and ``recipients`` which go to ``send_message``. Unlike a bare
+    ``asyncio.run(aiosmtplib.send(...))`` this waits until the socket is really closed: a TLS
+    close still in flight when the loop ends leaks the socket, and the ResourceWarning then
+    fails some later test (pytest runs with ``filterwarnings = error``).
+    """
+    send_options = {k: options.pop(k) for k in ("sender", "recipients") if k in options}
+    options.setdefault("timeout", 10)
+
+    async def go() -> Any:
+        client = aiosmtplib.SMTP(hostname=server.host, port=server.port, **options)
+        await client.connect()
+        transport = client.transport
+        try:
+            result = await client.send_message(message, **send_options)
+            transport = client.transport  # the TLS transport after STARTTLS
+            return result
+        finally:
+            with contextlib.suppress(aiosmtplib.SMTPException):
+                await client.quit()
+            client.close()
+            if transport is not None:
+                await wait_closed(transport)
+
+    return asyncio.run(go())
+
+
+async def wait_closed(transport: asyncio.BaseTransport, timeout: float = 5.0) -> None:
+    """Wait until ``transport``'s socket is closed (TLS shutdown done), abort after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    sock = transport.get_extra_info("socket")
+    deadline = loop.time() + timeout
+    while sock is not None and sock.fileno() != -1:
+        if loop.time() > deadline:
+            if isinstance(transport, asyncio.WriteTransport):
+                transport.abort()
+            else:
+                transport.close()
+            await asyncio.sleep(0)
+            break
+        await asyncio.sleep(0.002)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 08:31:35.526182
+Create Date: 2026-11-22 08:36:29.280588
 """
 from alembic import op
 import sqlalchemy as sa
@@ -36,6 +36,13 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('source_key')
+    )
+    op.create_table('suppressions',
+    sa.Column('address', sa.String(length=320), nullable=False),
+    sa.Column('until', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('address')
     )
     op.create_table('tickets',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -149,11 +156,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.create_index('ix_outbox_due', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_outbox_rcpt', ['rcpt_to', 'created_at'], unique=False)
 
 
 
 def downgrade() -> None:
     with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_outbox_rcpt')
         batch_op.drop_index('ix_outbox_due')
 
     op.drop_table('outbox')
@@ -173,6 +182,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_tickets_requester'))
 
     op.drop_table('tickets')
+    op.drop_table('suppressions')
     op.drop_table('quarantine')
     op.drop_table('mailbox_state')
     op.drop_table('kv')

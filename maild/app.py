@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.clock import Clock, SystemClock
 from maild.domain import Address
+from maild.errors import ConfigError
+from maild.metrics import Metrics
 from maild.outbound.ids import MessageIdFactory
 from maild.outbound.queue import Outgoing
 from maild.outbound.render import Templates
@@ -22,6 +24,7 @@ from maild.pipeline.guard import Guard
 from maild.pipeline.runner import Pipeline
 from maild.rules.engine import RuleSet
 from maild.rules.loader import check_templates, load_rules
+from maild.rules.schema import PRIORITIES, Actions
 from maild.settings import Settings
 from maild.sla.engine import Raised, SlaEngine, load_sla
 from maild.store import db, repo
@@ -38,6 +41,7 @@ class App:
     pipeline: Pipeline
     sender: OutboxSender
     sla: SlaEngine
+    metrics: Metrics
     _rules_holder: list[RuleSet]
 
     def dispose(self) -> None:
@@ -61,7 +65,26 @@ class App:
 
     def sla_pass(self) -> list[Raised]:
         """One SLA pass over the database; warnings and breaches raised now."""
-        return self.sla.run_pass(self.sessions, self.pipeline.writer.sla_act)
+        raised = self.sla.run_pass(self.sessions, self.pipeline.writer.sla_act)
+        for r in raised:
+            self.metrics.sla.labels(r.kind, r.target).inc()
+        return raised
+
+
+def mailbox_defaults(settings: Settings, rules: RuleSet) -> dict[str, Actions]:
+    """Each mailbox's starting level, department and priority, checked against the rules."""
+    out = {}
+    for i, m in enumerate(settings.mailboxes):
+        if m.department and m.department not in rules.organisation.departments:
+            raise ConfigError(f"unknown department '{m.department}'",
+                              file=str(settings.config_path),
+                              key=f"mailboxes.{i}.department")
+        if m.priority and m.priority not in PRIORITIES:
+            raise ConfigError(f"priority is one of {', '.join(PRIORITIES)}",
+                              file=str(settings.config_path), key=f"mailboxes.{i}.priority")
+        out[m.name] = Actions(level=m.level, department=m.department,
+                              priority=m.priority)  # type: ignore[arg-type]
+    return out
 
 
 def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = True,
@@ -100,9 +123,12 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
         ref_prefix=settings.support.ref_prefix,
         default_language=settings.default_language,
         reopen_window=timedelta(days=settings.tickets.reopen_days),
+        mailbox_defaults=mailbox_defaults(settings, rules),
     )
+    metrics = Metrics()
+    metrics.watch_outbox(sessions, clock)
     sender = OutboxSender(sessions=sessions, smtp=settings.smtp, policy=settings.outbox,
-                          clock=clock)
+                          clock=clock, metrics=metrics)
     return App(settings=settings, engine=engine, sessions=sessions, clock=clock,
                templates=templates, rules=rules, pipeline=pipeline, sender=sender, sla=sla,
-               _rules_holder=holder)
+               metrics=metrics, _rules_holder=holder)

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from maild.app import mailbox_defaults
 from maild.clock import SystemClock
 from maild.domain import Address
 from maild.errors import ConfigError
@@ -49,6 +50,7 @@ def check_configuration(settings: Settings) -> list[str]:
     rules = load_rules(settings.rules)
     check_templates(rules, names)
     sla = load_sla(settings.sla)
+    mailbox_defaults(settings, rules)
     org = rules.organisation
     return [
         f"configuration {settings.config_path}: valid",

@@ -11,9 +11,13 @@ import asyncio
 import os
 import signal
 import socket
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.server import ThreadingHTTPServer
+from typing import Any
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -22,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from maild.app import App
 from maild.errors import ConfigError
 from maild.fetch.worker import Counters, MailboxWorker
+from maild.metrics import serve
 from maild.outbound.sender import DrainStats
 from maild.sla.engine import Raised
 
@@ -50,14 +55,14 @@ class OnceSummary:
 def workers_for(app: App, on_queued: Callable[[], None] = lambda: None) -> list[MailboxWorker]:
     return [
         MailboxWorker(mailbox=m, pipeline=app.pipeline, sessions=app.sessions, clock=app.clock,
-                      on_queued=on_queued)
+                      on_queued=on_queued, metrics=app.metrics)
         for m in app.settings.mailboxes
     ]
 
 
 def reload(app: App) -> bool:
     """SIGHUP: new rules and templates, or the old ones kept and the error logged."""
-    sd_notify("RELOADING=1")
+    sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
     try:
         app.reload()
     except ConfigError as exc:
@@ -99,6 +104,55 @@ def start_scheduler(app: App, wake: Callable[[], None]) -> AsyncIOScheduler:
     return scheduler
 
 
+def _in_thread(target: Callable[[], None], name: str) -> asyncio.Future[None]:
+    """Run `target` in a daemon thread: a worker stuck in a network call cannot hold the
+    process past its grace period."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            target()
+        except BaseException as exc:  # noqa: BLE001 - handed to the event loop
+            error = exc
+        loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return done
+
+
+async def _watchdog(interval: float) -> None:
+    """WATCHDOG=1 at half the interval systemd asked for; stops if the loop stalls."""
+    while True:
+        sd_notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
+def _start_http(app: App) -> ThreadingHTTPServer | None:
+    http = app.settings.http
+    if http.port is None:
+        return None
+
+    def health() -> tuple[bool, dict[str, object]]:
+        return app.metrics.health(
+            mailboxes=[m.name for m in app.settings.mailboxes],
+            max_poll_age=http.max_poll_age, max_send_age=http.max_send_age,
+            outbox_waiting=lambda: app.sender.next_due() is not None)
+
+    server = serve(app.metrics, http.listen, http.port, health)
+    log.info("http.listening", address=f"{http.listen}:{server.server_address[1]}")
+    return server
+
+
 async def run_forever(app: App, stop: asyncio.Event | None = None) -> None:
     """The daemon: until SIGTERM/SIGINT (or until `stop` is set, when one is given)."""
     loop = asyncio.get_running_loop()
@@ -114,34 +168,64 @@ async def run_forever(app: App, stop: asyncio.Event | None = None) -> None:
         loop.call_soon_threadsafe(wake.set)
 
     workers = workers_for(app, on_queued)
-    tasks = [asyncio.create_task(asyncio.to_thread(w.run_forever), name=w.mailbox.name)
-             for w in workers]
-    sender = asyncio.create_task(app.sender.run(stop, wake), name="outbox")
+    threads = [_in_thread(w.run_forever, f"mailbox-{w.mailbox.name}") for w in workers]
+    sender_stop = asyncio.Event()  # the sender outlives the workers by the grace period
+    sender = asyncio.create_task(app.sender.run(sender_stop, wake), name="outbox")
     scheduler = start_scheduler(app, on_queued)
+    http = _start_http(app)
+    background = []
+    watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+    if watchdog_usec > 0:
+        background.append(asyncio.create_task(_watchdog(watchdog_usec / 2e6)))
     sd_notify("READY=1")
     log.info("daemon.started", mailboxes=[w.mailbox.name for w in workers])
     stopping = asyncio.create_task(stop.wait())
     try:
-        done, _ = await asyncio.wait([stopping, *tasks, sender],
-                                     return_when=asyncio.FIRST_COMPLETED)
+        watched: list[asyncio.Future[Any]] = [stopping, *threads, sender]
+        done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         failed = [t for t in done if t is not stopping]
         if failed:
             # A worker or the sender ended on its own: a bug. Stop everything and let the
             # service manager restart us rather than run half a daemon.
             error = failed[0].exception()
-            log.error("daemon.component_failed", component=failed[0].get_name(),
-                      error=repr(error))
-            raise RuntimeError(f"{failed[0].get_name()} stopped: {error!r}")
+            log.error("daemon.component_failed", error=repr(error))
+            raise RuntimeError(f"a component stopped: {error!r}")
     finally:
-        sd_notify("STOPPING=1")
-        log.info("daemon.stopping")
-        stop.set()
-        scheduler.shutdown(wait=False)
-        for w in workers:
-            w.stop.set()
-        await asyncio.gather(*tasks, sender, return_exceptions=True)
+        await _shut_down(app, workers, threads, sender, sender_stop, scheduler, http,
+                         background)
         stopping.cancel()
         if signals:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
         log.info("daemon.stopped")
+
+
+async def _shut_down(app: App, workers: list[MailboxWorker],
+                     threads: list[asyncio.Future[None]], sender: asyncio.Task[None],
+                     sender_stop: asyncio.Event, scheduler: AsyncIOScheduler,
+                     http: ThreadingHTTPServer | None,
+                     background: list[asyncio.Task[None]]) -> None:
+    """SIGTERM: finish the batch in hand, stop fetching, give the outbox the rest of the
+    grace period, and return within it whatever is stuck."""
+    sd_notify("STOPPING=1")
+    grace = app.settings.daemon.shutdown_grace
+    deadline = asyncio.get_running_loop().time() + grace
+    log.info("daemon.stopping", grace_seconds=grace)
+    scheduler.shutdown(wait=False)
+    for w in workers:
+        w.stop.set()
+    if threads:
+        await asyncio.wait(threads, timeout=grace)
+    remaining = max(0.1, deadline - asyncio.get_running_loop().time())
+    sender_stop.set()
+    try:
+        await asyncio.wait_for(asyncio.shield(sender), timeout=remaining)
+    except TimeoutError:
+        sender.cancel()
+        log.warning("daemon.outbox_left", reason="grace period over; the rest is sent on "
+                    "the next start")
+    for task in background:
+        task.cancel()
+    if http is not None:
+        http.shutdown()
+        http.server_close()

@@ -123,6 +123,10 @@ class MailboxSettings(_Model):
     poll_interval: float = Field(default=60.0, gt=0)
     idle_renew: float = Field(default=300.0, gt=0)  # RFC 2177: re-issue IDLE well before 29 min
     use_move: bool | None = None  # None: use MOVE when the server has it
+    # Where this mailbox's tickets start before the rules run (e.g. a billing address).
+    level: int | None = Field(default=None, ge=1, le=4)
+    department: str | None = None
+    priority: str | None = None
 
 
 class SmtpSettings(Credentials):
@@ -209,6 +213,22 @@ class SafetySettings(_Model):
     max_attachments: int = Field(default=100, ge=0)
 
 
+class HttpSettings(_Model):
+    """The optional metrics and health listener (off unless a port is given)."""
+
+    listen: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=0, le=65535)
+    # /health fails when the last successful IMAP poll, or (with mail waiting) the last
+    # successful send, is older than this.
+    max_poll_age: float = Field(default=900.0, gt=0)
+    max_send_age: float = Field(default=900.0, gt=0)
+
+
+class DaemonSettings(_Model):
+    # SIGTERM: finish the batch in hand, stop fetching, give the outbox this long, exit.
+    shutdown_grace: float = Field(default=20.0, gt=0)
+
+
 class TicketSettings(_Model):
     # A reply to a ticket closed longer ago than this opens a new ticket linked to it;
     # to a resolved ticket, or one closed more recently, it reopens the ticket.
@@ -229,6 +249,8 @@ class Settings(_Model):
     outbox: OutboxSettings = OutboxSettings()
     tickets: TicketSettings = TicketSettings()
     safety: SafetySettings = SafetySettings()
+    http: HttpSettings = HttpSettings()
+    daemon: DaemonSettings = DaemonSettings()
     default_language: Annotated[str, Field(pattern=r"^(en|de)$")] = "en"
     log_level: Annotated[str, Field(pattern=r"^(debug|info|warning|error)$")] = "info"
 

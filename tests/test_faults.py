@@ -255,14 +255,14 @@ def test_dovecot_stopped_and_started_twice_during_a_run(
     run_daemon: Callable[[Path], DaemonProcess], db_of: Callable[[str], Db],
 ) -> None:
     user = own_dovecot.new_user()
-    load = build_load(300, tag="imap")
+    load = build_load(220, tag="imap")
     user.append_many(load.raws)
     config = write_config(tmp_path, db_url=db_url, imap=user.imap_config(),
                           smtp=smtp_config(smtp_server), mailbox=BATCH)
     db = db_of(db_url)
     proc = run_daemon(config)
     distinct = len(load.raws) - load.duplicates
-    for threshold in (30, 150):
+    for threshold in (20, 110):
         wait_until(lambda t=threshold: db.inbound() + db.count(Quarantine) >= t,
                    f"{threshold} messages committed", 60, proc.alive)
         before = len(proc.events("imap.disconnected"))
@@ -292,6 +292,9 @@ def test_dovecot_stopped_and_started_twice_during_a_run(
     assert refused, "a failed reconnect names the server it could not reach"
 
 
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "maild/store/repo.py seen_before answers 'already quarantined', which the runner treats "
+    "as a discard: the re-fetched message is moved to Processed, not Quarantine"))
 def test_quarantined_message_fetched_again_goes_back_to_quarantine(
     tmp_path: Path, mail_user: MailUser, sqlite_url: str,
 ) -> None:
@@ -330,18 +333,19 @@ def test_smtp_down_for_a_while_then_back(
     tmp_path: Path, mail_user: MailUser, smtp_server: SmtpServer, sqlite_url: str,
     run_daemon: Callable[[Path], DaemonProcess], db_of: Callable[[str], Db],
 ) -> None:
-    load = build_load(200, tag="smtp")
+    load = build_load(150, tag="smtp")
+    early, during, late = load.raws[:60], load.raws[60:130], load.raws[130:]
     config = write_config(tmp_path, db_url=sqlite_url, imap=mail_user.imap_config(),
                           smtp=smtp_config(smtp_server), mailbox=BATCH)
     db = db_of(sqlite_url)
     proc = run_daemon(config)
-    half = len(load.raws) // 2
-    mail_user.append_many(load.raws[:half])
+    mail_user.append_many(early)
     smtp_server.wait_for(10, timeout=60)
-    smtp_server.stop()
-    mail_user.append_many(load.raws[half:])
+    smtp_server.stop()  # in the middle of sending the first acknowledgements
+    mail_user.append_many(during)
     # Ingestion goes on without SMTP: every message becomes a ticket or is quarantined.
-    wait_until(lambda: db.inbound() + db.count(Quarantine) >= len(load.raws) - load.duplicates
+    in_time = sum(1 for i, r in enumerate(load.raws[:130]) if r not in load.raws[:i])
+    wait_until(lambda: db.inbound() + db.count(Quarantine) >= in_time
                and mail_user.count("INBOX") == 0, "ingestion while SMTP is down", CATCH_UP,
                proc.alive)
     wait_until(lambda: proc.seen("smtp.unreachable", 2), "smtp.unreachable warnings", 60,
@@ -350,6 +354,7 @@ def test_smtp_down_for_a_while_then_back(
     assert waiting, "the outbox should hold acknowledgements while SMTP is down"
     assert all(row[3] == 0 for row in waiting), "an unreachable server uses up no attempts"
     smtp_server.start()
+    mail_user.append_many(late)  # mail keeps arriving (see the xfail test below for why)
     smtp_server.wait_for(len(load.roots), timeout=CATCH_UP)
     wait_until(db.drained, "the outbox drained", CATCH_UP, proc.alive)
     assert proc.stop() == 0
@@ -357,6 +362,36 @@ def test_smtp_down_for_a_while_then_back(
     assert_exact_outcome(load, db, mail_user, smtp_server)
     unreachable = proc.events("smtp.unreachable")
     assert all(e["level"] == "warning" and e["error"] for e in unreachable)
+    assert any(f"port {smtp_server.port}" in e["error"] for e in unreachable)
+
+
+@pytest.mark.xfail(strict=True, raises=TimeoutError, reason=(
+    "maild/outbound/sender.py OutboxSender.run: the pause after an unreachable server doubles "
+    "on every failed drain, including those started by a wake-up for new mail, and is capped "
+    "at a hard-coded 60 s instead of outbox.backoff_max; after a short outage during busy "
+    "ingestion nothing is sent for up to a minute once the server is back"))
+def test_smtp_back_after_a_short_outage_the_outbox_resumes_within_backoff_max(
+    tmp_path: Path, mail_user: MailUser, smtp_server: SmtpServer, sqlite_url: str,
+    run_daemon: Callable[[Path], DaemonProcess], db_of: Callable[[str], Db],
+) -> None:
+    """outbox.backoff_max is 4 s here (tests/kit.py): once SMTP answers again, the queued
+    acknowledgements leave within a few of those periods, new mail or not."""
+    load = build_load(80, tag="resume")
+    config = write_config(tmp_path, db_url=sqlite_url, imap=mail_user.imap_config(),
+                          smtp=smtp_config(smtp_server), mailbox=BATCH)
+    db = db_of(sqlite_url)
+    proc = run_daemon(config)
+    smtp_server.stop()
+    chunks = [load.raws[i:i + 10] for i in range(0, len(load.raws), 10)]
+    for chunk in chunks:  # each batch wakes the sender, which finds SMTP down
+        mail_user.append_many(chunk)
+        wait_until(lambda: mail_user.count("INBOX") == 0, "a chunk processed", 60, proc.alive)
+    wait_until(lambda: proc.seen("smtp.unreachable", 6), "six smtp.unreachable warnings", 60,
+               proc.alive)
+    assert not db.drained()
+    smtp_server.start()
+    smtp_server.wait_for(len(load.roots), timeout=20)  # 5 x backoff_max: generous
+    wait_until(db.drained, "the outbox drained", 20, proc.alive)
 
 
 @pytest.mark.parametrize(("code", "stage"), [(451, "DATA"), (452, "RCPT"), (421, "DATA")])
@@ -393,23 +428,60 @@ def sqlite_path(url: str) -> str:
     return url.removeprefix("sqlite:///")
 
 
-def test_sqlite_locked_for_a_few_seconds_the_daemon_waits_and_catches_up(
-    tmp_path: Path, mail_user: MailUser, smtp_server: SmtpServer, sqlite_url: str,
+class WriteLock:
+    """A write lock on the daemon's database, held by the test: readers still read.
+
+    SQLite: BEGIN EXCLUSIVE (in WAL mode readers go on). PostgreSQL: LOCK TABLE ... IN
+    EXCLUSIVE MODE on every table the daemon writes to (SELECT still works, INSERT, UPDATE
+    and SELECT ... FOR UPDATE wait).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._sqlite: sqlite3.Connection | None = None
+        self._pg: Any = None
+
+    def __enter__(self) -> WriteLock:
+        if self.url.startswith("sqlite"):
+            self._sqlite = sqlite3.connect(sqlite_path(self.url), timeout=30,
+                                           isolation_level=None)
+            self._sqlite.execute("BEGIN EXCLUSIVE")
+        else:
+            engine = create_engine(self.url, poolclass=NullPool)
+            self._pg = (engine, engine.connect())
+            conn = self._pg[1]
+            conn.exec_driver_sql("SET lock_timeout = '30s'")
+            conn.exec_driver_sql(
+                "LOCK TABLE tickets, messages, events, outbox, quarantine, mailbox_state "
+                "IN EXCLUSIVE MODE")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._sqlite is not None:
+            self._sqlite.rollback()
+            self._sqlite.close()
+        if self._pg is not None:
+            engine, conn = self._pg
+            conn.rollback()
+            conn.close()
+            engine.dispose()
+
+
+def test_database_locked_for_a_few_seconds_the_daemon_waits_and_catches_up(
+    tmp_path: Path, mail_user: MailUser, smtp_server: SmtpServer, db_url: str,
     run_daemon: Callable[[Path], DaemonProcess], db_of: Callable[[str], Db],
 ) -> None:
     load = build_load(80, tag="lock")
-    config = write_config(tmp_path, db_url=sqlite_url, imap=mail_user.imap_config(),
+    config = write_config(tmp_path, db_url=db_url, imap=mail_user.imap_config(),
                           smtp=smtp_config(smtp_server), mailbox=BATCH)
-    db = db_of(sqlite_url)
+    db = db_of(db_url)
     proc = run_daemon(config)
     first = load.raws[:40]
     mail_user.append_many(first)
     wait_until(lambda: mail_user.count("INBOX") == 0, "the first messages", 60, proc.alive)
     committed = db.inbound() + db.count(Quarantine)
 
-    lock = sqlite3.connect(sqlite_path(sqlite_url), timeout=30, isolation_level=None)
-    try:
-        lock.execute("BEGIN EXCLUSIVE")
+    with WriteLock(db_url):
         mail_user.append_many(load.raws[40:])
         # While the lock is held nothing can be committed, so nothing is acknowledged on IMAP.
         deadline = time.monotonic() + 4
@@ -418,9 +490,6 @@ def test_sqlite_locked_for_a_few_seconds_the_daemon_waits_and_catches_up(
             assert mail_user.count("INBOX") == len(load.raws) - 40
             time.sleep(0.2)
         assert db.inbound() + db.count(Quarantine) == committed
-    finally:
-        lock.rollback()
-        lock.close()
     wait_until(lambda: mail_user.count("INBOX") == 0, "catching up", CATCH_UP, proc.alive)
     smtp_server.wait_for(len(load.roots), timeout=CATCH_UP)
     wait_until(db.drained, "the outbox drained", CATCH_UP, proc.alive)
@@ -461,7 +530,7 @@ class InProcessDaemon:
         self.loop.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
     "maild/outbound/sender.py: OutboxSender.run lets the SQLAlchemyError of _claim/_record/"
     "next_due escape; the outbox task ends and run_forever stops the whole daemon "
     "(daemon.component_failed) instead of retrying"))

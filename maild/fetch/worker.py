@@ -8,6 +8,7 @@ re-fetch that the guard recognises as a duplicate.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -16,9 +17,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.clock import Clock
+from maild.domain import Fetched
 from maild.errors import TransportError
 from maild.fetch.imap import CONNECTION_ERRORS, ImapSource, chunks
-from maild.pipeline.runner import Pipeline
+from maild.metrics import Metrics
+from maild.pipeline.runner import BatchResult, Pipeline
 from maild.settings import MailboxSettings
 from maild.store import repo
 
@@ -46,6 +49,7 @@ class MailboxWorker:
     counters: Counters = field(default_factory=Counters)
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
+    metrics: Metrics = field(default_factory=Metrics)
 
     def run_once(self) -> Counters:
         """Process every message present now, then return (`maild run --once`)."""
@@ -53,7 +57,11 @@ class MailboxWorker:
         source.open()
         try:
             self._check_uidvalidity(source)
-            self._drain(source, source.pending())  # only what is there at start
+            uids = source.pending()  # only what is there at start
+            if len(uids) > self.mailbox.batch_size:
+                log.info("imap.backlog", mailbox=self.mailbox.name, messages=len(uids))
+            self._drain(source, uids)
+            self.metrics.polled(self.mailbox.name)
         finally:
             source.close()
         return self.counters
@@ -67,10 +75,12 @@ class MailboxWorker:
             try:
                 source.open()
                 bound.info("imap.connected", uidvalidity=source.uidvalidity)
+                self.metrics.imap_up.labels(self.mailbox.name).set(1)
                 self._check_uidvalidity(source)
                 delay = self.backoff_initial
                 while not self.stop.is_set():
                     self._drain_all(source)
+                    self.metrics.polled(self.mailbox.name)
                     source.wait(self.stop.is_set)
             except RETRYABLE as exc:
                 bound.warning("imap.disconnected", error=str(exc), retry_in=delay)
@@ -79,6 +89,7 @@ class MailboxWorker:
                 bound.warning("db.unavailable", error=str(exc).splitlines()[0],
                               retry_in=delay)
             finally:
+                self.metrics.imap_up.labels(self.mailbox.name).set(0)
                 source.close()
             if self.stop.wait(delay):
                 break
@@ -109,20 +120,43 @@ class MailboxWorker:
             self._drain(source, uids)
 
     def _drain(self, source: ImapSource, uids: list[int]) -> None:
+        done = 0
+        started = time.monotonic()
         for chunk in chunks(uids, self.mailbox.batch_size):
             if self.stop.is_set():
-                return
+                return  # SIGTERM: the batch in hand was finished; stop fetching
+            fetched_at = time.monotonic()
             items = source.fetch(chunk)
+            for item in items:
+                log.debug("message.received", mailbox=self.mailbox.name, uid=item.source.uid,
+                          size=len(item.raw))
             result = self.pipeline.process_batch(items)
             # Committed: now, and only now, acknowledge on the server.
             source.acknowledge([s.uid for s in result.done], self.mailbox.processed_folder)
             source.acknowledge([s.uid for s, _ in result.held],
                                self.mailbox.quarantine_folder)
-            c = self.counters
-            c.fetched += len(items)
-            c.done += len(result.done)
-            c.held += len(result.held)
-            c.tickets_created += result.tickets_created
-            c.queued += result.queued
+            self._count(items, result, time.monotonic() - fetched_at)
             if result.queued:
                 self.on_queued()
+            done += len(items)
+            if len(uids) > self.mailbox.batch_size:
+                # Long work shows progress: a first run over a mailbox with old mail.
+                rate = done / max(time.monotonic() - started, 1e-6)
+                log.info("imap.progress", mailbox=self.mailbox.name, done=done,
+                         total=len(uids), per_second=round(rate, 1),
+                         eta_seconds=round((len(uids) - done) / max(rate, 1e-6)))
+
+    def _count(self, items: list[Fetched], result: BatchResult, seconds: float) -> None:
+        c, m, name = self.counters, self.metrics, self.mailbox.name
+        c.fetched += len(items)
+        c.done += len(result.done)
+        c.held += len(result.held)
+        c.tickets_created += result.tickets_created
+        c.queued += result.queued
+        m.fetched.labels(name).inc(len(items))
+        m.processed.labels(name).inc(len(result.done))
+        m.quarantined.labels(name).inc(len(result.held))
+        for level, department in result.created:
+            m.tickets.labels(str(level), department or "").inc()
+        for _ in items:
+            m.latency.observe(seconds)

@@ -13,6 +13,7 @@ reached does not use up attempts.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.clock import Clock
 from maild.fetch.imap import tls_context
+from maild.metrics import Metrics
 from maild.settings import OutboxSettings, Security, SmtpSettings
 from maild.store.models import Outbox, Ticket
 from maild.store.repo import add_event
@@ -57,6 +59,7 @@ class OutboxSender:
     smtp: SmtpSettings
     policy: OutboxSettings
     clock: Clock
+    metrics: Metrics = field(default_factory=Metrics)
     _backoff: float = field(default=0.0, init=False)
 
     def _claim(self, session: Session, exclude: set[int]) -> list[Outbox]:
@@ -158,6 +161,8 @@ class OutboxSender:
             if result.code is None:
                 row.status, row.sent_at, row.last_error = "sent", now, None
                 stats.sent += 1
+                self.metrics.sent.labels(row.kind).inc()
+                self.metrics.last_send = time.monotonic()
                 if ticket is not None:
                     add_event(session, ticket, f"{row.kind}.sent", now,
                               message_id=row.message_id)
@@ -168,11 +173,13 @@ class OutboxSender:
             if not permanent:
                 row.next_attempt_at = self._next_attempt(now, row.attempts)
                 stats.retried += 1
+                self.metrics.deferred.inc()
                 log.info("reply.deferred", ticket_id=row.ticket_id, code=result.code,
                          attempts=row.attempts)
                 continue
             row.status = "failed"
             stats.failed += 1
+            self.metrics.failed.labels(row.kind).inc()
             if ticket is not None:
                 add_event(session, ticket, f"{row.kind}.failed", now,
                           message_id=row.message_id, code=result.code,

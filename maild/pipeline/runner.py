@@ -10,9 +10,10 @@ Only after the batch commits does the caller touch IMAP (DESIGN.md: acknowledge 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -44,6 +45,7 @@ from maild.pipeline.parse import ParseError, parse
 from maild.pipeline.persist import TicketWriter
 from maild.pipeline.thread import candidate_ids, decide_thread, strip_ref, subject_ref
 from maild.rules.engine import RuleEngine, RuleSet
+from maild.rules.schema import Actions
 from maild.settings import SafetySettings
 from maild.sla.engine import SlaEngine
 from maild.store import repo
@@ -59,8 +61,12 @@ class BatchResult:
     done: list[SourceRef] = field(default_factory=list)
     held: list[tuple[SourceRef, str]] = field(default_factory=list)
     discarded: int = 0  # among `done`: duplicates and the like, stored nowhere
-    tickets_created: int = 0
+    created: list[tuple[int, str | None]] = field(default_factory=list)  # (level, department)
     queued: int = 0
+
+    @property
+    def tickets_created(self) -> int:
+        return len(self.created)
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,7 @@ class Processed:
     ticket_id: int
     created: bool
     queued: int
+    routed: tuple[int, str | None] = (1, None)  # level and department, for the metrics
 
 
 class Pipeline:
@@ -78,7 +85,9 @@ class Pipeline:
         outgoing: Outgoing, clock: Clock, ref_prefix: str, default_language: str,
         sla: SlaEngine, safety: SafetySettings, classifier: Classifier | None = None,
         reopen_window: timedelta = timedelta(days=14),
+        mailbox_defaults: Mapping[str, Actions] | None = None,
     ) -> None:
+        self._mailbox_defaults = mailbox_defaults or {}
         self._safety = safety
         self._limiter = AutoLimiter(safety)
         self._reopen_window = reopen_window
@@ -91,7 +100,8 @@ class Pipeline:
         self._agent_re = address_pattern(outgoing.support.address)
         self._fixed_classifier = classifier
         self._rules = rules
-        self._classifier: Classifier = classifier or RuleEngine(rules, clock)
+        self._classifier: Classifier = classifier or RuleEngine(rules, clock,
+                                                                self._mailbox_defaults)
         self.writer = TicketWriter(outgoing=outgoing, clock=clock, ref_prefix=ref_prefix,
                                    organisation=lambda: self._rules.organisation, sla=sla,
                                    limiter=self._limiter)
@@ -104,7 +114,8 @@ class Pipeline:
     def reload(self, rules: RuleSet, outgoing: Outgoing) -> None:
         """Swap in new rules and templates; a batch in progress finishes with the old."""
         self._rules = rules
-        self._classifier = self._fixed_classifier or RuleEngine(rules, self._clock)
+        self._classifier = self._fixed_classifier or RuleEngine(rules, self._clock,
+                                                                self._mailbox_defaults)
         self.writer.outgoing = outgoing
 
     def classify(self, inbound: Inbound) -> Classification:
@@ -144,7 +155,8 @@ class Pipeline:
             return
         result.done.append(item.source)
         result.queued += outcome.queued
-        result.tickets_created += int(outcome.created)
+        if outcome.created:
+            result.created.append(outcome.routed)
 
     def _quarantine(self, session: Session, item: Fetched, reason: str) -> None:
         session.add(Quarantine(
@@ -159,7 +171,9 @@ class Pipeline:
         result = self._process(session, raw, source)
         if isinstance(result, Processed):
             # Whatever changed (a new ticket, a reply, a command): deadlines follow.
-            self.writer.sla.refresh(session.get_one(Ticket, result.ticket_id))
+            ticket = session.get_one(Ticket, result.ticket_id)
+            self.writer.sla.refresh(ticket)
+            return dataclasses.replace(result, routed=(ticket.level, ticket.department))
         return result
 
     def _process(

@@ -225,9 +225,11 @@ class _State:
 class RuleEngine:
     """The `Classifier` of the pipeline, driven by a RuleSet."""
 
-    def __init__(self, ruleset: RuleSet, clock: Clock) -> None:
+    def __init__(self, ruleset: RuleSet, clock: Clock,
+                 mailbox_defaults: Mapping[str, Actions] | None = None) -> None:
         self.ruleset = ruleset
         self._clock = clock
+        self._mailbox_defaults = mailbox_defaults or {}
 
     def classify(self, inbound: Inbound) -> Classification:
         org = self.ruleset.organisation
@@ -241,6 +243,8 @@ class RuleEngine:
             )
         state = _State()
         state.apply(self.ruleset.default)
+        if inbound.source is not None and inbound.source.mailbox in self._mailbox_defaults:
+            state.apply(self._mailbox_defaults[inbound.source.mailbox])
         hits: list[RuleHit] = []
         for rule in self.ruleset.rules:
             matched = rule.predicate(facts)

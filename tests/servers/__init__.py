@@ -6,7 +6,7 @@ directory; nothing here talks to anything that the tests did not start themselve
 
 from tests.servers.dovecot import Dovecot, DovecotError, MailUser
 from tests.servers.postgres import PgDatabase, PostgresUnavailable
-from tests.servers.smtp import ReceivedMessage, SmtpServer
+from tests.servers.smtp import ReceivedMessage, SmtpServer, send
 
 __all__ = [
     "Dovecot",
@@ -16,4 +16,5 @@ __all__ = [
     "PostgresUnavailable",
     "ReceivedMessage",
     "SmtpServer",
+    "send",
 ]

@@ -324,7 +324,7 @@ class Dovecot:
     def ensure_running(self) -> None:
         """Start Dovecot again if a test stopped it (or it died)."""
         if not self.running:
-            self._process = None
+            self.stop()  # reaps a dead master and ends what is left of its processes
             self.start()
 
     def close(self) -> None:
@@ -383,16 +383,18 @@ class Dovecot:
             or username.startswith(".")
         ):
             raise ValueError(f"unusable username or password for a passwd-file: {username!r}")
+        # Dovecot lowercases login names before the lookup (auth_username_format = %Lu).
+        key = username.lower()
         with self._lock:
-            if username in self._accounts:
+            if key in self._accounts:
                 raise ValueError(f"user {username!r} exists already")
             safe = re.sub(r"[^A-Za-z0-9._@+-]", "_", username)
             home = self.directory / "home" / f"{len(self._accounts):04d}-{safe}"
             home.mkdir(mode=0o700)
             os.chown(home, self._uid, self._gid)
-            line = f"{username}:{{PLAIN}}{password}:{self._uid}:{self._gid}::{home}::\n"
-            (self.users_directory / username).write_text(line)
-            self._accounts[username] = _Account(password, home)
+            line = f"{key}:{{PLAIN}}{password}:{self._uid}:{self._gid}::{home}::\n"
+            (self.users_directory / key).write_text(line)
+            self._accounts[key] = _Account(password, home)
 
     def new_user(self, prefix: str = "user", domain: str = "example.test") -> MailUser:
         """Add a user with a unique address and a random password."""
@@ -512,7 +514,7 @@ class Dovecot:
 
     def _account(self, username: str) -> _Account:
         try:
-            return self._accounts[username]
+            return self._accounts[username.lower()]
         except KeyError:
             raise KeyError(f"no user {username!r} on this Dovecot (add_user first)") from None
 
@@ -648,7 +650,7 @@ service imap {{
   process_limit = 1000
 }}
 # ...and without the growing penalty (2, 4, 8... s) for repeated failures from one IP:
-# the auth process cannot reach the penalty socket (it logs that once, harmlessly).
+# the auth process cannot open the penalty socket, so it skips penalty checks.
 service anvil {{
 {chroot}  unix_listener anvil-auth-penalty {{
     mode = 0

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import pstats
 import resource
@@ -48,11 +49,11 @@ from tests.servers.postgres import PgDatabase
 from tests.servers.smtp import ReceivedMessage, SmtpServer
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_RULES = ROOT / "config" / "rules.yaml"
+EXAMPLE_CONFIG = ROOT / "config"
 RATIO_TARGET = 0.5
 LATENCY_TARGET_MS = 1000.0
 PHASE_TIMEOUT = 3600.0
-ACK_TIMEOUT = 30.0
+START_TIMEOUT = 120.0
 
 
 class BenchError(RuntimeError):
@@ -86,9 +87,14 @@ class SizeResult:
 
 @dataclass
 class LatencyResult:
-    samples_ms: list[float]
+    samples_ms: list[float]  # math.inf: no acknowledgement within the timeout
     on_n: int
+    timeout: float
     peak_rss_kib: int = 0
+
+    @property
+    def misses(self) -> int:
+        return sum(math.isinf(x) for x in self.samples_ms)
 
     @property
     def median(self) -> float:
@@ -96,7 +102,8 @@ class LatencyResult:
 
     @property
     def p90(self) -> float:
-        return statistics.quantiles(self.samples_ms, n=10, method="inclusive")[8]
+        ordered = sorted(self.samples_ms)  # nearest rank: well defined with misses
+        return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
 
 
 def mib(kib: int) -> float:
@@ -110,10 +117,10 @@ def load_average() -> float:
 class Runner:
     """Runs phases as child processes and keeps their logs in the work directory."""
 
-    def __init__(self, workdir: Path, log_level: str, rules: str | None) -> None:
+    def __init__(self, workdir: Path, log_level: str, config: dict[str, str]) -> None:
         self.workdir = workdir
         self.log_level = log_level
-        self.rules = rules
+        self.config = config  # extra keys of maild.yaml: rules, sla
         self._count = 0
 
     def _files(self, phase: str, spec: dict[str, Any]) -> tuple[Path, Path, Path]:
@@ -123,7 +130,8 @@ class Runner:
         result = self.workdir / f"{stem}.result.json"
         log = self.workdir / f"{stem}.log"
         spec_path.write_text(json.dumps({**spec, "result": str(result),
-                                         "log_level": self.log_level, "rules": self.rules}),
+                                         "log_level": self.log_level,
+                                         "config": self.config}),
                              encoding="utf-8")
         return spec_path, result, log
 
@@ -264,14 +272,19 @@ def check_maild(result: SizeResult, user: MailUser, sink: SmtpServer) -> None:
     result.maild["others_at_sink"] = len(received) - acks
 
 
-def wait_for_answer(sink: SmtpServer, message_id: str, seen: int, timeout: float) -> int:
-    """Block until the sink has a message in reply to `message_id`; return the count seen."""
+def wait_for_answer(sink: SmtpServer, message_id: str, seen: int, timeout: float
+                    ) -> tuple[bool, int]:
+    """Block until the sink has a message in reply to `message_id`, at most `timeout`
+    seconds; return whether it came and how many messages the sink had then."""
     deadline = time.monotonic() + timeout
     while True:
-        received = sink.wait_for(seen + 1, timeout=max(0.0, deadline - time.monotonic()))
+        try:
+            received = sink.wait_for(seen + 1, timeout=max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            return False, seen
         for r in received[seen:]:
             if str(r.message["In-Reply-To"] or "").strip() == message_id:
-                return len(received)
+                return True, len(received)
         seen = len(received)
 
 
@@ -301,11 +314,21 @@ def measure_latency(
             message_id = message_id_of(raw)
             client.append("INBOX", raw)
             appended = time.perf_counter()
-            seen = wait_for_answer(sink, message_id, seen, ACK_TIMEOUT if i else 120.0)
+            # the first wait includes the daemon's start (imports, migrations check)
+            came, seen = wait_for_answer(sink, message_id, seen,
+                                         args.ack_timeout if i else START_TIMEOUT)
             arrived = time.perf_counter()
+            if not came:
+                print(f"[latency] message {i + 1}: no acknowledgement within "
+                      f"{args.ack_timeout if i else START_TIMEOUT:.0f} s", flush=True)
             if i >= 2:  # the first two only prove that the daemon is up and IDLE-ing
-                samples.append((arrived - appended) * 1000)
-    return LatencyResult(samples_ms=samples, on_n=n, peak_rss_kib=figures["peak_rss_kib"])
+                samples.append((arrived - appended) * 1000 if came else math.inf)
+    return LatencyResult(samples_ms=samples, on_n=n, timeout=args.ack_timeout,
+                         peak_rss_kib=figures["peak_rss_kib"])
+
+
+def fmt_ms(value: float) -> str:
+    return "missed" if math.isinf(value) else f"{value:.0f} ms"
 
 
 def verdict(ok: bool) -> str:
@@ -321,7 +344,8 @@ def _row(n: str, phase: str, seconds: float, rate: float, ratio: float, cpu_ms: 
 def report(args: argparse.Namespace, sizes: list[SizeResult],
            latency: LatencyResult | None) -> None:
     rules = "none" if args.rules is None else os.path.relpath(args.rules, ROOT)
-    title = (f"maild ingestion benchmark: db={args.db}, rules {rules}, log level "
+    sla = "none" if args.sla is None else os.path.relpath(args.sla, ROOT)
+    title = (f"maild ingestion benchmark: db={args.db}, rules {rules}, sla {sla}, log level "
              f"{args.log_level}, {os.cpu_count()} CPUs, batch 200, mix seed {args.seed}")
     head = (f"{'N':>7}  {'phase':<32}{'seconds':>8}{'msgs/s':>8}{'ratio':>7}{'CPU ms':>8}"
             f"{'peak (start)':>15}{'load':>6}")
@@ -337,27 +361,33 @@ def report(args: argparse.Namespace, sizes: list[SizeResult],
                    f"{s.load_before[f'floor{best + 1}']:.1f}"))
         print(_row("", "maild: committed, acks queued", m["ingest_seconds"], s.ingest_rate,
                    s.ingest_rate / s.floor_rate, 1000 * m["ingest_cpu_seconds"] / s.n,
-                   f"{mib(m['peak_rss_kib']):.0f} ({mib(m['rss_before_kib']):.0f}) MiB",
+                   f"{mib(m['ingest_peak_rss_kib']):.0f} ({mib(m['rss_before_kib']):.0f}) MiB",
                    f"{s.load_before['maild']:.1f}"))
         print(_row("", "maild: + outbox delivered", m["total_seconds"], s.delivered_rate,
-                   s.delivered_rate / s.floor_rate, 1000 * m["cpu_seconds"] / s.n))
+                   s.delivered_rate / s.floor_rate, 1000 * m["cpu_seconds"] / s.n,
+                   f"{mib(m['peak_rss_kib']):.0f} MiB"))
         other = s.floor_runs[1 - best]
         print(f"{'':>9}{m['tickets_created']:,} tickets for {s.mix['new']:,} new mails, "
               f"{s.mix['replies']:,} replies threaded, {s.mix['duplicates']:,} duplicates; "
               f"at the sink {m['acks_at_sink']:,} acks + {m['others_at_sink']:,} "
-              f"notifications;\n{'':>9}other floor run {s.n / other['seconds']:,.0f} msgs/s")
+              f"notifications;\n{'':>9}other floor run {s.n / other['seconds']:,.0f} msgs/s; "
+              f"between ingestion and delivery (SLA pass) {m['between_seconds']:.2f} s")
     print("\nratio = maild msgs/s / floor msgs/s.  CPU ms = CPU time of that process per "
           "message\n(Dovecot's and the sink's not included): it is steadier than wall time "
           "when other\nwork shares the machine.  load = 1-min load average just before.  peak = "
-          "peak RSS (VmHWM)\nof the phase's own process; start = RSS after imports and set-up.")
+          "peak RSS (VmHWM)\nof the phase's own process, up to the end of that step; start = "
+          "RSS after imports and set-up.")
     if latency is not None:
         ms = sorted(latency.samples_ms)
         print(f"\nacknowledgement latency (run_forever with IDLE, database of "
               f"N={latency.on_n:,}), from APPEND\nreturning to the ack at the sink, "
               f"{len(ms)} messages one at a time:")
-        print(f"  median {latency.median:.0f} ms   p90 {latency.p90:.0f} ms   "
-              f"min {ms[0]:.0f} ms   max {ms[-1]:.0f} ms   "
+        print(f"  median {fmt_ms(latency.median)}   p90 {fmt_ms(latency.p90)}   "
+              f"min {fmt_ms(ms[0])}   max {fmt_ms(ms[-1])}   "
               f"daemon peak RSS {mib(latency.peak_rss_kib):.0f} MiB")
+        if latency.misses:
+            print(f"  MISSED: {latency.misses} of {len(ms)} got no acknowledgement within "
+                  f"{latency.timeout:.0f} s (counted as infinitely late)")
     parent = mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     print(f"\n(this process, which holds the mix and runs the SMTP sink: peak RSS "
           f"{parent:.0f} MiB)")
@@ -370,17 +400,30 @@ def report(args: argparse.Namespace, sizes: list[SizeResult],
               f"{verdict(delivered >= RATIO_TARGET)} (target >= {RATIO_TARGET}; "
               f"by CPU time {cpu:.2f})")
     if latency is not None:
-        print(f"  median acknowledgement latency {latency.median:.0f} ms "
+        print(f"  median acknowledgement latency {fmt_ms(latency.median)} "
               f"{verdict(latency.median <= LATENCY_TARGET_MS)} "
-              f"(target <= {LATENCY_TARGET_MS:.0f} ms)")
+              f"(target <= {LATENCY_TARGET_MS:.0f} ms)"
+              + (f"; {latency.misses} of {len(latency.samples_ms)} acknowledgements never "
+                 f"came within {latency.timeout:.0f} s" if latency.misses else ""))
     if args.json:
         print("\n" + json.dumps({
-            "db": args.db, "rules": rules,
+            "db": args.db, "rules": rules, "sla": sla,
             "sizes": [{**asdict(s), "floor_rate": s.floor_rate, "ingest_rate": s.ingest_rate,
                        "delivered_rate": s.delivered_rate} for s in sizes],
             "latency_ms": None if latency is None else {
-                "median": latency.median, "p90": latency.p90, "samples": latency.samples_ms},
+                "median": none_if_inf(latency.median), "p90": none_if_inf(latency.p90),
+                "misses": latency.misses,
+                "samples": [none_if_inf(x) for x in latency.samples_ms]},
         }))
+
+
+def none_if_inf(value: float) -> float | None:
+    return None if math.isinf(value) else value
+
+
+def example(name: str) -> str:
+    path = EXAMPLE_CONFIG / name
+    return str(path) if path.is_file() else "none"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -393,12 +436,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "through $MAILD_TEST_PG_DSN (default postgres@127.0.0.1:5432)")
     p.add_argument("--latency", type=int, default=30, metavar="K",
                    help="messages for the IDLE latency measurement; 0 skips it (default 30)")
+    p.add_argument("--ack-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="latency: how long to wait for one acknowledgement before counting "
+                        "it as missed (default 30)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="maild's log level; its JSON log lines go to a file (default info, "
                         "as a deployment would run)")
-    p.add_argument("--rules", default=str(DEFAULT_RULES), metavar="PATH",
+    p.add_argument("--rules", default=example("rules.yaml"), metavar="PATH",
                    help="maild's rules file, 'none' for none (default: the example "
                         "config/rules.yaml, as a deployment would have rules)")
+    p.add_argument("--sla", default=example("sla.yaml"), metavar="PATH",
+                   help="maild's SLA file, 'none' for none (default: the example "
+                        "config/sla.yaml when there is one)")
     p.add_argument("--seed", type=int, default=20261120, help="seed of the message mix")
     p.add_argument("--profile", metavar="DIR",
                    help="run maild's run_once under cProfile, write DIR/maild-N-DB.pstats and "
@@ -410,6 +459,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.latency == 1:
         p.error("--latency needs at least 2 messages (or 0)")
     args.rules = None if args.rules == "none" else str(Path(args.rules).resolve())
+    args.sla = None if args.sla == "none" else str(Path(args.sla).resolve())
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
     return args
@@ -418,7 +468,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="maild-bench-"))
-    runner = Runner(workdir, args.log_level, args.rules)
+    config = {k: v for k, v in (("rules", args.rules), ("sla", args.sla)) if v}
+    runner = Runner(workdir, args.log_level, config)
     sizes: list[SizeResult] = []
     latency: LatencyResult | None = None
     try:

@@ -11,6 +11,7 @@ from datetime import timedelta
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from maild.auth.providers import TokenProviders
 from maild.clock import Clock, SystemClock
 from maild.domain import Address
 from maild.errors import ConfigError
@@ -42,6 +43,7 @@ class App:
     sender: OutboxSender
     sla: SlaEngine
     metrics: Metrics
+    tokens: TokenProviders
     _rules_holder: list[RuleSet]
 
     def dispose(self) -> None:
@@ -127,8 +129,9 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
     )
     metrics = Metrics()
     metrics.watch_outbox(sessions, clock)
+    tokens = TokenProviders(clock)
     sender = OutboxSender(sessions=sessions, smtp=settings.smtp, policy=settings.outbox,
-                          clock=clock, metrics=metrics)
+                          clock=clock, metrics=metrics, tokens=tokens)
     return App(settings=settings, engine=engine, sessions=sessions, clock=clock,
                templates=templates, rules=rules, pipeline=pipeline, sender=sender, sla=sla,
-               metrics=metrics, _rules_holder=holder)
+               metrics=metrics, tokens=tokens, _rules_holder=holder)

@@ -55,7 +55,7 @@ class OnceSummary:
 def workers_for(app: App, on_queued: Callable[[], None] = lambda: None) -> list[MailboxWorker]:
     return [
         MailboxWorker(mailbox=m, pipeline=app.pipeline, sessions=app.sessions, clock=app.clock,
-                      on_queued=on_queued, metrics=app.metrics)
+                      on_queued=on_queued, metrics=app.metrics, tokens=app.tokens)
         for m in app.settings.mailboxes
     ]
 

@@ -11,7 +11,7 @@ import os
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any, Self
 
 from pydantic import (
     BaseModel,
@@ -24,7 +24,11 @@ from pydantic import (
     model_validator,
 )
 
+from maild.errors import ConfigError
 from maild.yamlfile import YamlDocument, load_yaml
+
+if TYPE_CHECKING:
+    from maild.auth.oauth2 import OAuth2Config
 
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 
@@ -54,13 +58,55 @@ def _resolve(value: Path | None, info: ValidationInfo) -> Path | None:
     return value if value.is_absolute() else (_base_dir(info) / value).resolve()
 
 
+class OAuth2Settings(_Model):
+    """OAuth2 sign-in (Microsoft 365, Gmail): a refresh token for access tokens."""
+
+    token_url: str
+    client_id: str
+    client_secret: SecretStr | None = None
+    client_secret_file: Path | None = None
+    refresh_token_file: Path  # keep it writable (StateDirectory): providers rotate it
+    scope: str | None = None
+    timeout: float = Field(default=30.0, gt=0)
+    ca_file: Path | None = None
+
+    @field_validator("client_secret_file", "refresh_token_file", "ca_file")
+    @classmethod
+    def _files(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        path = _resolve(v, info)
+        if path is not None and not path.is_file():
+            raise ValueError(f"{path} does not exist")
+        return path
+
+    @model_validator(mode="after")
+    def _usable(self) -> Self:
+        try:
+            self.to_config()
+        except ConfigError as exc:
+            raise ValueError(exc.reason) from None
+        return self
+
+    def to_config(self) -> OAuth2Config:
+        from maild.auth.oauth2 import OAuth2Config
+
+        return OAuth2Config(
+            token_url=self.token_url, client_id=self.client_id,
+            client_secret=self.client_secret.get_secret_value() if self.client_secret
+            else None,
+            client_secret_file=self.client_secret_file,
+            refresh_token_file=self.refresh_token_file, scope=self.scope,
+            timeout=self.timeout, ca_file=self.ca_file)
+
+
 class Credentials(_Model):
-    """A password given inline, in a file (systemd LoadCredential=) or in the environment."""
+    """A password given inline, in a file (systemd LoadCredential=) or in the environment,
+    or OAuth2 sign-in."""
 
     username: str | None = None
     password: SecretStr | None = None
     password_file: Path | None = None
     password_env: str | None = None
+    oauth2: OAuth2Settings | None = None
 
     @field_validator("password_file")
     @classmethod
@@ -80,11 +126,13 @@ class Credentials(_Model):
     @model_validator(mode="after")
     def _one_source(self) -> Self:
         given = [
-            n for n in ("password", "password_file", "password_env")
+            n for n in ("password", "password_file", "password_env", "oauth2")
             if getattr(self, n) is not None
         ]
         if len(given) > 1:
             raise ValueError(f"give only one of {', '.join(given)}")
+        if self.oauth2 is not None and not self.username:
+            raise ValueError("oauth2 needs the username to sign in as")
         return self
 
     def secret(self) -> str | None:

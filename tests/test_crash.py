@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import Engine, create_engine, func, select, text
 
 from maild.store.models import Message, Outbox, Ticket
 from tests.kit import customer_mail, message_id_of, write_config
@@ -30,20 +30,20 @@ pytestmark = pytest.mark.slow
 def build_mailbox(count: int, rng: random.Random) -> tuple[list[bytes], int]:
     """`count` messages: new requests, replies to earlier ones, duplicates."""
     out: list[bytes] = []
-    roots: list[bytes] = []
+    roots: list[tuple[str, bytes]] = []
     while len(out) < count:
         roll = rng.random()
         if roots and roll < 0.25:
-            parent = rng.choice(roots)
-            out.append(customer_mail(sender=f"c{len(roots)}@example.com",
-                                     subject="Re: follow-up", in_reply_to=message_id_of(parent),
+            sender, parent = rng.choice(roots)  # a customer answers in their own ticket
+            out.append(customer_mail(sender=sender, subject="Re: follow-up",
+                                     in_reply_to=message_id_of(parent),
                                      references=[message_id_of(parent)]))
         elif out and roll < 0.32:
             out.append(rng.choice(out))  # a duplicate delivery
         else:
-            raw = customer_mail(sender=f"customer{len(roots)}@example.com",
-                                subject=f"Request number {len(roots)}")
-            roots.append(raw)
+            sender = f"customer{len(roots)}@example.com"
+            raw = customer_mail(sender=sender, subject=f"Request number {len(roots)}")
+            roots.append((sender, raw))
             out.append(raw)
     return out, len(roots)
 
@@ -103,6 +103,18 @@ def test_sigkill_at_several_points_loses_and_duplicates_nothing(
 
     unique_ids = {message_id_of(m) for m in messages}
     engine = create_engine(db_url)
+    try:
+        ack_ids = check_database(engine, unique_ids, roots)
+    finally:
+        engine.dispose()
+    assert mail_user.count("INBOX") == 0
+    assert mail_user.count("Processed") == len(messages)
+    received = Counter(str(m.message["Message-ID"]).strip("<>") for m in smtp_server.messages)
+    assert set(received) == ack_ids  # every acknowledgement arrived; a resend keeps its id
+
+
+def check_database(engine: Engine, unique_ids: set[str], roots: int) -> set[str]:
+    """Every message in exactly one ticket; one acknowledgement per ticket; nothing left."""
     with engine.connect() as conn:
         stored = Counter(conn.execute(
             select(Message.message_id).where(Message.direction == "inbound")).scalars())
@@ -115,9 +127,4 @@ def test_sigkill_at_several_points_loses_and_duplicates_nothing(
         pending = conn.execute(select(func.count()).select_from(Outbox)
                                .where(Outbox.status != "sent")).scalar()
         assert pending == 0
-        ack_ids = set(conn.execute(select(Outbox.message_id)).scalars())
-    engine.dispose()
-    assert mail_user.count("INBOX") == 0
-    assert mail_user.count("Processed") == len(messages)
-    received = Counter(str(m.message["Message-ID"]).strip("<>") for m in smtp_server.messages)
-    assert set(received) == ack_ids  # every acknowledgement arrived; a resend keeps its id
+        return set(conn.execute(select(Outbox.message_id)).scalars())

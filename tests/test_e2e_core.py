@@ -226,8 +226,9 @@ def test_daemon_with_idle_acknowledges_new_mail(
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join(timeout=30)
+        if not thread.is_alive():
+            loop.close()
     assert not thread.is_alive()
-    loop.close()
 
 
 def maild(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
@@ -285,3 +286,24 @@ def test_bad_configuration_is_exit_2_with_file_key_and_line(tmp_path: Path) -> N
     config.write_text("support: [unclosed\n", encoding="utf-8")
     broken = maild("check", config=config)
     assert broken.returncode == 2 and f"{config}:" in broken.stderr
+
+
+def test_mail_arriving_just_before_idle_wakes_it(
+    tmp_path: Path, mail_user: MailUser, sqlite_url: str
+) -> None:
+    """A message appended after our last SEARCH is announced together with `+ idling`."""
+    import time
+
+    settings = settings_for(tmp_path, db_url=sqlite_url, imap=mail_user.imap_config(),
+                            mailbox={"idle_renew": 60})
+    source = ImapSource(settings.mailboxes[0])
+    source.open()
+    try:
+        assert source.pending() == []
+        mail_user.append(customer_mail())  # the server tells us only once we IDLE
+        started = time.monotonic()
+        source.wait(lambda: False)
+        assert time.monotonic() - started < 10  # not the 60 s renewal
+        assert len(source.pending()) == 1
+    finally:
+        source.close()

@@ -37,7 +37,7 @@ from maild import daemon
 from maild.app import App, build
 from maild.clock import FixedClock
 from maild.fetch.imap import ImapSource
-from maild.store.models import Message, Outbox, Quarantine, Ticket
+from maild.store.models import Event, MailboxState, Message, Outbox, Quarantine, Ticket
 from tests.kit import customer_mail, message_id_of, settings_for, write_config
 from tests.servers.dovecot import Dovecot, MailUser
 from tests.servers.smtp import SmtpServer, Stage
@@ -451,9 +451,9 @@ class WriteLock:
             self._pg = (engine, engine.connect())
             conn = self._pg[1]
             conn.exec_driver_sql("SET lock_timeout = '30s'")
-            conn.exec_driver_sql(
-                "LOCK TABLE tickets, messages, events, outbox, quarantine, mailbox_state "
-                "IN EXCLUSIVE MODE")
+            tables = ", ".join(m.__tablename__ for m in (Ticket, Message, Event, Outbox,
+                                                         Quarantine, MailboxState))
+            conn.exec_driver_sql(f"LOCK TABLE {tables} IN EXCLUSIVE MODE")
         return self
 
     def __exit__(self, *exc: object) -> None:

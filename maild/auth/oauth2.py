@@ -259,11 +259,12 @@ class TokenProvider:
             form["client_secret"] = secret
         if cfg.scope:
             form["scope"] = cfg.scope
-        secrets = [s for s in (refresh_token, secret) if s]
+        cached = self._token.value if self._token is not None else None
+        secrets = [s for s in (refresh_token, secret, cached) if s]
         body = self._post(form, secrets)
         value = body.get("access_token")
-        if not isinstance(value, str) or not value or not value.isprintable():
-            raise OAuth2Error(f"OAuth2 token endpoint {self._where()} sent no access_token")
+        if not isinstance(value, str) or not _is_token(value):
+            raise OAuth2Error(f"OAuth2 token endpoint {self._where()} sent no usable access_token")
         token_type = body.get("token_type", "Bearer")
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
             raise OAuth2Error(
@@ -286,8 +287,8 @@ class TokenProvider:
         if expires_in is None:
             return DEFAULT_LIFETIME
         try:
-            seconds = int(expires_in)  # some endpoints send it as a string
-        except (TypeError, ValueError):
+            seconds = int(float(expires_in))  # some endpoints send it as a string
+        except (TypeError, ValueError, OverflowError):
             seconds = 0
         if isinstance(expires_in, bool) or seconds <= 0:
             raise OAuth2Error(
@@ -418,15 +419,25 @@ def _replace_file(path: Path, text: str) -> None:
 # -- SASL initial responses ------------------------------------------------------------------
 
 
+def _is_token(value: str) -> bool:
+    """Non-empty, printable and without white space (RFC 6750 b64token is narrower still)."""
+    return bool(value) and value.isprintable() and not any(c.isspace() for c in value)
+
+
 def _check_part(name: str, value: str) -> None:
-    if not value or any(not c.isprintable() for c in value):
+    if not value or not value.isprintable():
         raise ValueError(f"{name} must be non-empty printable text")
+
+
+def _check_token(token: str) -> None:
+    if not _is_token(token):
+        raise ValueError("token must be non-empty printable text without white space")
 
 
 def xoauth2_string(user: str, token: str) -> str:
     """The SASL XOAUTH2 initial response (before base64)."""
     _check_part("user", user)
-    _check_part("token", token)
+    _check_token(token)
     return f"user={user}\x01auth=Bearer {token}\x01\x01"
 
 
@@ -434,7 +445,7 @@ def oauthbearer_string(user: str, host: str, port: int, token: str) -> str:
     """The RFC 7628 OAUTHBEARER initial client response (before base64)."""
     _check_part("user", user)
     _check_part("host", host)
-    _check_part("token", token)
+    _check_token(token)
     authzid = user.replace("=", "=3D").replace(",", "=2C")  # RFC 5801 saslname
     return f"n,a={authzid},\x01host={host}\x01port={int(port)}\x01auth=Bearer {token}\x01\x01"
 

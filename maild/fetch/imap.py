@@ -19,6 +19,8 @@ from typing import Any
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
+from maild.auth.oauth2 import imap_login
+from maild.auth.providers import TokenProviders
 from maild.domain import Fetched, SourceRef
 from maild.errors import TransportError
 from maild.settings import ImapSettings, MailboxSettings, Security
@@ -36,7 +38,7 @@ def tls_context(ca_file: Any) -> ssl.SSLContext:
     return ctx
 
 
-def connect(cfg: ImapSettings) -> IMAPClient:
+def connect(cfg: ImapSettings, tokens: TokenProviders | None = None) -> IMAPClient:
     """A logged-in client, secured as configured, or a TransportError."""
     try:
         if cfg.security is Security.TLS:
@@ -53,7 +55,12 @@ def connect(cfg: ImapSettings) -> IMAPClient:
                         "STARTTLS; refusing to log in without TLS"
                     )
                 client.starttls(tls_context(cfg.ca_file))
-        client.login(cfg.username or "", cfg.secret() or "")
+        if cfg.oauth2 is not None:
+            if tokens is None:
+                raise TransportError("OAuth2 sign-in configured but no token provider given")
+            imap_login(client, cfg.username or "", tokens.for_settings(cfg.oauth2))
+        else:
+            client.login(cfg.username or "", cfg.secret() or "")
     except TransportError:
         raise
     except CONNECTION_ERRORS as exc:
@@ -71,8 +78,9 @@ def chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:
 class ImapSource:
     """One mailbox folder: pending UIDs, batched fetch, acknowledgement by move or flag."""
 
-    def __init__(self, mailbox: MailboxSettings) -> None:
+    def __init__(self, mailbox: MailboxSettings, tokens: TokenProviders | None = None) -> None:
         self.mailbox = mailbox
+        self._tokens = tokens
         self._client: IMAPClient | None = None
         self.uidvalidity = 0
         self._use_move = False
@@ -85,7 +93,7 @@ class ImapSource:
         return self._client
 
     def open(self) -> None:
-        client = connect(self.mailbox.imap)
+        client = connect(self.mailbox.imap, self._tokens)
         self._client = client
         try:
             for folder in (self.mailbox.processed_folder, self.mailbox.quarantine_folder):
@@ -158,9 +166,31 @@ class ImapSource:
         sock = client.socket()
         client.idle()
         try:
+            if _buffered(client, sock):
+                return  # mail that came between the last SEARCH and IDLE (see _buffered)
             while not stop() and time.monotonic() < deadline:
                 pending = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
                 if pending or select.select([sock], [], [], 0.5)[0]:
                     break
         finally:
             client.idle_done()
+
+
+def _buffered(client: IMAPClient, sock: socket.socket) -> bool:
+    """Whether the server already said something that sits in imaplib's read buffer.
+
+    A message that arrives between our last SEARCH and IDLE is announced with `* N EXISTS`
+    in the same packet as the `+ idling` continuation; imaplib reads both into its buffer,
+    so select() on the socket never fires. Peek without blocking.
+    """
+    reader = getattr(client._imap, "file", None)
+    if reader is None or not hasattr(reader, "peek"):
+        return False
+    timeout = sock.gettimeout()
+    sock.settimeout(0)
+    try:
+        return bool(reader.peek(1))
+    except (BlockingIOError, ssl.SSLWantReadError, TimeoutError):
+        return False
+    finally:
+        sock.settimeout(timeout)

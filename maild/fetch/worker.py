@@ -16,6 +16,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from maild.auth.providers import TokenProviders
 from maild.clock import Clock
 from maild.domain import Fetched
 from maild.errors import TransportError
@@ -50,10 +51,11 @@ class MailboxWorker:
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
     metrics: Metrics = field(default_factory=Metrics)
+    tokens: TokenProviders | None = None
 
     def run_once(self) -> Counters:
         """Process every message present now, then return (`maild run --once`)."""
-        source = ImapSource(self.mailbox)
+        source = ImapSource(self.mailbox, self.tokens)
         source.open()
         try:
             self._check_uidvalidity(source)
@@ -71,7 +73,7 @@ class MailboxWorker:
         delay = self.backoff_initial
         bound = log.bind(mailbox=self.mailbox.name)
         while not self.stop.is_set():
-            source = ImapSource(self.mailbox)
+            source = ImapSource(self.mailbox, self.tokens)
             try:
                 source.open()
                 bound.info("imap.connected", uidvalidity=source.uidvalidity)

@@ -22,7 +22,10 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from maild.auth.oauth2 import smtp_login
+from maild.auth.providers import TokenProviders
 from maild.clock import Clock
+from maild.errors import TransportError
 from maild.fetch.imap import tls_context
 from maild.metrics import Metrics
 from maild.settings import OutboxSettings, Security, SmtpSettings
@@ -60,6 +63,7 @@ class OutboxSender:
     policy: OutboxSettings
     clock: Clock
     metrics: Metrics = field(default_factory=Metrics)
+    tokens: TokenProviders | None = None
     _backoff: float = field(default=0.0, init=False)
 
     def _claim(self, session: Session, exclude: set[int]) -> list[Outbox]:
@@ -111,7 +115,10 @@ class OutboxSender:
         try:
             await client.connect()
             username, password = self.smtp.username, self.smtp.secret()
-            if username and password is not None:
+            if self.smtp.oauth2 is not None and self.tokens is not None:
+                provider = self.tokens.for_settings(self.smtp.oauth2)
+                await smtp_login(client, username or "", provider)
+            elif username and password is not None:
                 await client.login(username, password)
             for row in rows:
                 results.append(await self._send_one(client, row))
@@ -119,7 +126,7 @@ class OutboxSender:
             stats.unreachable = True
             stats.error = f"{type(exc).__name__}: {exc}"
             log.warning("smtp.unreachable", error=stats.error)
-        except aiosmtplib.SMTPException as exc:  # e.g. STARTTLS missing, login refused
+        except (aiosmtplib.SMTPException, TransportError) as exc:  # no STARTTLS, login refused
             stats.unreachable = True
             stats.error = f"{type(exc).__name__}: {exc}"
             log.error("smtp.refused_session", error=stats.error)

@@ -9,9 +9,8 @@ Dovecot's ``oauth2`` driver, which checks every token at an ``OAuthServer``:
 
 Either way the ``email`` attribute of the answer must equal the login name. Passwords no longer
 work: only the token mechanisms are offered (``mechanisms``), so Dovecot advertises
-``LOGINDISABLED``, as Microsoft 365 and Gmail effectively do for password logins. The
-inherited helpers (``append``, ``fetch_all``, ...) log in with XOAUTH2 and a token minted
-directly on the ``OAuthServer``.
+``LOGINDISABLED`` and refuses LOGIN. The inherited helpers (``append``, ``fetch_all``, ...)
+log in with XOAUTH2 (or OAUTHBEARER) and a token minted directly on the ``OAuthServer``.
 
     with OAuthServer() as idp, OAuthDovecot(idp) as server:
         user = server.new_user()
@@ -52,11 +51,14 @@ class OAuthDovecot(Dovecot):
         self.oauth2_config_path = self.directory / "dovecot-oauth2.conf.ext"
 
     def connect(self, username: str) -> IMAPClient:
-        """A client logged in with XOAUTH2 and a fresh token; use ``with`` so it logs out."""
+        """A client logged in with a fresh token; use ``with`` so it logs out."""
         token = self.oauth.mint_access_token(username, lifetime=300)
         client = IMAPClient(self.host, self.port, ssl=False, timeout=CLIENT_TIMEOUT)
         try:
-            client.oauth2_login(username, token)
+            if "xoauth2" in self.mechanisms:
+                client.oauth2_login(username, token)
+            else:
+                client.oauthbearer_login(username, token)
         except BaseException:
             client.shutdown()
             raise

@@ -235,6 +235,11 @@ class OAuthServer:
         with self._lock:
             self._state.failures.extend(_Programmed(status, body) for _ in range(count))
 
+    def answer_next(self, status: int, body: dict[str, Any]) -> None:
+        """Answer the next POST /token with exactly ``status`` and ``body`` (odd endpoints)."""
+        with self._lock:
+            self._state.failures.append(_Programmed(status, body))
+
     def set_lifetime(self, seconds: int) -> None:
         with self._lock:
             self._state.lifetime = seconds

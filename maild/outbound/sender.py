@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 import aiosmtplib
 import structlog
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.auth.oauth2 import smtp_login
@@ -207,9 +208,15 @@ class OutboxSender:
         pause = 1.0
         while not stop.is_set():
             wake.clear()
-            stats = await self.drain_once()
-            pause = min(pause * 2, 60.0) if stats.unreachable else 1.0
-            due = await asyncio.to_thread(self.next_due)
+            try:
+                stats = await self.drain_once()
+                due = await asyncio.to_thread(self.next_due)
+            except SQLAlchemyError as exc:
+                # The database is locked or gone: nothing was marked, so nothing is lost.
+                stats, due = DrainStats(unreachable=True), None
+                log.warning("db.unavailable", component="outbox",
+                            error=str(exc).splitlines()[0], retry_in=pause)
+            pause = min(pause * 2, self.policy.backoff_max) if stats.unreachable else 1.0
             timeout = 30.0
             if due is not None:
                 timeout = max(0.05, min(timeout, (due - self.clock.now()).total_seconds()))

@@ -159,6 +159,8 @@ class Pipeline:
             result.created.append(outcome.routed)
 
     def _quarantine(self, session: Session, item: Fetched, reason: str) -> None:
+        if repo.quarantined_before(session, item.source.key) is not None:
+            return  # fetched again after a crash before the IMAP move: recorded already
         session.add(Quarantine(
             source_key=item.source.key, message_id=None, reason=reason, raw=item.raw,
             created_at=self._clock.now(),
@@ -179,6 +181,10 @@ class Pipeline:
     def _process(
         self, session: Session, raw: bytes, source: SourceRef | None
     ) -> Processed | Outcome:
+        if source is not None:
+            earlier = repo.quarantined_before(session, source.key)
+            if earlier is not None:
+                return Outcome(Stop.HOLD, earlier)  # back to the quarantine folder
         try:
             inbound = parse(raw, source, default_language=self._default_language,
                             max_bytes=self._safety.max_message_bytes,

@@ -38,11 +38,12 @@ def seen_before(session: Session, inbound: Inbound) -> str | None:
         )
         if found:
             return "duplicate delivery (no Message-ID)"
-    if inbound.source and session.scalar(
-        select(Quarantine.id).where(Quarantine.source_key == inbound.source.key)
-    ):
-        return "already quarantined"
     return None
+
+
+def quarantined_before(session: Session, source_key: str) -> str | None:
+    """The reason a message at this server position was quarantined before, if it was."""
+    return session.scalar(select(Quarantine.reason).where(Quarantine.source_key == source_key))
 
 
 def tickets_for_message_ids(session: Session, ids: Sequence[str]) -> dict[str, int]:

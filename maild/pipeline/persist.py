@@ -214,7 +214,12 @@ class TicketWriter:
 
     @staticmethod
     def first_customer_text(ticket: Ticket) -> str:
-        for message in ticket.messages:
-            if message.direction == "inbound":
-                return message.body_text
-        return ""
+        """What the customer first wrote: one column of one row, not the whole thread."""
+        session = Session.object_session(ticket)
+        if session is None:
+            return ""
+        with session.no_autoflush:  # what is pending is not what we look for
+            return session.scalar(
+                select(Message.body_text).where(Message.ticket_id == ticket.id,
+                                                Message.direction == "inbound")
+                .order_by(Message.id).limit(1)) or ""

@@ -33,6 +33,7 @@ Conventions (the same in every function):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -386,10 +387,15 @@ def _local_date(cal: BusinessCalendar, instant: datetime) -> date:
     return instant.astimezone(cal.tz).date()
 
 
-def _day_intervals(cal: BusinessCalendar, day: date) -> list[Interval]:
-    """The non-empty UTC opening intervals of one local date, in order."""
+@functools.lru_cache(maxsize=16384)
+def _day_intervals(cal: BusinessCalendar, day: date) -> tuple[Interval, ...]:
+    """The non-empty UTC opening intervals of one local date, in order.
+
+    Memoised: an SLA pass asks the same few dates of the same calendars for every ticket,
+    and a calendar is immutable.
+    """
     if cal.is_holiday(day):
-        return []
+        return ()
     midnight = datetime.combine(day, _MIDNIGHT)
     intervals: list[Interval] = []
     for opens, closes in cal.hours.get(day.weekday(), ()):
@@ -397,7 +403,7 @@ def _day_intervals(cal: BusinessCalendar, day: date) -> list[Interval]:
         finish = _wall_to_utc(cal.tz, midnight + _end_offset(closes))
         if begin < finish:  # a range wholly inside a spring gap is empty
             intervals.append((begin, finish))
-    return intervals
+    return tuple(intervals)
 
 
 def _shift(day: date, days: int) -> date:

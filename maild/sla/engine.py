@@ -16,8 +16,9 @@ from pathlib import Path
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.clock import Clock
@@ -125,15 +126,8 @@ class SlaEngine:
     def refresh(self, t: Ticket) -> None:
         """Recompute policy, due times and the next check instant of one ticket."""
         policy, found = self._deadlines(t)
-        t.sla_policy = policy.name if policy else None
-        breach = {d.target: d.at for d in found if d.kind == "breach"}
-        if t.first_response_at is None or policy is None:
-            t.sla_first_response_due = breach.get("first_response")
-        t.sla_next_response_due = breach.get("next_response")
-        t.sla_resolution_due = breach.get("resolution") if policy else None
-        alerted = set(t.sla_alerted or ())
-        pending = [d.at for d in found if d.key not in alerted]
-        t.sla_next_check_at = min(pending) if pending else None
+        for column, value in _columns(t, policy, found, list(t.sla_alerted or ())).items():
+            setattr(t, column, value)
 
     def pause(self, t: Ticket, now: datetime) -> None:
         pauses = list(t.sla_pauses or [])
@@ -149,7 +143,12 @@ class SlaEngine:
     def run_pass(self, sessions: sessionmaker[Session],
                  act: Callable[[Session, Ticket, Policy, Deadline], tuple[str, ...]],
                  batch: int = 500) -> list[Raised]:
-        """One SLA pass: every due warning and breach, each acted on exactly once."""
+        """One SLA pass: every due warning and breach, each acted on exactly once.
+
+        Per batch of due tickets: their deadlines are computed once, the alerts are claimed
+        with one INSERT ... ON CONFLICT DO NOTHING RETURNING (the unique key decides who
+        acts, across daemons), and only the claimed ones are acted on.
+        """
         raised: list[Raised] = []
         now = self._clock.now()
         skip: set[int] = set()
@@ -159,49 +158,98 @@ class SlaEngine:
                          .order_by(Ticket.sla_next_check_at).limit(batch))
                 if skip:
                     query = query.where(Ticket.id.not_in(skip))
-                if session.get_bind().dialect.name == "postgresql":
+                dialect = session.get_bind().dialect.name
+                if dialect == "postgresql":
                     query = query.with_for_update(skip_locked=True)
                 tickets = list(session.scalars(query))
-                for t in tickets:
-                    raised.extend(self._check(session, t, now, act))
-                    self.refresh(t)
-                    if t.sla_next_check_at is not None and t.sla_next_check_at <= now:
-                        skip.add(t.id)  # raised elsewhere meanwhile; look again next pass
+                raised.extend(self._batch(session, tickets, now, act, dialect))
+                skip.update(t.id for t in tickets)  # one look per ticket and pass
             if len(tickets) < batch:
                 return raised
 
-    def _check(self, session: Session, t: Ticket, now: datetime,
-               act: Callable[[Session, Ticket, Policy, Deadline], tuple[str, ...]]
-               ) -> list[Raised]:
-        policy, found = self._deadlines(t)
-        if policy is None:
-            return []
-        out = []
-        alerted = list(t.sla_alerted or ())
-        # A breach makes its own warning moot: warn only when the breach is still ahead.
-        breached = {d.target for d in found if d.kind == "breach" and d.at <= now}
-        for d in sorted(found, key=lambda d: d.at):
-            if d.at > now or d.key in alerted:
-                continue
-            alerted.append(d.key)
-            if d.kind == "warn" and d.target in breached:
-                continue
-            try:
-                with session.begin_nested():
-                    session.add(SlaAlert(ticket_id=t.id, key=d.key, target=d.target,
-                                         kind=d.kind, policy=policy.name, due_at=d.at,
-                                         raised_at=now))
-                    session.flush()
-            except IntegrityError:
-                continue  # another daemon raised it first
-            actions = act(session, t, policy, d)
-            event = "sla.breached" if d.kind == "breach" else "sla.warned"
-            repo.add_event(session, t, event, now, policy=policy.name, target=d.target,
-                           due=d.at.isoformat(), actions=list(actions))
-            log.info(event, ticket_id=t.id, ref=t.ref, target=d.target, policy=policy.name)
-            out.append(Raised(t.id, t.ref, policy.name, d.target, d.kind, d.at, actions))
-        t.sla_alerted = alerted
+    def _batch(self, session: Session, tickets: list[Ticket], now: datetime,
+               act: Callable[[Session, Ticket, Policy, Deadline], tuple[str, ...]],
+               dialect: str) -> list[Raised]:
+        plans: list[tuple[Ticket, Policy | None, list[Deadline], list[Deadline]]] = []
+        rows: list[dict[str, object]] = []
+        with session.no_autoflush:
+            for t in tickets:
+                policy, found = self._deadlines(t)
+                due = _due(found, set(t.sla_alerted or ()), now) if policy else []
+                plans.append((t, policy, found, due))
+                rows += [{"ticket_id": t.id, "key": d.key, "target": d.target,
+                          "kind": d.kind, "policy": policy.name, "due_at": d.at,
+                          "raised_at": now} for d in due if policy and d.kind != "moot"]
+        claimed = _claim(session, rows, dialect)
+        out: list[Raised] = []
+        bulk: list[dict[str, object]] = []
+        for t, policy, found, due in plans:
+            changed = False
+            for d in due:
+                if policy is None or d.kind == "moot" or (t.id, d.key) not in claimed:
+                    continue  # a warning overtaken by its breach, or raised elsewhere
+                actions = act(session, t, policy, d)
+                changed = changed or bool(actions)
+                event = "sla.breached" if d.kind == "breach" else "sla.warned"
+                repo.add_event(session, t, event, now, policy=policy.name, target=d.target,
+                               due=d.at.isoformat(), actions=list(actions))
+                log.info(event, ticket_id=t.id, ref=t.ref, target=d.target,
+                         policy=policy.name)
+                out.append(Raised(t.id, t.ref, policy.name, d.target, d.kind, d.at,
+                                  actions))
+            alerted = [*(t.sla_alerted or ()), *(d.key for d in due)]
+            if changed:  # priority or level moved: the policy may have changed too
+                t.sla_alerted = alerted
+                self.refresh(t)
+            else:  # most tickets: their new SLA columns go out in one bulk UPDATE
+                bulk.append({"id": t.id, **_columns(t, policy, found, alerted)})
+        if bulk:
+            session.execute(update(Ticket), bulk)
         return out
+
+
+def _columns(t: Ticket, policy: Policy | None, found: list[Deadline],
+             alerted: list[str]) -> dict[str, object]:
+    """A ticket's SLA columns for its policy and deadlines."""
+    breach = {d.target: d.at for d in found if d.kind == "breach"}
+    done = set(alerted)
+    pending = [d.at for d in found if d.key not in done]
+    columns: dict[str, object] = {
+        "sla_policy": policy.name if policy else None,
+        "sla_next_response_due": breach.get("next_response"),
+        "sla_resolution_due": breach.get("resolution") if policy else None,
+        "sla_next_check_at": min(pending) if pending else None,
+        "sla_alerted": alerted,
+    }
+    if t.first_response_at is None or policy is None:
+        columns["sla_first_response_due"] = breach.get("first_response")
+    return columns
+
+
+def _due(found: list[Deadline], alerted: set[str], now: datetime) -> list[Deadline]:
+    """Deadlines that came due and were not alerted; a warning whose breach has come too is
+    marked "moot": recorded as handled, never sent."""
+    breached = {d.target for d in found if d.kind == "breach" and d.at <= now}
+    out = []
+    for d in sorted(found, key=lambda d: d.at):
+        if d.at > now or d.key in alerted:
+            continue
+        if d.kind == "warn" and d.target in breached:
+            d = Deadline(d.target, "moot", d.at, d.start, key_override=d.key)
+        out.append(d)
+    return out
+
+
+def _claim(session: Session, rows: list[dict[str, object]], dialect: str
+           ) -> set[tuple[int, str]]:
+    """Insert the alerts; return those this call inserted (the others exist already)."""
+    if not rows:
+        return set()
+    insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = (insert_(SlaAlert).values(rows)
+            .on_conflict_do_nothing(index_elements=["ticket_id", "key"])
+            .returning(SlaAlert.ticket_id, SlaAlert.key))
+    return {(tid, key) for tid, key in session.execute(stmt)}
 
 
 def raise_priority(priority: str) -> str:

@@ -166,13 +166,16 @@ class Deadline:
     """One instant at which the SLA check must act: `kind` is warn or breach."""
 
     target: str
-    kind: str
+    kind: str  # warn | breach (| moot: a warning its breach overtook)
     at: datetime
     start: datetime
+    key_override: str | None = None
 
     @property
     def key(self) -> str:
         """Unique per ticket: each wait for a next response is its own cycle."""
+        if self.key_override:
+            return self.key_override
         if self.target == "next_response":
             return f"{self.target}@{self.start:%Y%m%dT%H%M%S}:{self.kind}"
         return f"{self.target}:{self.kind}"

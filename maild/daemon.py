@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from maild.app import App
 from maild.errors import ConfigError
-from maild.fetch.worker import Counters, MailboxWorker
+from maild.fetch.worker import Counters, MailboxWorker, db_error
 from maild.metrics import serve
 from maild.outbound.sender import DrainStats
 from maild.sla.engine import Raised
@@ -91,7 +91,7 @@ def start_scheduler(app: App, wake: Callable[[], None]) -> AsyncIOScheduler:
         try:
             raised = await asyncio.to_thread(app.sla_pass)
         except SQLAlchemyError as exc:
-            log.warning("sla.pass_failed", error=str(exc).splitlines()[0])
+            log.warning("sla.pass_failed", error=db_error(exc))
             return
         if raised:
             wake()

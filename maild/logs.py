@@ -31,7 +31,7 @@ def configure(level: str = "info", *, json: bool | None = None) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=False,  # configure() runs twice in the CLI
     )
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     logging.getLogger("mailparser").setLevel(logging.ERROR)

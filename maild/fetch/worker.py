@@ -30,6 +30,12 @@ log = structlog.get_logger("maild.fetch")
 RETRYABLE: tuple[type[BaseException], ...] = (TransportError, *CONNECTION_ERRORS)
 
 
+def db_error(exc: SQLAlchemyError) -> str:
+    """The driver's own message (SQLAlchemy's wrapper adds hints and SQL around it)."""
+    cause = getattr(exc, "orig", None) or exc
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+
+
 @dataclass
 class Counters:
     fetched: int = 0
@@ -79,17 +85,16 @@ class MailboxWorker:
                 bound.info("imap.connected", uidvalidity=source.uidvalidity)
                 self.metrics.imap_up.labels(self.mailbox.name).set(1)
                 self._check_uidvalidity(source)
-                delay = self.backoff_initial
                 while not self.stop.is_set():
                     self._drain_all(source)
+                    delay = self.backoff_initial  # a whole pass worked: start afresh
                     self.metrics.polled(self.mailbox.name)
                     source.wait(self.stop.is_set)
             except RETRYABLE as exc:
                 bound.warning("imap.disconnected", error=str(exc), retry_in=delay)
             except SQLAlchemyError as exc:
                 # Nothing of the failed batch was acknowledged: it is fetched again.
-                bound.warning("db.unavailable", error=str(exc).splitlines()[0],
-                              retry_in=delay)
+                bound.warning("db.unavailable", error=db_error(exc), retry_in=delay)
             finally:
                 self.metrics.imap_up.labels(self.mailbox.name).set(0)
                 source.close()

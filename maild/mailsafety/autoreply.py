@@ -46,6 +46,8 @@ _DECODE_ERRORS: Final = (
     TypeError,
     ValueError,
     AttributeError,
+    IndexError,
+    RecursionError,  # email.utils.getaddresses recurses once per nested group
     email.errors.MessageError,
 )
 

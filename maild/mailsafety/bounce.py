@@ -55,6 +55,8 @@ _DECODE_ERRORS: Final = (
     TypeError,
     ValueError,
     AttributeError,
+    IndexError,
+    RecursionError,  # email.utils.getaddresses recurses once per nested group
     email.errors.MessageError,
 )
 _MAX_PARTS: Final = 200

@@ -25,18 +25,24 @@ class AutoLimiter:
     safety: SafetySettings
 
     def blocked(self, session: Session, ticket_id: int, address: str,
-                now: datetime) -> str | None:
-        """Why automatic mail to `address` must not be sent now, or None."""
+                now: datetime, *, new_ticket: bool = False) -> str | None:
+        """Why automatic mail to `address` must not be sent now, or None.
+
+        Every count is an index range scan (outbox: rcpt_to, ticket_id or kind with
+        created_at). A ticket opened in this transaction has sent nothing yet.
+        """
         address = address.lower()
         suppressed = session.get(Suppression, address)
         if suppressed is not None and suppressed.until > now:
             return (f"{address} is suppressed until {suppressed.until.isoformat()}: "
                     f"{suppressed.reason}")
-        checks = (
+        checks = [
             ("per recipient", self.safety.per_recipient, Outbox.rcpt_to == address),
-            ("per ticket", self.safety.per_ticket, Outbox.ticket_id == ticket_id),
             ("in total", self.safety.total, None),
-        )
+        ]
+        if not new_ticket:
+            checks.insert(1, ("per ticket", self.safety.per_ticket,
+                              Outbox.ticket_id == ticket_id))
         for label, limits, condition in checks:
             for limit in limits:
                 query = select(func.count()).select_from(Outbox).where(

@@ -28,6 +28,7 @@ from maild.auth.providers import TokenProviders
 from maild.clock import Clock
 from maild.errors import TransportError
 from maild.fetch.imap import tls_context
+from maild.fetch.worker import db_error
 from maild.metrics import Metrics
 from maild.settings import OutboxSettings, Security, SmtpSettings
 from maild.store.models import Outbox, Ticket
@@ -67,16 +68,19 @@ class OutboxSender:
     tokens: TokenProviders | None = None
     _backoff: float = field(default=0.0, init=False)
 
-    def _claim(self, session: Session, exclude: set[int]) -> list[Outbox]:
-        """Due rows, locked on PostgreSQL until `session` commits."""
+    def _claim(self, session: Session, after: int) -> list[Outbox]:
+        """Due rows, locked on PostgreSQL until `session` commits.
+
+        In id order after `after`: one pass tries each due row once (a deferred row is due
+        again only later), and keeps no growing list of what it tried.
+        """
         query = (
             select(Outbox)
-            .where(Outbox.status == "pending", Outbox.next_attempt_at <= self.clock.now())
-            .order_by(Outbox.next_attempt_at, Outbox.id)
+            .where(Outbox.status == "pending", Outbox.next_attempt_at <= self.clock.now(),
+                   Outbox.id > after)
+            .order_by(Outbox.id)
             .limit(self.policy.batch_size)
         )
-        if exclude:
-            query = query.where(Outbox.id.not_in(exclude))
         locking = session.get_bind().dialect.name == "postgresql"
         if locking:
             query = query.with_for_update(skip_locked=True)
@@ -98,13 +102,13 @@ class OutboxSender:
     async def drain_once(self) -> DrainStats:
         """Try every due message once."""
         stats = DrainStats()
-        tried: set[int] = set()  # "once": a row deferred by this pass is not tried again
+        last = 0
         while True:
             with self.sessions() as session:
-                rows = await asyncio.to_thread(self._claim, session, tried)
+                rows = await asyncio.to_thread(self._claim, session, last)
                 if not rows:
                     return stats
-                tried.update(r.id for r in rows)
+                last = rows[-1].id
                 results = await self._send(rows, stats)
                 await asyncio.to_thread(self._record, session, rows, results, stats)
             if stats.unreachable:
@@ -214,8 +218,8 @@ class OutboxSender:
             except SQLAlchemyError as exc:
                 # The database is locked or gone: nothing was marked, so nothing is lost.
                 stats, due = DrainStats(unreachable=True), None
-                log.warning("db.unavailable", component="outbox",
-                            error=str(exc).splitlines()[0], retry_in=pause)
+                log.warning("db.unavailable", component="outbox", error=db_error(exc),
+                            retry_in=pause)
             pause = min(pause * 2, self.policy.backoff_max) if stats.unreachable else 1.0
             timeout = 30.0
             if due is not None:

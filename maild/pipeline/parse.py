@@ -14,6 +14,7 @@ import html
 import logging
 import re
 from datetime import UTC, datetime
+from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -31,6 +32,7 @@ MARKER = re.compile(r"\[maild:([0-9a-f]{20}\.[0-9a-f]{16})\]")
 _TAG = re.compile(r"<[^>]{0,2000}>")
 _SPACES = re.compile(r"[ \t]+")
 MAX_BODY_CHARS = 200_000
+MAX_ADDRESS = 320  # RFC 5321: longer is not an address
 
 
 class ParseError(ValueError):
@@ -42,16 +44,18 @@ def decode_header_value(value: object) -> str:
     if value is None:
         return ""
     text = str(value)
-    with contextlib.suppress(ValueError, LookupError, UnicodeError, AssertionError):
+    with contextlib.suppress(ValueError, LookupError, UnicodeError, AssertionError,
+                             MessageError):
         text = str(make_header(decode_header(text)))
-    return " ".join(text.replace("\r", " ").replace("\n", " ").split())
+    return " ".join(text.replace("\x00", "").replace("\r", " ").replace("\n", " ").split())
 
 
 def message_ids(value: str | None) -> tuple[str, ...]:
     """All `<id>` tokens of a Message-ID, In-Reply-To or References value, in order."""
     if not value:
         return ()
-    found = _MSGID.findall(value)
+    value = value.replace("\x00", "")
+    found = [m[:900] for m in _MSGID.findall(value)]
     if not found:
         bare = value.strip()
         if bare and " " not in bare and "@" in bare:
@@ -60,11 +64,16 @@ def message_ids(value: str | None) -> tuple[str, ...]:
 
 
 def _addresses(msg: email.message.Message, name: str) -> tuple[Address, ...]:
+    """The addresses of one header; a header too broken to read counts as absent."""
     values = [decode_header_value(v) for v in msg.get_all(name, [])]
     out: list[Address] = []
-    for display, addr in getaddresses(values):
+    try:
+        pairs = getaddresses(values)
+    except (RecursionError, ValueError, IndexError, TypeError):
+        return ()  # e.g. a thousand nested groups
+    for display, addr in pairs:
         addr = addr.strip().lower()
-        if "@" in addr:
+        if "@" in addr and len(addr) <= MAX_ADDRESS:
             out.append(Address(name=display.strip(), address=addr))
     return tuple(out)
 
@@ -75,9 +84,9 @@ def _date(msg: email.message.Message) -> datetime | None:
         return None
     try:
         parsed = parsedate_to_datetime(str(value))
-    except (TypeError, ValueError, IndexError):
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _html_to_text(markup: str) -> str:
@@ -112,12 +121,11 @@ def _headers(msg: email.message.Message) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _oversized(raw: bytes, max_bytes: int) -> tuple[email.message.Message, str, list[str]]:
-    """Headers only: a message over the size limit is kept whole, but not parsed whole."""
+def _headers_only(raw: bytes, note: str) -> tuple[email.message.Message, str, list[str]]:
+    """Headers only: for a message too large or too broken to parse whole. It still becomes
+    a ticket message; the raw bytes are kept."""
     msg = BytesHeaderParser(policy=compat32).parsebytes(raw)
-    note = (f"message of {len(raw)} bytes is over the limit of {max_bytes}: its body and "
-            "attachments were not processed; the raw message is kept")
-    return msg, f"[{note}]", [note]
+    return msg, f"[{note}; the raw message is kept]", [note]
 
 
 def parse(raw: bytes, source: SourceRef | None, *, default_language: str = "en",
@@ -128,16 +136,24 @@ def parse(raw: bytes, source: SourceRef | None, *, default_language: str = "en",
     notes: list[str] = []
     attachments: tuple[Attachment, ...] = ()
     defects: tuple[str, ...] = ()
+    parsed = None
     if max_bytes is not None and len(raw) > max_bytes:
-        msg, body, notes = _oversized(raw, max_bytes)
+        msg, body, notes = _headers_only(
+            raw, f"message of {len(raw)} bytes is over the limit of {max_bytes}: its body "
+            "and attachments were not processed")
     else:
         logging.getLogger("mailparser").setLevel(logging.ERROR)
         try:
             parsed = mailparser.parse_from_bytes(raw)
         except RecursionError:
             raise ParseError("MIME structure nested too deeply") from None
+        except (ValueError, LookupError, UnicodeError, AssertionError, MessageError,
+                IndexError, TypeError, AttributeError) as exc:
+            msg, body, notes = _headers_only(
+                raw, f"the MIME body could not be parsed ({type(exc).__name__}: {exc})"[:500])
+    if parsed is not None:
         msg = parsed.message
-        body = _body(parsed)
+        body = _body(parsed).replace("\x00", "")
         attachments = _attachments(parsed)
         defects = tuple(sorted(str(d) for d in parsed.defects_categories))
         if max_attachments is not None and len(attachments) > max_attachments:

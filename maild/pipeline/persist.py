@@ -97,7 +97,8 @@ class TicketWriter:
             return 0
         if inbound is not None and self.limiter.safety.trusted_authserv_ids:
             draft = dataclasses.replace(draft, sender_verified=inbound.verified_sender)
-        blocked = self.limiter.blocked(session, ticket.id, draft.to.address, self.clock.now())
+        blocked = self.limiter.blocked(session, ticket.id, draft.to.address, self.clock.now(),
+                                       new_ticket=True)
         if blocked:
             repo.add_event(session, ticket, "autoreply.suppressed", self.clock.now(),
                            to=draft.to.address, reason=blocked)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.agents.address import address_pattern, find_ticket_address, secret_matches
@@ -52,6 +52,10 @@ from maild.store import repo
 from maild.store.models import Quarantine, Ticket
 
 log = structlog.get_logger("maild.pipeline")
+
+
+class _RetryWithSavepoints(Exception):
+    """A message failed in a batch run without savepoints: run it again with them."""
 
 
 @dataclass
@@ -122,41 +126,69 @@ class Pipeline:
         return self._classifier.classify(inbound)
 
     def process_batch(self, items: Sequence[Fetched]) -> BatchResult:
-        """Process `items` in one transaction. Raises only when the commit is impossible."""
+        """Process `items` in one transaction. Raises only when the commit is impossible.
+
+        The batch first runs without savepoints (they cost a round trip each). Should a
+        message fail unexpectedly, that attempt is rolled back whole and the batch is run
+        again with a savepoint per message, so only the failing one is quarantined.
+        """
+        try:
+            return self._run_batch(items, savepoints=False)
+        except (_RetryWithSavepoints, DataError):
+            return self._run_batch(items, savepoints=True)
+
+    def _run_batch(self, items: Sequence[Fetched], *, savepoints: bool) -> BatchResult:
         result = BatchResult()
         with self._sessions() as session, session.begin():
             for item in items:
-                self._process_item(session, item, result)
+                self._process_item(session, item, result, savepoints)
         return result
 
-    def _process_item(self, session: Session, item: Fetched, result: BatchResult) -> None:
-        bound = log.bind(mailbox=item.source.mailbox, uid=item.source.uid)
+    def _process_item(self, session: Session, item: Fetched, result: BatchResult,
+                      savepoints: bool) -> None:
         try:
-            with session.begin_nested():
+            if savepoints:
+                with session.begin_nested():
+                    outcome = self.process(session, item.raw, item.source)
+            else:
                 outcome = self.process(session, item.raw, item.source)
+        except DataError as exc:
+            # The message carried something the database refuses (a value it cannot
+            # store): quarantine it, or the mailbox would be stuck behind it for ever.
+            if not savepoints:
+                raise
+            self._hold_after_error(session, item, result, exc)
+            return
         except SQLAlchemyError:
             raise  # the database is the problem, not the message: retry the batch later
-        except Exception as exc:  # noqa: BLE001 - the runner is the one place that may
-            reason = f"{type(exc).__name__}: {exc}"[:2000]
-            bound.warning("message.quarantined", reason=reason,
-                          trace=traceback.format_exc(limit=5))
-            self._quarantine(session, item, reason)
-            result.held.append((item.source, reason))
+        except Exception as exc:
+            if not savepoints:
+                raise _RetryWithSavepoints from exc
+            self._hold_after_error(session, item, result, exc)
             return
         if isinstance(outcome, Outcome):
             if outcome.stop is Stop.HOLD:
                 self._quarantine(session, item, outcome.reason)
                 result.held.append((item.source, outcome.reason))
-                bound.info("message.held", reason=outcome.reason)
             else:
                 result.done.append(item.source)
                 result.discarded += 1
-                bound.info("message.discarded", reason=outcome.reason)
+            event = "message.held" if outcome.stop is Stop.HOLD else "message.discarded"
+            log.info(event, mailbox=item.source.mailbox, uid=item.source.uid,
+                     reason=outcome.reason)
             return
         result.done.append(item.source)
         result.queued += outcome.queued
         if outcome.created:
             result.created.append(outcome.routed)
+
+    def _hold_after_error(self, session: Session, item: Fetched, result: BatchResult,
+                          exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}"[:2000]
+        log.warning("message.quarantined", mailbox=item.source.mailbox, uid=item.source.uid,
+                    reason=reason, trace=traceback.format_exc(limit=5))
+        self._quarantine(session, item, reason)
+        result.held.append((item.source, reason))
 
     def _quarantine(self, session: Session, item: Fetched, reason: str) -> None:
         if repo.quarantined_before(session, item.source.key) is not None:

@@ -161,6 +161,8 @@ class Outbox(Base):
     __table_args__ = (
         Index("ix_outbox_due", "status", "next_attempt_at"),
         Index("ix_outbox_rcpt", "rcpt_to", "created_at"),  # the loop limits count by these
+        Index("ix_outbox_ticket", "ticket_id", "created_at"),
+        Index("ix_outbox_kind", "kind", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

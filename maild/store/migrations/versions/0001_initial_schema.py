@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 08:36:29.280588
+Create Date: 2026-11-22 09:37:54.079902
 """
 from alembic import op
 import sqlalchemy as sa
@@ -156,13 +156,17 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.create_index('ix_outbox_due', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_outbox_kind', ['kind', 'created_at'], unique=False)
         batch_op.create_index('ix_outbox_rcpt', ['rcpt_to', 'created_at'], unique=False)
+        batch_op.create_index('ix_outbox_ticket', ['ticket_id', 'created_at'], unique=False)
 
 
 
 def downgrade() -> None:
     with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_outbox_ticket')
         batch_op.drop_index('ix_outbox_rcpt')
+        batch_op.drop_index('ix_outbox_kind')
         batch_op.drop_index('ix_outbox_due')
 
     op.drop_table('outbox')

@@ -42,8 +42,14 @@ def seen_before(session: Session, inbound: Inbound) -> str | None:
 
 
 def quarantined_before(session: Session, source_key: str) -> str | None:
-    """The reason a message at this server position was quarantined before, if it was."""
-    return session.scalar(select(Quarantine.reason).where(Quarantine.source_key == source_key))
+    """The reason a message at this server position was quarantined before, if it was.
+
+    Asked for every message: without an autoflush, since rows pending in this batch never
+    concern an earlier quarantine.
+    """
+    with session.no_autoflush:
+        return session.scalar(
+            select(Quarantine.reason).where(Quarantine.source_key == source_key))
 
 
 def tickets_for_message_ids(session: Session, ids: Sequence[str]) -> dict[str, int]:

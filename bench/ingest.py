@@ -11,8 +11,8 @@ memory:
   fetches every message with BODY.PEEK[] in batches of 200 UIDs and parses each with
   mail-parser, nothing else;
 * maild: `maild.daemon.run_once` on a fresh database over the same mailbox, timed to (a) all
-  tickets committed with their acknowledgements queued and (b) every acknowledgement accepted
-  by the loopback aiosmtpd sink.
+  tickets committed with their acknowledgements queued and (b) everything queued
+  (acknowledgements and team notifications) accepted by the loopback aiosmtpd sink.
 
 Finally, latency: `maild.daemon.run_forever` (IMAP IDLE) runs on the database and mailbox of the
 largest N, K messages are appended one at a time, and each is timed from the APPEND returning
@@ -32,6 +32,7 @@ import os
 import pstats
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -299,7 +300,8 @@ def measure_latency(
     db_url: str,
 ) -> LatencyResult:
     """run_forever with IDLE; K appends one at a time, each timed to its ack at the sink."""
-    mix = build_mix(k + 2, seed=args.seed + 1, reply_share=0.0, duplicate_share=0.0)
+    mix = build_mix(k + 2, seed=args.seed + 1, reply_share=0.0, duplicate_share=0.0,
+                    distinct_senders=True)
     workdir = runner.workdir / "daemon"
     workdir.mkdir()
     spec = {"imap": user.imap_config(), "smtp": smtp_config(sink), "db_url": db_url,
@@ -465,8 +467,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    # SIGTERM (and SIGINT, which a background job ignores) unwind like an exception, so
+    # Dovecot, the sink, a running phase and a PostgreSQL database are cleaned up.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     workdir = Path(tempfile.mkdtemp(prefix="maild-bench-"))
     config = {k: v for k, v in (("rules", args.rules), ("sla", args.sla)) if v}
     runner = Runner(workdir, args.log_level, config)
@@ -489,6 +498,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nbench: {exc}", file=sys.stderr)
         print(f"(work directory kept: {workdir})", file=sys.stderr)
         return 1
+    except BaseException:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
     report(args, sizes, latency)
     if args.keep:
         print(f"\nwork directory: {workdir}")

@@ -171,11 +171,18 @@ def _message(
 
 def build_mix(
     n: int, *, seed: int = 20261120, reply_share: float = 0.25, duplicate_share: float = 0.03,
+    customers_per_mail: float = 0.5, distinct_senders: bool = False,
 ) -> Mix:
-    """`n` messages; the same `n` and `seed` always give the same bytes."""
+    """`n` messages; the same arguments always give the same bytes.
+
+    New mails come from a pool of ``customers_per_mail * n`` customers (so some customers
+    open several tickets), or each from a customer of its own with `distinct_senders`.
+    """
     rng = random.Random(seed)
     mix = Mix()
-    customers = [_customer(rng, i) for i in range(max(1, n // 3))]
+    pool = n if distinct_senders else max(1, int(n * customers_per_mail))
+    customers = [_customer(rng, i) for i in range(pool)]
+    unused = iter(customers)
     start = datetime(2026, 11, 20, 7, 0, tzinfo=UTC)
     # (customer, subject, message id, references) of every new mail and reply so far
     threads: list[tuple[Customer, str, str, tuple[str, ...]]] = []
@@ -200,7 +207,7 @@ def build_mix(
             threads.append((customer, subject, message_id, chain))
             mix.replies += 1
         else:
-            customer = rng.choice(customers)
+            customer = next(unused) if distinct_senders else rng.choice(customers)
             template = rng.choice(_SUBJECTS_DE if customer.german else _SUBJECTS_EN)
             subject = template.format(n=rng.randint(10000, 99999),
                                       d=f"{rng.randint(1, 28):02d}.{rng.randint(1, 12):02d}.")

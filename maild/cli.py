@@ -190,9 +190,11 @@ def cmd_sla(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
+    from maild import logs
     from maild.store import db
 
     settings = _settings(args)
+    logs.configure("info")  # show each migration as it is applied
     engine = db.make_engine(settings.database.url)
     try:
         db.upgrade(engine)

@@ -135,8 +135,8 @@ class MailboxWorker:
             fetched_at = time.monotonic()
             items = source.fetch(chunk)
             for item in items:
-                log.debug("message.received", mailbox=self.mailbox.name, uid=item.source.uid,
-                          size=len(item.raw))
+                log.info("message.received", mailbox=self.mailbox.name, uid=item.source.uid,
+                         size=len(item.raw))
             result = self.pipeline.process_batch(items)
             # Committed: now, and only now, acknowledge on the server.
             source.acknowledge([s.uid for s in result.done], self.mailbox.processed_folder)

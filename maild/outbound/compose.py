@@ -30,8 +30,28 @@ def _header(value: str) -> str:
     return value if value.isascii() else Header(value, "utf-8").encode()
 
 
+def ascii_address(address: str) -> str | None:
+    """The address as plain SMTP can carry it (an IDNA domain), or None when its local part
+    is not ASCII (that would need SMTPUTF8, which maild does not speak)."""
+    local, _, domain = address.partition("@")
+    if not local.isascii():
+        return None
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}" if not domain.isascii() \
+            else address
+    except UnicodeError:
+        return None
+
+
+class UndeliverableAddress(ValueError):
+    """An address maild cannot send to (see ascii_address)."""
+
+
 def _address(name: str, address: str) -> str:
-    return formataddr((clean(name, 200), address), charset="utf-8")
+    plain = ascii_address(address)
+    if plain is None:
+        raise UndeliverableAddress(f"{address} needs SMTPUTF8")
+    return formataddr((clean(name, 200), plain), charset="utf-8")
 
 
 @dataclass(frozen=True)
@@ -82,4 +102,5 @@ def compose(
         msg["Content-Transfer-Encoding"] = "quoted-printable"
         msg.set_payload(quopri.encodestring(body.encode("utf-8")).decode("ascii"))
     raw = msg.as_bytes(policy=_CRLF)
-    return Envelope(mail_from=sender.address, rcpt_to=(to.address,), raw=raw)
+    return Envelope(mail_from=sender.address, rcpt_to=(ascii_address(to.address) or "",),
+                    raw=raw)

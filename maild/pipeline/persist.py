@@ -18,6 +18,7 @@ from maild.agents.address import reply_address
 from maild.clock import Clock
 from maild.domain import Address, Classification, Inbound, OutboundDraft, ThreadDecision
 from maild.mailsafety.limits import AutoLimiter
+from maild.outbound.compose import ascii_address
 from maild.outbound.queue import Outgoing, enqueue
 from maild.pipeline import respond
 from maild.pipeline.thread import normalise_subject
@@ -97,8 +98,10 @@ class TicketWriter:
             return 0
         if inbound is not None and self.limiter.safety.trusted_authserv_ids:
             draft = dataclasses.replace(draft, sender_verified=inbound.verified_sender)
-        blocked = self.limiter.blocked(session, ticket.id, draft.to.address, self.clock.now(),
-                                       new_ticket=True)
+        blocked = None if ascii_address(draft.to.address) else (
+            f"{draft.to.address} needs SMTPUTF8, which maild does not send")
+        blocked = blocked or self.limiter.blocked(session, ticket.id, draft.to.address,
+                                                  self.clock.now(), new_ticket=True)
         if blocked:
             repo.add_event(session, ticket, "autoreply.suppressed", self.clock.now(),
                            to=draft.to.address, reason=blocked)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,8 +26,7 @@ from maild.rules.schema import PRIORITIES
 from maild.sla.calendar import BusinessCalendar
 from maild.sla.policy import Deadline, Policy, SlaFile, TicketFacts, choose, deadlines
 from maild.sla.spec import build_calendar
-from maild.store import repo
-from maild.store.models import SlaAlert, Ticket
+from maild.store.models import Event, SlaAlert, Ticket
 from maild.yamlfile import YamlDocument, load_yaml
 
 log = structlog.get_logger("maild.sla")
@@ -183,6 +182,7 @@ class SlaEngine:
         claimed = _claim(session, rows, dialect)
         out: list[Raised] = []
         bulk: list[dict[str, object]] = []
+        events: list[dict[str, object]] = []  # written in one INSERT, like the alerts
         for t, policy, found, due in plans:
             changed = False
             for d in due:
@@ -191,8 +191,9 @@ class SlaEngine:
                 actions = act(session, t, policy, d)
                 changed = changed or bool(actions)
                 event = "sla.breached" if d.kind == "breach" else "sla.warned"
-                repo.add_event(session, t, event, now, policy=policy.name, target=d.target,
-                               due=d.at.isoformat(), actions=list(actions))
+                events.append({"ticket_id": t.id, "at": now, "kind": event, "data": {
+                    "policy": policy.name, "target": d.target, "due": d.at.isoformat(),
+                    "actions": list(actions)}})
                 log.info(event, ticket_id=t.id, ref=t.ref, target=d.target,
                          policy=policy.name)
                 out.append(Raised(t.id, t.ref, policy.name, d.target, d.kind, d.at,
@@ -205,6 +206,8 @@ class SlaEngine:
                 bulk.append({"id": t.id, **_columns(t, policy, found, alerted)})
         if bulk:
             session.execute(update(Ticket), bulk)
+        if events:
+            session.execute(insert(Event), events)
         return out
 
 

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
+import structlog
 from alembic import context
 
 from maild.store.models import Base
 
+log = structlog.get_logger("maild.db")
 engine = context.config.attributes["engine"]
+started = time.monotonic()
+
+
+def progress(ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
+    """Each migration applied is logged: a long upgrade shows where it is."""
+    log.info("db.migration_applied", revision=step.up_revision_id,
+             elapsed_seconds=round(time.monotonic() - started, 1))
+
+
 with engine.connect() as connection:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
         render_as_batch=engine.dialect.name == "sqlite",
+        on_version_apply=progress,
     )
     with context.begin_transaction():
         context.run_migrations()

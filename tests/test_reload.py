@@ -71,6 +71,7 @@ def test_sighup_reloads_valid_rules_and_keeps_old_on_error(
         wait_until(lambda: priority_of("beta three") is not None, "third ticket")
         assert priority_of("beta three") == "urgent"  # the old rules still apply
         assert proc.poll() is None
+        assert log.read_text().count("imap.connected") == 1  # reloads kept the connection
         smtp_server.wait_for(3)
     finally:
         proc.send_signal(signal.SIGTERM)

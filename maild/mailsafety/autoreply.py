@@ -23,7 +23,6 @@ fields). Every header access goes through `_header_values`, which never raises.
 from __future__ import annotations
 
 import binascii
-import contextlib
 import email.errors
 import email.header
 import email.message
@@ -34,6 +33,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
+from maild.mailsafety.headers import DECODE_ERRORS, MAX_HEADER_CHARS, to_text
+
 BULK_REASONS: Final[frozenset[str]] = frozenset(
     {"list-id", "list-headers", "precedence:bulk", "precedence:list", "x-loop"}
 )
@@ -41,17 +42,7 @@ BULK_REASONS: Final[frozenset[str]] = frozenset(
 
 # Errors the stdlib raises on hostile header or payload content; caught so that a malformed
 # message yields a verdict instead of an exception.
-_DECODE_ERRORS: Final = (
-    LookupError,
-    TypeError,
-    ValueError,
-    AttributeError,
-    IndexError,
-    RecursionError,  # email.utils.getaddresses recurses once per nested group
-    email.errors.MessageError,
-)
 
-_MAX_HEADER_CHARS: Final = 4_000  # a header longer than this is cut before any regex sees it
 _MAX_BODY_CHARS: Final = 20_000  # challenge-response notices say what they are at the top
 _MAX_PARTS: Final = 50
 
@@ -199,44 +190,9 @@ def _header_values(msg: email.message.Message, name: str) -> tuple[str, ...]:
     """All values of header `name` as text, encoded words decoded; never raises."""
     try:
         raw = msg.get_all(name) or []
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         return ()
-    return tuple(_to_text(value) for value in raw)
-
-
-def _to_text(value: object) -> str:
-    """Header value as str: encoded words decoded, 8-bit garbage made harmless.
-
-    compat32 wraps raw 8-bit header bytes (RFC 6532 UTF-8, or legacy Latin-1) in a Header
-    with the "unknown-8bit" charset; those bytes are read as UTF-8, else as Windows-1252.
-    """
-    if isinstance(value, email.header.Header):
-        try:
-            text = "".join(_chunk_text(d, c) for d, c in email.header.decode_header(value))
-        except _DECODE_ERRORS:
-            text = ""
-    else:
-        try:
-            text = str(value)
-        except _DECODE_ERRORS:
-            return ""
-    text = text[:_MAX_HEADER_CHARS]
-    if "=?" in text:
-        with contextlib.suppress(*_DECODE_ERRORS):
-            text = str(email.header.make_header(email.header.decode_header(text)))
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def _chunk_text(data: bytes | str, charset: str | None) -> str:
-    if isinstance(data, str):
-        return data
-    declared = charset if charset and charset != "unknown-8bit" else "utf-8"
-    for candidate in (declared, "utf-8", "cp1252"):
-        try:
-            return data.decode(candidate)
-        except (LookupError, UnicodeDecodeError):
-            continue
-    return data.decode("latin-1")
+    return tuple(to_text(value) for value in raw)
 
 
 def _first_token(value: str) -> str:
@@ -251,7 +207,7 @@ def _addresses(msg: email.message.Message, *names: str) -> Iterator[tuple[str, s
         for value in _header_values(msg, name):
             try:
                 pairs = email.utils.getaddresses([value])
-            except _DECODE_ERRORS:
+            except DECODE_ERRORS:
                 continue
             for display, address in pairs:
                 yield display, address.strip().strip("<>").lower()
@@ -325,7 +281,7 @@ def _content_type(msg: email.message.Message) -> Iterator[str]:
     """Delivery, feedback and read reports are machine reports by definition."""
     try:
         ctype = msg.get_content_type()
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         return
     if ctype == "multipart/report" or ctype in (
         "message/delivery-status",
@@ -344,7 +300,7 @@ def subject_verdict(subject: str) -> str | None:
     The "<name> is out of the office" form must be the whole subject (after Lotus Notes'
     own "AUTO:" marker): no question, no "Topic: ..." in front of it.
     """
-    text = " ".join(_to_text(subject).split())[:_MAX_HEADER_CHARS]
+    text = " ".join(to_text(subject).split())[:MAX_HEADER_CHARS]
     while match := _TAG_RE.match(text):
         token = _subject_prefix(match.group(1).strip())
         if token:
@@ -389,7 +345,7 @@ def _leading_text(msg: email.message.Message) -> str:
     for part in _top_level_parts(msg):
         try:
             ctype = part.get_content_type()
-        except _DECODE_ERRORS:
+        except DECODE_ERRORS:
             continue
         if ctype not in ("text/plain", "text/html"):
             continue
@@ -413,7 +369,7 @@ def _top_level_parts(msg: email.message.Message) -> Iterable[email.message.Messa
         try:
             payload = part.get_payload()
             ctype = part.get_content_type()
-        except _DECODE_ERRORS:
+        except DECODE_ERRORS:
             continue
         if isinstance(payload, list):
             if ctype.startswith("multipart/"):
@@ -430,12 +386,12 @@ def _decode_payload(part: email.message.Message) -> str:
     data = data[: _MAX_BODY_CHARS * 4]
     try:
         charset = part.get_content_charset() or "utf-8"
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         charset = "utf-8"
     for candidate in (charset, "utf-8"):
         try:
             return data.decode(candidate)
-        except _DECODE_ERRORS:
+        except DECODE_ERRORS:
             continue
     return data.decode("latin-1")
 
@@ -451,6 +407,6 @@ def _payload_bytes(part: email.message.Message) -> bytes | None:
             text = raw.replace("\r\n", "\n").replace("\r", "\n")
             return binascii.a2b_qp(text.encode("utf-8", "replace"))
         data = part.get_payload(decode=True)
-    except (*_DECODE_ERRORS, binascii.Error):
+    except (*DECODE_ERRORS, binascii.Error):
         return None
     return data if isinstance(data, bytes) else None

@@ -33,7 +33,6 @@ with a bound, and texts are cut to a fixed size before any regex sees them.
 from __future__ import annotations
 
 import binascii
-import contextlib
 import email.errors
 import email.header
 import email.message
@@ -48,20 +47,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from maild.mailsafety.headers import DECODE_ERRORS, to_text
+
 ReportKind = Literal["failure", "delay", "success", "feedback", "mdn"]
 
-_DECODE_ERRORS: Final = (
-    LookupError,
-    TypeError,
-    ValueError,
-    AttributeError,
-    IndexError,
-    RecursionError,  # email.utils.getaddresses recurses once per nested group
-    email.errors.MessageError,
-)
 _MAX_PARTS: Final = 200
 _MAX_TEXT: Final = 200_000  # characters of one part that the text rules look at
-_MAX_HEADER: Final = 4_000
 _MAX_REASON: Final = 300
 _MAX_RECIPIENTS: Final = 100
 _MAX_NESTING: Final = 2
@@ -126,7 +117,7 @@ def _without_bom(msg: email.message.Message) -> email.message.Message:
         if msg.keys() or not isinstance(msg.get_payload(), str):
             return msg
         data = msg.get_payload(decode=True)
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         return msg
     if isinstance(data, bytes) and data.startswith(b"\xef\xbb\xbf"):
         return email.message_from_bytes(data[3:], policy=email.policy.compat32)
@@ -187,7 +178,7 @@ class _View:
         for attached in self.attached[:2]:
             try:
                 payload = attached.get_payload()
-            except _DECODE_ERRORS:
+            except DECODE_ERRORS:
                 continue
             if not payload:
                 continue  # headers only
@@ -260,7 +251,7 @@ def _walk(msg: email.message.Message) -> Iterator[email.message.Message]:
         ctype = _content_type(part)
         try:
             payload = part.get_payload()
-        except _DECODE_ERRORS:
+        except DECODE_ERRORS:
             continue
         if ctype.startswith("multipart/") and isinstance(payload, list):
             stack.extend(reversed([p for p in payload if isinstance(p, email.message.Message)]))
@@ -889,7 +880,7 @@ def _attached_ids(view: _View) -> list[str]:
 def _body_text(part: email.message.Message) -> str:
     try:
         payload = part.get_payload()
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         return ""
     return payload.replace("\r\n", "\n") if isinstance(payload, str) else ""
 
@@ -979,7 +970,7 @@ def _decode_words(text: str) -> str:
             part.decode(charset or "ascii", "replace") if isinstance(part, bytes) else part
             for part, charset in email.header.decode_header(text)
         )
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         return text
 
 
@@ -1047,14 +1038,14 @@ def _cut_original(text: str) -> str:
 def _content_type(part: email.message.Message) -> str:
     try:
         return part.get_content_type()
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         return "text/plain"
 
 
 def _param(msg: email.message.Message, name: str) -> str:
     try:
         value = msg.get_param(name)
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         return ""
     if isinstance(value, tuple):
         value = value[2]
@@ -1065,44 +1056,9 @@ def _header(msg: email.message.Message, name: str) -> str:
     """The first value of a header as text, encoded words decoded; "" on any trouble."""
     try:
         value = msg.get(name)
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         return ""
-    return "" if value is None else _to_text(value)
-
-
-def _to_text(value: object) -> str:
-    """Header value as str: encoded words decoded, 8-bit garbage made harmless.
-
-    compat32 wraps raw 8-bit header bytes (RFC 6532 UTF-8, or legacy Latin-1) in a Header
-    with the "unknown-8bit" charset; those bytes are read as UTF-8, else as Windows-1252.
-    """
-    if isinstance(value, email.header.Header):
-        try:
-            text = "".join(_chunk_text(d, c) for d, c in email.header.decode_header(value))
-        except _DECODE_ERRORS:
-            text = ""
-    else:
-        try:
-            text = str(value)
-        except _DECODE_ERRORS:
-            return ""
-    text = text[:_MAX_HEADER]
-    if "=?" in text:
-        with contextlib.suppress(*_DECODE_ERRORS):
-            text = str(email.header.make_header(email.header.decode_header(text)))
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def _chunk_text(data: bytes | str, charset: str | None) -> str:
-    if isinstance(data, str):
-        return data
-    declared = charset if charset and charset != "unknown-8bit" else "utf-8"
-    for candidate in (declared, "utf-8", "cp1252"):
-        try:
-            return data.decode(candidate)
-        except (LookupError, UnicodeDecodeError):
-            continue
-    return data.decode("latin-1")
+    return "" if value is None else to_text(value)
 
 
 def _addresses(
@@ -1112,12 +1068,12 @@ def _addresses(
     for name in names:
         try:
             values = msg.get_all(name) or []
-        except _DECODE_ERRORS:
+        except DECODE_ERRORS:
             continue
         for value in values:
             try:
-                pairs = email.utils.getaddresses([_to_text(value)])
-            except _DECODE_ERRORS:
+                pairs = email.utils.getaddresses([to_text(value)])
+            except DECODE_ERRORS:
                 continue
             out.extend(
                 (d, a.strip().strip("<>").lower()) for d, a in pairs if keep_empty or a.strip()
@@ -1128,7 +1084,7 @@ def _addresses(
 def _attached_messages(part: email.message.Message) -> list[email.message.Message]:
     try:
         payload = part.get_payload()
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         return []
     if isinstance(payload, list):
         return [p for p in payload[:1] if isinstance(p, email.message.Message)]
@@ -1143,7 +1099,7 @@ def _parse_headers(text: str) -> email.message.Message | None:
         return email.parser.HeaderParser(policy=email.policy.compat32).parsestr(
             text.lstrip()[:_MAX_TEXT]
         )
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         return None
 
 
@@ -1151,7 +1107,7 @@ def _structured_text(part: email.message.Message) -> str:
     """A report part's text; compat32 parses delivery-status blocks as header-only messages."""
     try:
         payload = part.get_payload()
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         return ""
     if not isinstance(payload, list):
         return _part_text(part)
@@ -1162,7 +1118,7 @@ def _structured_text(part: email.message.Message) -> str:
         try:
             lines = [f"{k}: {_unfold(str(v))}" for k, v in block.items()]
             body = block.get_payload()
-        except _DECODE_ERRORS:
+        except DECODE_ERRORS:
             continue
         if isinstance(body, str) and body.strip():
             lines.append(body)
@@ -1182,14 +1138,14 @@ def _part_text(part: email.message.Message) -> str:
     data = data[: _MAX_TEXT * 2]
     try:
         charset = part.get_content_charset() or "utf-8"
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         charset = "utf-8"
     text = None
     for candidate in (charset, "utf-8"):
         try:
             text = data.decode(candidate)
             break
-        except _DECODE_ERRORS:
+        except DECODE_ERRORS:
             continue
     if text is None:
         text = data.decode("latin-1")
@@ -1212,6 +1168,6 @@ def _payload_bytes(part: email.message.Message) -> bytes | None:
             text = raw.replace("\r\n", "\n").replace("\r", "\n")
             return binascii.a2b_qp(text.encode("utf-8", "replace"))
         data = part.get_payload(decode=True)
-    except (*_DECODE_ERRORS, binascii.Error):
+    except (*DECODE_ERRORS, binascii.Error):
         return None
     return data if isinstance(data, bytes) else None

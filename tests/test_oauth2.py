@@ -325,7 +325,8 @@ def test_no_secret_in_logs_or_errors(
         clock.advance(timedelta(minutes=56))
         assert provider.access_token() in secrets  # renewal failed, cached token still good
         clock.advance(timedelta(minutes=5))
-        idp.fail_next(400, "invalid_grant", f"token {sorted(secrets)[1]} is revoked")
+        # Every secret the provider ever held, the rotated-away refresh token included.
+        idp.fail_next(400, "invalid_grant", f"tokens {' '.join(sorted(secrets))} revoked")
         with pytest.raises(OAuth2Error) as caught:
             provider.access_token()
     out, err = capfd.readouterr()

@@ -193,6 +193,8 @@ class TokenProvider:
         # A rotated refresh token that could not be written back: (what the file held, new).
         self._unsaved: tuple[str, str] | None = None
         self._renewals = 0
+        # Refresh tokens rotated away: an endpoint may still echo one in an error text.
+        self._retired: list[str] = []
 
     @property
     def renewals(self) -> int:
@@ -260,7 +262,7 @@ class TokenProvider:
         if cfg.scope:
             form["scope"] = cfg.scope
         cached = self._token.value if self._token is not None else None
-        secrets = [s for s in (refresh_token, secret, cached) if s]
+        secrets = [s for s in (refresh_token, secret, cached, *self._retired) if s]
         body = self._post(form, secrets)
         value = body.get("access_token")
         if not isinstance(value, str) or not _is_token(value):
@@ -274,6 +276,7 @@ class TokenProvider:
         lifetime = self._lifetime(body.get("expires_in"))
         rotated = body.get("refresh_token")
         if isinstance(rotated, str) and rotated and rotated != refresh_token:
+            self._retired = [*self._retired[-4:], refresh_token]
             self._save_refresh_token(refresh_token, rotated.strip())
         self._renewals += 1
         margin = min(RENEW_MARGIN, lifetime * RENEW_FRACTION)

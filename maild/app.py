@@ -44,7 +44,6 @@ class App:
     sla: SlaEngine
     metrics: Metrics
     tokens: TokenProviders
-    _rules_holder: list[RuleSet]
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -62,7 +61,6 @@ class App:
         self.pipeline.reload(rules, Outgoing(templates=templates, ids=old.ids,
                                              support=old.support))
         self.sla.config = sla
-        self._rules_holder[0] = rules
         self.templates, self.rules = templates, rules
 
     def sla_pass(self) -> list[Raised]:
@@ -105,9 +103,9 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
     templates = Templates(settings.templates)
     rules = load_rules(settings.rules)
     check_templates(rules, templates.names())
-    holder: list[RuleSet] = [rules]
-    sla = SlaEngine(load_sla(settings.sla), clock,
-                    customer=lambda address: dict(holder[0].organisation.customer(address)))
+    # Customer attributes come from the rules the pipeline holds now (a reload swaps them).
+    sla = SlaEngine(load_sla(settings.sla), clock, customer=lambda address: dict(
+        pipeline.writer.organisation().customer(address)))
     support = Address(name=settings.support.name, address=settings.support.address)
     own = frozenset({settings.support.address,
                      *(m.imap.username or "" for m in settings.mailboxes)} - {""})
@@ -134,4 +132,4 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
                           clock=clock, metrics=metrics, tokens=tokens)
     return App(settings=settings, engine=engine, sessions=sessions, clock=clock,
                templates=templates, rules=rules, pipeline=pipeline, sender=sender, sla=sla,
-               metrics=metrics, tokens=tokens, _rules_holder=holder)
+               metrics=metrics, tokens=tokens)

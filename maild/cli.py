@@ -195,11 +195,8 @@ def cmd_db(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     logs.configure("info")  # show each migration as it is applied
-    engine = db.make_engine(settings.database.url)
-    try:
-        db.upgrade(engine)
-    finally:
-        engine.dispose()
+    with db.opened(settings.database.url):
+        pass  # opening migrates
     print("database is up to date", file=sys.stderr)
     return 0
 

@@ -123,49 +123,39 @@ def ticket_summary(ticket: Ticket, message_count: int) -> dict[str, Any]:
 
 
 def ticket_list(settings: Settings, status: str | None) -> list[dict[str, Any]]:
-    engine = db.make_engine(settings.database.url)
-    try:
-        db.upgrade(engine)
-        with db.make_session_factory(engine)() as session:
-            return [ticket_summary(t, n) for t, n in repo.list_tickets(session, status)]
-    finally:
-        engine.dispose()
+    with db.opened(settings.database.url) as sessions, sessions() as session:
+        return [ticket_summary(t, n) for t, n in repo.list_tickets(session, status)]
 
 
 def ticket_detail(settings: Settings, ref: str) -> dict[str, Any] | None:
-    engine = db.make_engine(settings.database.url)
-    try:
-        db.upgrade(engine)
-        with db.make_session_factory(engine)() as session:
-            ticket = repo.find_ticket(session, ref)
-            if ticket is None:
-                return None
-            # Staff notifications are not part of the conversation: the events list them.
-            messages = [m for m in ticket.messages if m.direction in MESSAGE_DIRECTIONS]
-            out = ticket_summary(ticket, len(messages))
-            out["messages"] = [
-                {"direction": m.direction, "message_id": m.message_id,
-                 "from": m.from_addr, "to": m.to_addrs, "subject": m.subject,
-                 "date": _iso(m.date or m.created_at)}
-                for m in messages
-            ]
-            out["events"] = [{"at": _iso(e.at), "kind": e.kind, "data": e.data}
-                             for e in ticket.events]
-            out["sla"] = {
-                "policy": ticket.sla_policy,
-                "first_response_due": _iso(ticket.sla_first_response_due),
-                "first_response_at": _iso(ticket.first_response_at),
-                "next_response_due": _iso(ticket.sla_next_response_due),
-                "resolution_due": _iso(ticket.sla_resolution_due),
-                "resolved_at": _iso(ticket.resolved_at),
-                "paused": bool(ticket.sla_pauses and ticket.sla_pauses[-1][1] is None),
-                "breaches": [{"target": b.target, "due": _iso(b.due_at),
-                              "raised_at": _iso(b.raised_at), "policy": b.policy}
-                             for b in breaches(ticket, session)],
-            }
-            return out
-    finally:
-        engine.dispose()
+    with db.opened(settings.database.url) as sessions, sessions() as session:
+        ticket = repo.find_ticket(session, ref)
+        if ticket is None:
+            return None
+        # Staff notifications are not part of the conversation: the events list them.
+        messages = [m for m in ticket.messages if m.direction in MESSAGE_DIRECTIONS]
+        out = ticket_summary(ticket, len(messages))
+        out["messages"] = [
+            {"direction": m.direction, "message_id": m.message_id,
+             "from": m.from_addr, "to": m.to_addrs, "subject": m.subject,
+             "date": _iso(m.date or m.created_at)}
+            for m in messages
+        ]
+        out["events"] = [{"at": _iso(e.at), "kind": e.kind, "data": e.data}
+                         for e in ticket.events]
+        out["sla"] = {
+            "policy": ticket.sla_policy,
+            "first_response_due": _iso(ticket.sla_first_response_due),
+            "first_response_at": _iso(ticket.first_response_at),
+            "next_response_due": _iso(ticket.sla_next_response_due),
+            "resolution_due": _iso(ticket.sla_resolution_due),
+            "resolved_at": _iso(ticket.resolved_at),
+            "paused": bool(ticket.sla_pauses and ticket.sla_pauses[-1][1] is None),
+            "breaches": [{"target": b.target, "due": _iso(b.due_at),
+                          "raised_at": _iso(b.raised_at), "policy": b.policy}
+                         for b in breaches(ticket, session)],
+        }
+        return out
 
 
 def format_ticket(t: dict[str, Any]) -> str:

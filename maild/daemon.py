@@ -25,10 +25,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from maild.app import App
 from maild.errors import ConfigError
-from maild.fetch.worker import Counters, MailboxWorker, db_error
+from maild.fetch.worker import Counters, MailboxWorker
 from maild.metrics import serve
 from maild.outbound.sender import DrainStats
 from maild.sla.engine import Raised
+from maild.store.db import db_error
 
 log = structlog.get_logger("maild.daemon")
 

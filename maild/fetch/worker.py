@@ -25,15 +25,10 @@ from maild.metrics import Metrics
 from maild.pipeline.runner import BatchResult, Pipeline
 from maild.settings import MailboxSettings
 from maild.store import repo
+from maild.store.db import db_error
 
 log = structlog.get_logger("maild.fetch")
 RETRYABLE: tuple[type[BaseException], ...] = (TransportError, *CONNECTION_ERRORS)
-
-
-def db_error(exc: SQLAlchemyError) -> str:
-    """The driver's own message (SQLAlchemy's wrapper adds hints and SQL around it)."""
-    cause = getattr(exc, "orig", None) or exc
-    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
 
 
 @dataclass

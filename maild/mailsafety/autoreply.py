@@ -22,7 +22,6 @@ fields). Every header access goes through `_header_values`, which never raises.
 
 from __future__ import annotations
 
-import binascii
 import email.errors
 import email.header
 import email.message
@@ -33,7 +32,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from maild.mailsafety.headers import DECODE_ERRORS, MAX_HEADER_CHARS, to_text
+from maild.mailsafety.headers import DECODE_ERRORS, MAX_HEADER_CHARS, payload_bytes, to_text
 
 BULK_REASONS: Final[frozenset[str]] = frozenset(
     {"list-id", "list-headers", "precedence:bulk", "precedence:list", "x-loop"}
@@ -380,7 +379,7 @@ def _top_level_parts(msg: email.message.Message) -> Iterable[email.message.Messa
 
 def _decode_payload(part: email.message.Message) -> str:
     """A part's text, decoded with its declared charset, falling back to UTF-8 then Latin-1."""
-    data = _payload_bytes(part)
+    data = payload_bytes(part)
     if data is None:
         return ""
     data = data[: _MAX_BODY_CHARS * 4]
@@ -396,17 +395,3 @@ def _decode_payload(part: email.message.Message) -> str:
     return data.decode("latin-1")
 
 
-def _payload_bytes(part: email.message.Message) -> bytes | None:
-    """A leaf part's decoded bytes. Quoted-printable with CR-only newlines (old Mac mail) is
-    decoded after normalising them: the stdlib decoder does not know "=" + CR as a soft break
-    and silently drops the rest of the line."""
-    try:
-        cte = str(part.get("content-transfer-encoding", "")).strip().lower()
-        raw = part.get_payload()
-        if cte == "quoted-printable" and isinstance(raw, str) and "\r" in raw:
-            text = raw.replace("\r\n", "\n").replace("\r", "\n")
-            return binascii.a2b_qp(text.encode("utf-8", "replace"))
-        data = part.get_payload(decode=True)
-    except (*DECODE_ERRORS, binascii.Error):
-        return None
-    return data if isinstance(data, bytes) else None

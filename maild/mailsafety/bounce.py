@@ -32,7 +32,6 @@ with a bound, and texts are cut to a fixed size before any regex sees them.
 
 from __future__ import annotations
 
-import binascii
 import email.errors
 import email.header
 import email.message
@@ -47,7 +46,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from maild.mailsafety.headers import DECODE_ERRORS, to_text
+from maild.mailsafety.headers import DECODE_ERRORS, payload_bytes, to_text
 
 ReportKind = Literal["failure", "delay", "success", "feedback", "mdn"]
 
@@ -1132,7 +1131,7 @@ def _unfold(value: str) -> str:
 
 def _part_text(part: email.message.Message) -> str:
     """A leaf part's decoded text with newlines normalised; "" when it has none."""
-    data = _payload_bytes(part)
+    data = payload_bytes(part)
     if data is None:
         return ""
     data = data[: _MAX_TEXT * 2]
@@ -1157,17 +1156,3 @@ def _strip_html(text: str) -> str:
     return html.unescape(re.sub(r"<[^>]{0,2000}>", "", text))
 
 
-def _payload_bytes(part: email.message.Message) -> bytes | None:
-    """A leaf part's decoded bytes. Quoted-printable with CR-only newlines (old Mac mail) is
-    decoded after normalising them: the stdlib decoder does not know "=" + CR as a soft break
-    and silently drops the rest of the line."""
-    try:
-        cte = str(part.get("content-transfer-encoding", "")).strip().lower()
-        raw = part.get_payload()
-        if cte == "quoted-printable" and isinstance(raw, str) and "\r" in raw:
-            text = raw.replace("\r\n", "\n").replace("\r", "\n")
-            return binascii.a2b_qp(text.encode("utf-8", "replace"))
-        data = part.get_payload(decode=True)
-    except (*DECODE_ERRORS, binascii.Error):
-        return None
-    return data if isinstance(data, bytes) else None

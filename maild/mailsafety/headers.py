@@ -1,10 +1,12 @@
-"""Header reading shared by the auto-reply and report detectors: never raises."""
+"""Header and payload reading shared by the auto-reply and report detectors: never raises."""
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import email.errors
 import email.header
+import email.message
 from typing import Final
 
 DECODE_ERRORS: Final = (
@@ -52,3 +54,19 @@ def _chunk_text(data: bytes | str, charset: str | None) -> str:
         except (LookupError, UnicodeDecodeError):
             continue
     return data.decode("latin-1")
+
+
+def payload_bytes(part: email.message.Message) -> bytes | None:
+    """A leaf part's decoded bytes. Quoted-printable with CR-only newlines (old Mac mail) is
+    decoded after normalising them: the stdlib decoder does not know "=" + CR as a soft break
+    and silently drops the rest of the line."""
+    try:
+        cte = str(part.get("content-transfer-encoding", "")).strip().lower()
+        raw = part.get_payload()
+        if cte == "quoted-printable" and isinstance(raw, str) and "\r" in raw:
+            text = raw.replace("\r\n", "\n").replace("\r", "\n")
+            return binascii.a2b_qp(text.encode("utf-8", "replace"))
+        data = part.get_payload(decode=True)
+    except (*DECODE_ERRORS, binascii.Error):
+        return None
+    return data if isinstance(data, bytes) else None

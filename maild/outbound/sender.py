@@ -28,9 +28,9 @@ from maild.auth.providers import TokenProviders
 from maild.clock import Clock
 from maild.errors import TransportError
 from maild.fetch.imap import tls_context
-from maild.fetch.worker import db_error
 from maild.metrics import Metrics
 from maild.settings import OutboxSettings, Security, SmtpSettings
+from maild.store.db import db_error
 from maild.store.models import Outbox, Ticket
 from maild.store.repo import add_event
 

@@ -11,7 +11,6 @@ Only after the batch commits does the caller touch IMAP (DESIGN.md: acknowledge 
 from __future__ import annotations
 
 import dataclasses
-import re
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,7 +42,13 @@ from maild.pipeline.classify import Classifier
 from maild.pipeline.guard import Guard
 from maild.pipeline.parse import ParseError, parse
 from maild.pipeline.persist import TicketWriter
-from maild.pipeline.thread import candidate_ids, decide_thread, strip_ref, subject_ref
+from maild.pipeline.thread import (
+    candidate_ids,
+    decide_thread,
+    ref_pattern,
+    strip_ref,
+    subject_ref,
+)
 from maild.rules.engine import RuleEngine, RuleSet
 from maild.rules.schema import Actions
 from maild.settings import SafetySettings
@@ -99,8 +104,7 @@ class Pipeline:
         self._guard = guard
         self._clock = clock
         self._default_language = default_language
-        self._ref_re = re.compile(
-            r"\[\s*(" + re.escape(ref_prefix) + r"-[A-Z0-9]{4,12})\s*\]", re.IGNORECASE)
+        self._ref_re = ref_pattern(ref_prefix)
         self._agent_re = address_pattern(outgoing.support.address)
         self._fixed_classifier = classifier
         self._rules = rules

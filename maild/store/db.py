@@ -6,12 +6,15 @@ processes never deadlock upgrading a read lock. PostgreSQL is the scale-out path
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -55,3 +58,20 @@ def alembic_config(engine: Engine) -> Config:
 def upgrade(engine: Engine) -> None:
     """Apply every pending migration (idempotent)."""
     command.upgrade(alembic_config(engine), "head")
+
+
+@contextmanager
+def opened(url: str) -> Iterator[sessionmaker[Session]]:
+    """A migrated database for one command: sessions while inside, the engine disposed after."""
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        yield make_session_factory(engine)
+    finally:
+        engine.dispose()
+
+
+def db_error(exc: SQLAlchemyError) -> str:
+    """The driver's own message (SQLAlchemy's wrapper adds hints and SQL around it)."""
+    cause = getattr(exc, "orig", None) or exc
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]

@@ -6,18 +6,17 @@ subject or a name can inject a header. Automatic mail carries the RFC 3834 heade
 
 from __future__ import annotations
 
+import base64
 import quopri
+import re
 from dataclasses import dataclass
 from datetime import datetime
-from email.header import Header
-from email.message import Message
-from email.policy import compat32
 from email.utils import format_datetime, formataddr
 
 from maild.domain import Address
 from maild.outbound.render import Rendered
 
-_CRLF = compat32.clone(linesep="\r\n")
+_NOT_FTEXT = re.compile(r"[^!-9;-~]")  # what may not be in a header name (RFC 5322 2.2)
 
 
 def clean(value: str, limit: int = 900) -> str:
@@ -26,8 +25,36 @@ def clean(value: str, limit: int = 900) -> str:
 
 
 def _header(value: str) -> str:
-    """RFC 2047-encode a cleaned value when it is not ASCII."""
-    return value if value.isascii() else Header(value, "utf-8").encode()
+    """RFC 2047-encode a cleaned value when it is not ASCII: base64 encoded words of at most
+    68 characters (42 bytes of UTF-8, never split inside a character), one a line."""
+    if value.isascii():
+        return value
+    data = value.encode("utf-8")
+    words = []
+    start = 0
+    while start < len(data):
+        end = min(start + 42, len(data))
+        while end < len(data) and data[end] & 0xC0 == 0x80:  # a continuation byte
+            end -= 1
+        words.append(f"=?utf-8?b?{base64.b64encode(data[start:end]).decode('ascii')}?=")
+        start = end
+    return "\r\n ".join(words)
+
+
+def _fold(name: str, value: str) -> str:
+    """`Name: value`, folded at spaces into lines of at most 78 characters where the words
+    allow (RFC 5322 2.2.3); a value that is folded already (encoded words) is left alone."""
+    line = f"{name}: {value}"
+    if len(line) <= 78 or "\r\n" in value:
+        return line
+    lines = [f"{name}:"]
+    for word in value.split(" "):
+        holds_word = len(lines) > 1 or len(lines[0]) > len(name) + 1
+        if holds_word and len(lines[-1]) + 1 + len(word) > 78:
+            lines.append(" " + word)
+        else:
+            lines[-1] += " " + word
+    return "\r\n".join(lines)
 
 
 def ascii_address(address: str) -> str | None:
@@ -73,34 +100,40 @@ def compose(
     automatic: bool,
     extra_headers: dict[str, str] | None = None,
 ) -> Envelope:
-    """The message, with CRLF line ends. The compat32 classes are used directly: they are
-    four times faster than EmailMessage, and every value is cleaned before it is set."""
-    msg = Message()
-    msg["From"] = _address(sender.name, sender.address)
-    msg["To"] = _address(to.name, to.address)
-    msg["Subject"] = _header(clean(rendered.subject))
-    msg["Date"] = format_datetime(date)
-    msg["Message-ID"] = f"<{clean(message_id)}>"
+    """The message, with CRLF line ends.
+
+    Written out directly rather than through `email.generator`: the message is always one
+    text/plain part whose every header value is cleaned here, so the generality of the email
+    package buys nothing, and it cost a third of a millisecond a message (maild composes
+    several messages for every one it receives).
+    """
+    fields = [
+        ("From", _address(sender.name, sender.address)),
+        ("To", _address(to.name, to.address)),
+        ("Subject", _header(clean(rendered.subject))),
+        ("Date", format_datetime(date)),
+        ("Message-ID", f"<{clean(message_id)}>"),
+    ]
     if in_reply_to:
-        msg["In-Reply-To"] = f"<{clean(in_reply_to)}>"
+        fields.append(("In-Reply-To", f"<{clean(in_reply_to)}>"))
     refs = [clean(r) for r in references if r][-20:]
     if refs:
-        msg["References"] = " ".join(f"<{r}>" for r in refs)
+        fields.append(("References", " ".join(f"<{r}>" for r in refs)))
     if automatic:
-        msg["Auto-Submitted"] = "auto-replied"
-        msg["X-Auto-Response-Suppress"] = "All"
-        msg["Precedence"] = "bulk"
+        fields += [("Auto-Submitted", "auto-replied"), ("X-Auto-Response-Suppress", "All"),
+                   ("Precedence", "bulk")]
     for key, value in (extra_headers or {}).items():
-        msg[clean(key, 76).replace(":", "")] = _header(clean(value))
-    msg["MIME-Version"] = "1.0"
-    msg["Content-Type"] = 'text/plain; charset="utf-8"'
-    body = rendered.body.replace("\r\n", "\n")
+        name = _NOT_FTEXT.sub("", clean(key, 76))
+        if name:
+            fields.append((name, _header(clean(value))))
+    fields += [("MIME-Version", "1.0"), ("Content-Type", 'text/plain; charset="utf-8"')]
+    body = rendered.body.replace("\r\n", "\n").replace("\r", "\n")
     if body.isascii():
-        msg["Content-Transfer-Encoding"] = "7bit"
-        msg.set_payload(body)
+        fields.append(("Content-Transfer-Encoding", "7bit"))
     else:
-        msg["Content-Transfer-Encoding"] = "quoted-printable"
-        msg.set_payload(quopri.encodestring(body.encode("utf-8")).decode("ascii"))
-    raw = msg.as_bytes(policy=_CRLF)
+        fields.append(("Content-Transfer-Encoding", "quoted-printable"))
+        body = quopri.encodestring(body.encode("utf-8")).decode("ascii")
+    head = "".join(_fold(name, value) + "\r\n" for name, value in fields)
+    raw = (head + "\r\n" + body.replace("\n", "\r\n")).encode("ascii")
     return Envelope(mail_from=sender.address, rcpt_to=(ascii_address(to.address) or "",),
                     raw=raw)

@@ -22,6 +22,7 @@ from maild.outbound.render import Templates
 from maild.outbound.sender import OutboxSender
 from maild.pipeline.classify import Classifier
 from maild.pipeline.guard import Guard
+from maild.pipeline.prepare import default_workers
 from maild.pipeline.runner import Pipeline
 from maild.rules.engine import RuleSet
 from maild.rules.loader import check_templates, load_rules
@@ -46,6 +47,7 @@ class App:
     tokens: TokenProviders
 
     def dispose(self) -> None:
+        self.pipeline.close()
         self.engine.dispose()
 
     def reload(self) -> None:
@@ -122,6 +124,8 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
         clock=clock,
         ref_prefix=settings.support.ref_prefix,
         default_language=settings.default_language,
+        parse_workers=(default_workers() if settings.daemon.parse_workers is None
+                       else settings.daemon.parse_workers),
         reopen_window=timedelta(days=settings.tickets.reopen_days),
         mailbox_defaults=mailbox_defaults(settings, rules),
     )

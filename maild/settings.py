@@ -275,6 +275,9 @@ class HttpSettings(_Model):
 class DaemonSettings(_Model):
     # SIGTERM: finish the batch in hand, stop fetching, give the outbox this long, exit.
     shutdown_grace: float = Field(default=20.0, gt=0)
+    # Processes that parse a backlog while the daemon writes to the database; None: one
+    # fewer than the CPUs (at most 4), 0: parse in the daemon's own process.
+    parse_workers: int | None = Field(default=None, ge=0, le=64)
 
 
 class TicketSettings(_Model):

@@ -12,9 +12,11 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from maild.domain import Address, OutboundDraft
+from maild.mailsafety.limits import AUTOMATIC_KINDS
 from maild.outbound.compose import compose
 from maild.outbound.ids import MessageIdFactory
 from maild.outbound.render import MailContext, PersonView, Rendered, Templates, TicketView
+from maild.store import pending
 from maild.store.models import Message, Outbox, Ticket
 from maild.store.repo import add_event
 
@@ -94,6 +96,11 @@ def enqueue(
         status="pending", attempts=0, next_attempt_at=at, created_at=at,
     )
     session.add(outbox)
+    noted = pending.of(session)
+    if noted is not None:
+        noted.message(ticket.id, message_id, inbound_from=None)
+        if kind in AUTOMATIC_KINDS:
+            noted.automatic(ticket.id, outbox.rcpt_to)
     add_event(session, ticket, f"{kind}.queued", at, message_id=message_id,
               template=draft.template, language=draft.language, to=draft.to.address)
     return outbox

@@ -25,7 +25,7 @@ from maild.pipeline.thread import normalise_subject
 from maild.rules.engine import Organisation
 from maild.sla.engine import SlaEngine, raise_priority
 from maild.sla.policy import Deadline, Policy
-from maild.store import repo
+from maild.store import pending, repo
 from maild.store.models import Message, Ticket
 
 log = structlog.get_logger("maild.pipeline")
@@ -59,13 +59,19 @@ class TicketWriter:
             created_at=self.clock.now(),
         )
         session.add(row)
+        noted = pending.of(session)
+        if noted is not None:
+            noted.message(ticket.id, row.message_id,
+                          inbound_from=row.from_addr if direction == "inbound" else None,
+                          keys=tuple(k for k in (row.raw_sha256, row.source_key) if k))
         return row
 
     def open_ticket(self, session: Session, *, requester: Address, subject: str,
                     classification: Classification, language: str, mailbox: str | None,
                     decision: ThreadDecision | None = None, via: str = "email") -> Ticket:
         now = self.clock.now()
-        ticket = Ticket(
+        ticket = repo.insert_ticket(
+            session,
             ref=repo.new_ref(self.ref_prefix),
             subject=(normalise_subject(subject) or "(no subject)")[:500],
             requester=requester.address, requester_name=requester.name[:200], status="new",
@@ -75,8 +81,6 @@ class TicketWriter:
             linked_ticket_id=decision.linked_ticket_id if decision else None,
             tags=list(classification.tags), sla_pauses=[], sla_alerted=[],
         )
-        session.add(ticket)
-        session.flush()
         repo.add_event(session, ticket, "created", now, via=via,
                        threaded_by=decision.by.value if decision else None,
                        flags=list(decision.flags) if decision else [],

@@ -40,8 +40,8 @@ from maild.mailsafety.limits import AutoLimiter
 from maild.outbound.queue import Outgoing
 from maild.pipeline.classify import Classifier
 from maild.pipeline.guard import Guard
-from maild.pipeline.parse import ParseError, parse
 from maild.pipeline.persist import TicketWriter
+from maild.pipeline.prepare import PrepareOptions, Preparer, Result, Unparseable
 from maild.pipeline.thread import (
     candidate_ids,
     decide_thread,
@@ -53,8 +53,8 @@ from maild.rules.engine import RuleEngine, RuleSet
 from maild.rules.schema import Actions
 from maild.settings import SafetySettings
 from maild.sla.engine import SlaEngine
-from maild.store import repo
-from maild.store.models import Quarantine, Ticket
+from maild.store import pending, repo
+from maild.store.models import Quarantine
 
 log = structlog.get_logger("maild.pipeline")
 
@@ -94,16 +94,18 @@ class Pipeline:
         outgoing: Outgoing, clock: Clock, ref_prefix: str, default_language: str,
         sla: SlaEngine, safety: SafetySettings, classifier: Classifier | None = None,
         reopen_window: timedelta = timedelta(days=14),
-        mailbox_defaults: Mapping[str, Actions] | None = None,
+        mailbox_defaults: Mapping[str, Actions] | None = None, parse_workers: int = 0,
     ) -> None:
         self._mailbox_defaults = mailbox_defaults or {}
-        self._safety = safety
         self._limiter = AutoLimiter(safety)
         self._reopen_window = reopen_window
         self._sessions = session_factory
         self._guard = guard
+        self._preparer = Preparer(PrepareOptions(
+            guard=guard, default_language=default_language,
+            max_bytes=safety.max_message_bytes, max_attachments=safety.max_attachments,
+        ), workers=parse_workers)
         self._clock = clock
-        self._default_language = default_language
         self._ref_re = ref_pattern(ref_prefix)
         self._agent_re = address_pattern(outgoing.support.address)
         self._fixed_classifier = classifier
@@ -144,18 +146,20 @@ class Pipeline:
     def _run_batch(self, items: Sequence[Fetched], *, savepoints: bool) -> BatchResult:
         result = BatchResult()
         with self._sessions() as session, session.begin():
-            for item in items:
-                self._process_item(session, item, result, savepoints)
+            if not savepoints:
+                pending.start(session)  # lookups without autoflush: one flush at the end
+            for item, prepared in zip(items, self._preparer.results(items), strict=True):
+                self._process_item(session, item, prepared, result, savepoints)
         return result
 
-    def _process_item(self, session: Session, item: Fetched, result: BatchResult,
-                      savepoints: bool) -> None:
+    def _process_item(self, session: Session, item: Fetched, prepared: Result,
+                      result: BatchResult, savepoints: bool) -> None:
         try:
             if savepoints:
                 with session.begin_nested():
-                    outcome = self.process(session, item.raw, item.source)
+                    outcome = self.process(session, item, prepared)
             else:
-                outcome = self.process(session, item.raw, item.source)
+                outcome = self.process(session, item, prepared)
         except DataError as exc:
             # The message carried something the database refuses (a value it cannot
             # store): quarantine it, or the mailbox would be stuck behind it for ever.
@@ -202,35 +206,32 @@ class Pipeline:
             created_at=self._clock.now(),
         ))
 
-    def process(
-        self, session: Session, raw: bytes, source: SourceRef | None
-    ) -> Processed | Outcome:
+    def close(self) -> None:
+        self._preparer.close()
+
+    def process(self, session: Session, item: Fetched, prepared: Result) -> Processed | Outcome:
         """One message through every stage, inside the caller's transaction."""
-        result = self._process(session, raw, source)
+        result = self._process(session, item.source, prepared)
         if isinstance(result, Processed):
             # Whatever changed (a new ticket, a reply, a command): deadlines follow.
-            ticket = session.get_one(Ticket, result.ticket_id)
+            ticket = repo.ticket(session, result.ticket_id)
             self.writer.sla.refresh(ticket)
             return dataclasses.replace(result, routed=(ticket.level, ticket.department))
         return result
 
-    def _process(
-        self, session: Session, raw: bytes, source: SourceRef | None
-    ) -> Processed | Outcome:
-        if source is not None:
-            earlier = repo.quarantined_before(session, source.key)
-            if earlier is not None:
-                return Outcome(Stop.HOLD, earlier)  # back to the quarantine folder
-        try:
-            inbound = parse(raw, source, default_language=self._default_language,
-                            max_bytes=self._safety.max_message_bytes,
-                            max_attachments=self._safety.max_attachments)
-        except ParseError as exc:
-            return Outcome(Stop.HOLD, f"unparseable: {exc}")
+    def _process(self, session: Session, source: SourceRef, prepared: Result
+                 ) -> Processed | Outcome:
+        earlier = repo.quarantined_before(session, source.key)
+        if earlier is not None:
+            return Outcome(Stop.HOLD, earlier)  # back to the quarantine folder
+        if isinstance(prepared, Exception):
+            raise prepared  # raised while parsing: handled as if raised here
+        if isinstance(prepared, Unparseable):
+            return Outcome(Stop.HOLD, prepared.reason)
+        inbound, report = prepared.inbound, prepared.report
         duplicate = self._guard.duplicate(session, inbound)
         if duplicate:
             return duplicate
-        inbound, report = self._guard.inspect(inbound)
         if inbound.sender is None:
             return Outcome(Stop.HOLD, "no sender address (From) in the message")
         org = self._rules.organisation
@@ -264,7 +265,7 @@ class Pipeline:
         links to it."""
         if decision.ticket_id is None:
             return decision
-        ticket = session.get_one(Ticket, decision.ticket_id)
+        ticket = repo.ticket(session, decision.ticket_id)
         if ticket.status != "closed" or ticket.closed_at is None:
             return decision
         if self._clock.now() - ticket.closed_at <= self._reopen_window:
@@ -379,7 +380,7 @@ class Pipeline:
     def _reply(self, session: Session, inbound: Inbound, decision: ThreadDecision) -> Processed:
         now = self._clock.now()
         assert decision.ticket_id is not None
-        ticket = session.get_one(Ticket, decision.ticket_id)
+        ticket = repo.ticket(session, decision.ticket_id)
         self.writer.store_message(session, ticket, inbound)
         ticket.updated_at = now
         repo.add_event(session, ticket, "message.received", now,
@@ -408,7 +409,7 @@ class Pipeline:
         if ticket_id is None:
             return Outcome(Stop.HOLD, f"{report.kind} report for no message maild sent")
         now = self._clock.now()
-        ticket = session.get_one(Ticket, ticket_id)
+        ticket = repo.ticket(session, ticket_id)
         for failed in report.recipients:
             if report.kind == "failure" and failed.permanent:
                 self._limiter.suppress(session, failed.address,

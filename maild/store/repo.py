@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVarTuple
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import Result, Select, Table, func, insert, or_, select
+from sqlalchemy.orm import Session, make_transient_to_detached, selectinload
 
 from maild.domain import Inbound
 from maild.pipeline.thread import RefTicket
+from maild.store import pending
 from maild.store.models import Event, KeyValue, MailboxState, Message, Quarantine, Ticket
 
+_Cols = TypeVarTuple("_Cols")
 _REF_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read over the phone
 
 
@@ -24,18 +27,43 @@ def new_ref(prefix: str) -> str:
     return f"{prefix}-" + "".join(secrets.choice(_REF_ALPHABET) for _ in range(6))
 
 
+def read(session: Session, statement: Select[*_Cols]) -> Result[*_Cols]:
+    """A lookup of plain columns, run as Core on the session's connection: a fraction of
+    the ORM's cost per query, which matters for the lookups made for every message.
+
+    While the batch keeps notes of what it added (store/pending.py), the caller adds those
+    and nothing is flushed; otherwise pending changes are flushed first, as an ORM query
+    would autoflush them.
+    """
+    if pending.of(session) is None:
+        session.flush()
+    return session.connection().execute(statement)
+
+
+def _reading(session: Session) -> AbstractContextManager[object]:
+    """How an ORM lookup reads: without autoflush while the batch notes what it added."""
+    return session.no_autoflush if pending.of(session) is not None else nullcontext()
+
+
 def seen_before(session: Session, inbound: Inbound) -> str | None:
     """Why `inbound` is a message we already have (a reason), or None."""
+    noted = pending.of(session)
     if inbound.message_id:
-        if session.scalar(select(Message.id).where(Message.message_id == inbound.message_id)):
+        if noted is not None and inbound.message_id in noted.message_tickets:
+            return "duplicate Message-ID"
+        found = read(session, select(Message.id).where(
+            Message.message_id == inbound.message_id).limit(1)).scalar()
+        if found:
             return "duplicate Message-ID"
     else:
+        keys = (inbound.raw_sha256, *((inbound.source.key,) if inbound.source else ()))
+        if noted is not None and noted.without_id.intersection(keys):
+            return "duplicate delivery (no Message-ID)"
         conds = [Message.raw_sha256 == inbound.raw_sha256]
         if inbound.source:
             conds.append(Message.source_key == inbound.source.key)
-        found = session.scalar(
-            select(Message.id).where(Message.message_id.is_(None), or_(*conds)).limit(1)
-        )
+        found = read(session, select(Message.id).where(
+            Message.message_id.is_(None), or_(*conds)).limit(1)).scalar()
         if found:
             return "duplicate delivery (no Message-ID)"
     return None
@@ -48,29 +76,62 @@ def quarantined_before(session: Session, source_key: str) -> str | None:
     concern an earlier quarantine.
     """
     with session.no_autoflush:
-        return session.scalar(
-            select(Quarantine.reason).where(Quarantine.source_key == source_key))
+        return session.connection().execute(
+            select(Quarantine.reason).where(Quarantine.source_key == source_key)).scalar()
 
 
 def tickets_for_message_ids(session: Session, ids: Sequence[str]) -> dict[str, int]:
     if not ids:
         return {}
-    rows = session.execute(
-        select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(ids[:200]))
-    )
-    return {mid: tid for mid, tid in rows if mid is not None}
+    rows = read(session, select(Message.message_id, Message.ticket_id)
+                .where(Message.message_id.in_(ids[:200])))
+    found = {mid: tid for mid, tid in rows if mid is not None}
+    noted = pending.of(session)
+    if noted is not None:
+        found.update((m, noted.message_tickets[m]) for m in ids[:200]
+                     if m in noted.message_tickets)
+    return found
 
 
 def participants(session: Session, ticket_id: int) -> frozenset[str]:
     """The requester and everyone who wrote into the ticket as a customer."""
-    requester = session.scalar(select(Ticket.requester).where(Ticket.id == ticket_id))
-    senders = session.scalars(select(Message.from_addr).where(
-        Message.ticket_id == ticket_id, Message.direction == "inbound"))
+    requester = read(session, select(Ticket.requester).where(Ticket.id == ticket_id)).scalar()
+    senders = set(read(session, select(Message.from_addr).where(
+        Message.ticket_id == ticket_id, Message.direction == "inbound")).scalars())
+    noted = pending.of(session)
+    if noted is not None:
+        senders |= noted.senders.get(ticket_id, set())
     return frozenset({requester or "", *senders} - {""})
 
 
+def insert_ticket(session: Session, **values: Any) -> Ticket:
+    """A new ticket, inserted at once for its id (log lines, outbox rows and the batch's
+    notes carry it), while everything else the batch adds waits for the one flush at the
+    commit (store/pending.py): a flush here would write all of that, a row at a time.
+
+    The returned object is persistent in `session`, every column set (nothing to load).
+    """
+    table = Ticket.__table__
+    assert isinstance(table, Table)
+    row = {c.key: None for c in table.columns if c.key != "id"} | values
+    # Core on the session's connection: one cached statement, no unit of work, no autoflush.
+    ticket_id = session.connection().execute(
+        insert(table).returning(table.c.id), row).scalar_one()
+    ticket = Ticket(id=ticket_id, **row)
+    make_transient_to_detached(ticket)
+    session.add(ticket)
+    return ticket
+
+
+def ticket(session: Session, ticket_id: int) -> Ticket:
+    """A ticket by id: from the session's identity map when it is there."""
+    with _reading(session):
+        return session.get_one(Ticket, ticket_id)
+
+
 def ref_ticket(session: Session, ref: str) -> RefTicket | None:
-    ticket_id = session.scalar(select(Ticket.id).where(Ticket.ref == ref))
+    # A ticket is in the database from its opening (insert_ticket).
+    ticket_id = read(session, select(Ticket.id).where(Ticket.ref == ref)).scalar()
     if ticket_id is None:
         return None
     return RefTicket(ticket_id=ticket_id, participants=participants(session, ticket_id))

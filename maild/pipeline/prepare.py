@@ -1,0 +1,143 @@
+"""Stages 1 and 2 without the database: parse the raw bytes and inspect what kind of mail
+it is, for a whole batch, in worker processes while the runner writes to the database.
+
+Parsing (mail-parser) and the inspection for auto-replies and delivery reports need no
+database and no shared state, and they are about a third of the CPU time of a message.
+Python runs one thread at a time, so a backlog gets its parsing done in other processes:
+the runner takes the results in order, writing message 1 while messages 2… are still being
+parsed. A small batch (mail arriving one by one while the daemon IDLEs) is parsed in the
+runner itself: handing it to another process would only add latency.
+
+Whatever happens in a worker comes back as that message's result: a reason it cannot be
+parsed, or the exception it raised (which the runner handles exactly as if it had been
+raised at home). A worker that dies, or a result that cannot travel back, costs nothing but
+time: the affected messages are parsed in the runner, and the next batch gets a new pool.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, replace
+
+import structlog
+
+from maild.domain import Fetched, Inbound
+from maild.mailsafety.bounce import Report
+from maild.pipeline.guard import Guard
+from maild.pipeline.parse import ParseError, parse
+
+log = structlog.get_logger("maild.pipeline")
+CHUNK = 8  # messages a worker parses per round trip
+
+
+@dataclass(frozen=True)
+class Prepared:
+    inbound: Inbound  # without its MIME tree: what needed it is done
+    report: Report | None
+
+
+@dataclass(frozen=True)
+class Unparseable:
+    reason: str
+
+
+Result = Prepared | Unparseable | Exception
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """What parsing and inspecting need; sent to the workers once per chunk (it is small)."""
+
+    guard: Guard
+    default_language: str
+    max_bytes: int | None
+    max_attachments: int | None
+
+
+def prepare(item: Fetched, options: PrepareOptions) -> Prepared | Unparseable:
+    try:
+        inbound = parse(item.raw, item.source, default_language=options.default_language,
+                        max_bytes=options.max_bytes, max_attachments=options.max_attachments)
+    except ParseError as exc:
+        return Unparseable(f"unparseable: {exc}")
+    inbound, report = options.guard.inspect(inbound)
+    return Prepared(replace(inbound, mime=None), report)
+
+
+def _prepare_chunk(items: Sequence[Fetched], options: PrepareOptions) -> list[Result]:
+    """In a worker: every message's result, an exception included as a value."""
+    out: list[Result] = []
+    for item in items:
+        try:
+            out.append(prepare(item, options))
+        except Exception as exc:  # noqa: BLE001 - handed to the runner, which decides
+            out.append(exc)
+    return out
+
+
+def default_workers() -> int:
+    """One worker fewer than the CPUs: the runner itself needs one."""
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
+
+
+class Preparer:
+    """Prepares batches, in `workers` processes for batches of at least `min_batch`."""
+
+    def __init__(self, options: PrepareOptions, *, workers: int, min_batch: int = 16) -> None:
+        self.options = options
+        self._workers = workers
+        self._min_batch = min_batch
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()  # mailbox workers are threads sharing one pool
+
+    def results(self, items: Sequence[Fetched]) -> Iterator[Result]:
+        """Each item's result, in order, as soon as it is ready."""
+        if self._workers <= 0 or len(items) < self._min_batch:
+            yield from _prepare_chunk(items, self.options)
+            return
+        chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
+        futures = self._submit(chunks)
+        for chunk, future in zip(chunks, futures, strict=True):
+            yield from self._collect(chunk, future)
+
+    def _submit(self, chunks: list[Sequence[Fetched]]) -> list[Future[list[Result]] | None]:
+        try:
+            pool = self._pool_for_use()
+            return [pool.submit(_prepare_chunk, chunk, self.options) for chunk in chunks]
+        except Exception as exc:  # noqa: BLE001 - no pool (cannot start one): parse here
+            log.warning("parse_pool.unavailable", error=f"{type(exc).__name__}: {exc}")
+            self._discard_pool()
+            return [None] * len(chunks)
+
+    def _collect(self, chunk: Sequence[Fetched],
+                 future: Future[list[Result]] | None) -> list[Result]:
+        if future is not None:
+            try:
+                return future.result()
+            except Exception as exc:  # noqa: BLE001 - a worker died or a result did not travel
+                log.warning("parse_pool.failed", error=f"{type(exc).__name__}: {exc}",
+                            messages=len(chunk))
+                self._discard_pool()
+        return _prepare_chunk(chunk, self.options)
+
+    def _pool_for_use(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                # spawn, not fork: the daemon has threads (mailbox workers, the scheduler),
+                # and a forked child would inherit their locks in whatever state they were.
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self._workers, mp_context=multiprocessing.get_context("spawn"))
+            return self._pool
+
+    def _discard_pool(self, *, wait: bool = False) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=wait, cancel_futures=True)
+
+    def close(self) -> None:
+        self._discard_pool(wait=True)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from maild.settings import SafetySettings, WindowLimit
@@ -20,6 +22,10 @@ from maild.store.models import Outbox, Suppression
 from maild.store.repo import read
 
 AUTOMATIC_KINDS = ("acknowledgement", "answer")
+
+
+_SUPPRESSED = select(Suppression.until, Suppression.reason).where(
+    Suppression.address == bindparam("address"))
 
 
 @dataclass(frozen=True)
@@ -35,32 +41,30 @@ class AutoLimiter:
         """
         address = address.lower()
         noted = pending.of(session)
-        suppressed = read(session, select(Suppression.until, Suppression.reason).where(
-            Suppression.address == address)).first()
+        suppressed = read(session, _SUPPRESSED, {"address": address}).first()
         if suppressed is not None and suppressed.until > now:
             return (f"{address} is suppressed until {suppressed.until.isoformat()}: "
                     f"{suppressed.reason}")
         # What this batch queued (noted, not flushed) is all "now": inside every window.
-        checks: list[tuple[str, list[WindowLimit], ColumnElement[bool] | None, int]] = [
-            ("per recipient", self.safety.per_recipient, Outbox.rcpt_to == address,
+        checks: list[tuple[str, list[WindowLimit], str | int | None, int]] = [
+            ("per recipient", self.safety.per_recipient, address,
              noted.automatic_to[address] if noted else 0),
             ("in total", self.safety.total, None, noted.automatic_total if noted else 0),
         ]
         if not new_ticket:
-            checks.insert(1, ("per ticket", self.safety.per_ticket,
-                              Outbox.ticket_id == ticket_id,
+            checks.insert(1, ("per ticket", self.safety.per_ticket, ticket_id,
                               noted.automatic_for[ticket_id] if noted else 0))
-        for label, limits, condition, queued in checks:
+        for label, limits, key, queued in checks:
             if not limits:
                 continue
-            if condition is None and noted is not None:
+            if key is None and noted is not None:
                 # The same for every message of a batch: counted once (what the batch
                 # adds is in `queued`).
                 if noted.total_counts is None:
-                    noted.total_counts = self._counts(session, limits, condition, now)
+                    noted.total_counts = self._counts(session, label, key, now)
                 counts = noted.total_counts
             else:
-                counts = self._counts(session, limits, condition, now)
+                counts = self._counts(session, label, key, now)
             for limit, count in zip(limits, counts, strict=True):
                 sent = count + queued
                 if sent >= limit.max:
@@ -68,19 +72,32 @@ class AutoLimiter:
                             f"{int(limit.window)} s (max {limit.max})")
         return None
 
-    @staticmethod
-    def _counts(session: Session, limits: list[WindowLimit],
-                condition: ColumnElement[bool] | None, now: datetime) -> list[int]:
-        """Automatic mail in each limit's window, in one index range scan."""
-        oldest = now - timedelta(seconds=max(limit.window for limit in limits))
-        query = select(*(
-            func.count().filter(Outbox.created_at > now - timedelta(seconds=limit.window))
-            for limit in limits
-        )).select_from(Outbox).where(Outbox.kind.in_(AUTOMATIC_KINDS),
-                                     Outbox.created_at > oldest)
-        if condition is not None:
-            query = query.where(condition)
-        return [int(count or 0) for count in read(session, query).one()]
+    @cached_property
+    def _statements(self) -> dict[str, tuple[list[WindowLimit], Select[*tuple[Any, ...]]]]:
+        """Per check, its limits and one statement counting automatic mail in each limit's
+        window (one index range scan), built once: only the times and the key change."""
+        checks = {"per recipient": (self.safety.per_recipient, Outbox.rcpt_to),
+                  "per ticket": (self.safety.per_ticket, Outbox.ticket_id),
+                  "in total": (self.safety.total, None)}
+        statements: dict[str, tuple[list[WindowLimit], Select[*tuple[Any, ...]]]] = {}
+        for label, (limits, column) in checks.items():
+            query = select(*(func.count().filter(Outbox.created_at > bindparam(f"since{i}"))
+                             for i in range(len(limits)))).select_from(Outbox).where(
+                Outbox.kind.in_(AUTOMATIC_KINDS), Outbox.created_at > bindparam("oldest"))
+            if column is not None:
+                query = query.where(column == bindparam("key"))
+            statements[label] = (limits, query)
+        return statements
+
+    def _counts(self, session: Session, label: str, key: str | int | None,
+                now: datetime) -> list[int]:
+        limits, statement = self._statements[label]
+        params: dict[str, object] = {
+            f"since{i}": now - timedelta(seconds=limit.window) for i, limit in enumerate(limits)}
+        params["oldest"] = now - timedelta(seconds=max(limit.window for limit in limits))
+        if key is not None:
+            params["key"] = key
+        return [int(count or 0) for count in read(session, statement, params).one()]
 
     def suppress(self, session: Session, address: str, reason: str, now: datetime) -> None:
         if self.safety.suppress_days <= 0:

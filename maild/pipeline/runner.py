@@ -146,10 +146,14 @@ class Pipeline:
     def _run_batch(self, items: Sequence[Fetched], *, savepoints: bool) -> BatchResult:
         result = BatchResult()
         with self._sessions() as session, session.begin():
-            if not savepoints:
-                pending.start(session)  # lookups without autoflush: one flush at the end
+            noted = None if savepoints else pending.start(session)
+            if noted is not None:
+                noted.quarantined = repo.quarantined_among(session,
+                                                           [i.source.key for i in items])
             for item, prepared in zip(items, self._preparer.results(items), strict=True):
                 self._process_item(session, item, prepared, result, savepoints)
+            if noted is not None:
+                noted.write(session)
         return result
 
     def _process_item(self, session: Session, item: Fetched, prepared: Result,

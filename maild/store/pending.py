@@ -6,7 +6,9 @@ automatic mail went to this address?) first flushed whatever the batch had added
 unit-of-work run per query, several per message, which was most of the cost of ingestion.
 Instead, while a batch runs, the rows it adds are noted here as they are added, the lookups
 ask the database without autoflush and add what is noted here, and the whole batch is
-flushed once, with multi-row INSERTs, at the commit.
+flushed once, with multi-row INSERTs, at the commit. Events, the most numerous rows and
+never read back within a batch, skip the ORM altogether: they wait here and are written with
+one statement at the end of the batch.
 
 The notes are only right while every added row stays: the runner uses them only for a batch
 without savepoints (a savepoint rolled back would leave notes of rows that are gone). Where
@@ -17,8 +19,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
+
+from maild.store.models import Event
 
 _KEY = "maild.pending"
 
@@ -32,6 +38,14 @@ class Pending:
     automatic_for: Counter[int] = field(default_factory=Counter)  # ticket id -> queued
     automatic_total: int = 0
     total_counts: list[int] | None = None  # the limiter's count in total, once a batch
+    events: list[dict[str, Any]] = field(default_factory=list)  # rows of `events`, in order
+    quarantined: dict[str, str] | None = None  # source key -> reason, read for the batch
+
+    def write(self, session: Session) -> None:
+        """Write what waits in the notes (the events), in one multi-row INSERT."""
+        if self.events:
+            session.connection().execute(insert(Event), self.events)
+            self.events = []
 
     def message(self, ticket_id: int, message_id: str | None, *, inbound_from: str | None,
                 keys: tuple[str, ...] = ()) -> None:

@@ -6,12 +6,12 @@ They take an open Session and never commit: the caller owns the transaction.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any, TypeVarTuple
 
-from sqlalchemy import Result, Select, Table, func, insert, or_, select
+from sqlalchemy import Result, Select, Table, bindparam, func, insert, or_, select
 from sqlalchemy.orm import Session, make_transient_to_detached, selectinload
 
 from maild.domain import Inbound
@@ -20,6 +20,10 @@ from maild.store import pending
 from maild.store.models import Event, KeyValue, MailboxState, Message, Quarantine, Ticket
 
 _Cols = TypeVarTuple("_Cols")
+# The lookups made for every message, built once (their SQL is compiled once and cached).
+_BY_MESSAGE_ID = select(Message.id).where(Message.message_id == bindparam("message_id")).limit(1)
+_TICKETS_BY_MESSAGE_ID = select(Message.message_id, Message.ticket_id).where(
+    Message.message_id.in_(bindparam("ids", expanding=True)))
 _REF_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read over the phone
 
 
@@ -27,7 +31,8 @@ def new_ref(prefix: str) -> str:
     return f"{prefix}-" + "".join(secrets.choice(_REF_ALPHABET) for _ in range(6))
 
 
-def read(session: Session, statement: Select[*_Cols]) -> Result[*_Cols]:
+def read(session: Session, statement: Select[*_Cols],
+         params: Mapping[str, Any] | None = None) -> Result[*_Cols]:
     """A lookup of plain columns, run as Core on the session's connection: a fraction of
     the ORM's cost per query, which matters for the lookups made for every message.
 
@@ -37,7 +42,7 @@ def read(session: Session, statement: Select[*_Cols]) -> Result[*_Cols]:
     """
     if pending.of(session) is None:
         session.flush()
-    return session.connection().execute(statement)
+    return session.connection().execute(statement, params)
 
 
 def _reading(session: Session) -> AbstractContextManager[object]:
@@ -51,8 +56,7 @@ def seen_before(session: Session, inbound: Inbound) -> str | None:
     if inbound.message_id:
         if noted is not None and inbound.message_id in noted.message_tickets:
             return "duplicate Message-ID"
-        found = read(session, select(Message.id).where(
-            Message.message_id == inbound.message_id).limit(1)).scalar()
+        found = read(session, _BY_MESSAGE_ID, {"message_id": inbound.message_id}).scalar()
         if found:
             return "duplicate Message-ID"
     else:
@@ -75,16 +79,25 @@ def quarantined_before(session: Session, source_key: str) -> str | None:
     Asked for every message: without an autoflush, since rows pending in this batch never
     concern an earlier quarantine.
     """
+    noted = pending.of(session)
+    if noted is not None and noted.quarantined is not None:
+        return noted.quarantined.get(source_key)
     with session.no_autoflush:
         return session.connection().execute(
             select(Quarantine.reason).where(Quarantine.source_key == source_key)).scalar()
 
 
+def quarantined_among(session: Session, source_keys: Sequence[str]) -> dict[str, str]:
+    """`quarantined_before` for a whole batch, in one query."""
+    rows = read(session, select(Quarantine.source_key, Quarantine.reason).where(
+        Quarantine.source_key.in_(bindparam("keys", expanding=True))), {"keys": source_keys})
+    return {key: reason for key, reason in rows if key}
+
+
 def tickets_for_message_ids(session: Session, ids: Sequence[str]) -> dict[str, int]:
     if not ids:
         return {}
-    rows = read(session, select(Message.message_id, Message.ticket_id)
-                .where(Message.message_id.in_(ids[:200])))
+    rows = read(session, _TICKETS_BY_MESSAGE_ID, {"ids": ids[:200]})
     found = {mid: tid for mid, tid in rows if mid is not None}
     noted = pending.of(session)
     if noted is not None:
@@ -137,10 +150,15 @@ def ref_ticket(session: Session, ref: str) -> RefTicket | None:
     return RefTicket(ticket_id=ticket_id, participants=participants(session, ticket_id))
 
 
-def add_event(session: Session, ticket: Ticket, kind: str, at: datetime, **data: Any) -> Event:
-    event = Event(ticket=ticket, kind=kind, at=at, data=data)
-    session.add(event)
-    return event
+def add_event(session: Session, ticket: Ticket, kind: str, at: datetime, **data: Any) -> None:
+    """Record what happened to a ticket. While a batch keeps notes, the event waits in them
+    and all the batch's events are written in one statement at its end (nothing reads
+    events back within a batch)."""
+    noted = pending.of(session)
+    if noted is not None:
+        noted.events.append({"ticket_id": ticket.id, "kind": kind, "at": at, "data": data})
+    else:
+        session.add(Event(ticket=ticket, kind=kind, at=at, data=data))
 
 
 def get_or_create_secret(session: Session, key: str) -> str:

@@ -228,6 +228,8 @@ class OutboxSettings(_Model):
     backoff_initial: float = Field(default=30.0, gt=0)
     backoff_max: float = Field(default=3600.0, gt=0)
     batch_size: int = Field(default=100, ge=1)
+    # SMTP connections a backlog is sent over at once (each sends its share in order).
+    connections: int = Field(default=4, ge=1, le=32)
 
 
 class WindowLimit(_Model):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -31,8 +32,8 @@ from maild.fetch.imap import tls_context
 from maild.metrics import Metrics
 from maild.settings import OutboxSettings, Security, SmtpSettings
 from maild.store.db import db_error
-from maild.store.models import Outbox, Ticket
-from maild.store.repo import add_event
+from maild.store.models import Outbox
+from maild.store.repo import add_events
 
 log = structlog.get_logger("maild.outbox")
 CONNECTION_ERRORS = (
@@ -115,6 +116,18 @@ class OutboxSender:
                 return stats
 
     async def _send(self, rows: list[Outbox], stats: DrainStats) -> list[_Result]:
+        """Send `rows` over up to `outbox.connections` SMTP connections at once: each
+        message costs several round trips, and a backlog should not wait for them one
+        after the other. All mail to one recipient goes over one connection, in id order,
+        so nobody gets our messages out of order."""
+        n = max(1, min(self.policy.connections, len(rows) // 10 or 1))
+        shares: list[list[Outbox]] = [[] for _ in range(n)]
+        for row in rows:
+            shares[zlib.crc32(row.rcpt_to.lower().encode()) % n].append(row)
+        done = await asyncio.gather(*(self._send_share(share, stats) for share in shares))
+        return [result for share in done for result in share]
+
+    async def _send_share(self, rows: list[Outbox], stats: DrainStats) -> list[_Result]:
         results: list[_Result] = []
         client = self._client()
         try:
@@ -163,21 +176,21 @@ class OutboxSender:
                 stats: DrainStats) -> None:
         now = self.clock.now()
         by_id = {r.row_id: r for r in results}
+        events: list[dict[str, object]] = []
         for row in rows:
             result = by_id.get(row.id)
             if result is None:  # never tried: the server went away
                 row.next_attempt_at = self._next_attempt(now, row.attempts + 1)
                 continue
             row.attempts += 1
-            ticket = session.get(Ticket, row.ticket_id) if row.ticket_id else None
             if result.code is None:
                 row.status, row.sent_at, row.last_error = "sent", now, None
                 stats.sent += 1
                 self.metrics.sent.labels(row.kind).inc()
                 self.metrics.last_send = time.monotonic()
-                if ticket is not None:
-                    add_event(session, ticket, f"{row.kind}.sent", now,
-                              message_id=row.message_id)
+                if row.ticket_id is not None:
+                    events.append({"ticket_id": row.ticket_id, "kind": f"{row.kind}.sent",
+                                   "at": now, "data": {"message_id": row.message_id}})
                 log.info("reply.sent", ticket_id=row.ticket_id, message_id=row.message_id)
                 continue
             row.last_error = f"{result.code} {result.text}"[:1000]
@@ -192,12 +205,15 @@ class OutboxSender:
             row.status = "failed"
             stats.failed += 1
             self.metrics.failed.labels(row.kind).inc()
-            if ticket is not None:
-                add_event(session, ticket, f"{row.kind}.failed", now,
-                          message_id=row.message_id, code=result.code,
-                          error=result.text[:500], attempts=row.attempts)
+            if row.ticket_id is not None:
+                events.append({"ticket_id": row.ticket_id, "kind": f"{row.kind}.failed",
+                               "at": now, "data": {"message_id": row.message_id,
+                                                   "code": result.code,
+                                                   "error": result.text[:500],
+                                                   "attempts": row.attempts}})
             log.warning("reply.failed", ticket_id=row.ticket_id, code=result.code,
                         error=result.text[:200])
+        add_events(session, events)
         session.commit()
 
     def next_due(self) -> datetime | None:

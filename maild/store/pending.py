@@ -45,7 +45,7 @@ class Pending:
         """Write what waits in the notes (the events), in one multi-row INSERT."""
         if self.events:
             session.connection().execute(insert(Event), self.events)
-            self.events = []
+            self.events = []  # written: a second call writes nothing twice
 
     def message(self, ticket_id: int, message_id: str | None, *, inbound_from: str | None,
                 keys: tuple[str, ...] = ()) -> None:

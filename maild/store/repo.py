@@ -161,6 +161,13 @@ def add_event(session: Session, ticket: Ticket, kind: str, at: datetime, **data:
         session.add(Event(ticket=ticket, kind=kind, at=at, data=data))
 
 
+def add_events(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Events given as rows (ticket_id, kind, at, data), written in one statement."""
+    if rows:
+        session.flush()  # the tickets they belong to may be pending
+        session.connection().execute(insert(Event), rows)
+
+
 def get_or_create_secret(session: Session, key: str) -> str:
     row = session.get(KeyValue, key)
     if row is None:

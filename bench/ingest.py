@@ -368,6 +368,10 @@ def report(args: argparse.Namespace, sizes: list[SizeResult],
         print(_row("", "maild: + outbox delivered", m["total_seconds"], s.delivered_rate,
                    s.delivered_rate / s.floor_rate, 1000 * m["cpu_seconds"] / s.n,
                    f"{mib(m['peak_rss_kib']):.0f} MiB"))
+        if m.get("workers"):
+            print(f"{'':>9}+ {m['workers']} parse worker process(es): "
+                  f"{1000 * m['workers_cpu_seconds'] / s.n:.2f} CPU ms a message, peak RSS "
+                  f"{mib(m['workers_peak_rss_kib']):.0f} MiB each")
         other = s.floor_runs[1 - best]
         print(f"{'':>9}{m['tickets_created']:,} tickets for {s.mix['new']:,} new mails, "
               f"{s.mix['replies']:,} replies threaded, {s.mix['duplicates']:,} duplicates; "
@@ -375,7 +379,8 @@ def report(args: argparse.Namespace, sizes: list[SizeResult],
               f"notifications;\n{'':>9}other floor run {s.n / other['seconds']:,.0f} msgs/s; "
               f"between ingestion and delivery (SLA pass) {m['between_seconds']:.2f} s")
     print("\nratio = maild msgs/s / floor msgs/s.  CPU ms = CPU time of that process per "
-          "message\n(Dovecot's and the sink's not included): it is steadier than wall time "
+          "message\n(Dovecot's and the sink's not included; maild's parse workers on a line of "
+          "their own): it is steadier than wall time "
           "when other\nwork shares the machine.  load = 1-min load average just before.  peak = "
           "peak RSS (VmHWM)\nof the phase's own process, up to the end of that step; start = "
           "RSS after imports and set-up.")
@@ -396,7 +401,8 @@ def report(args: argparse.Namespace, sizes: list[SizeResult],
     print("\nverdict against the targets:")
     for s in sizes:
         ingest, delivered = s.ingest_rate / s.floor_rate, s.delivered_rate / s.floor_rate
-        cpu = s.floor["cpu_seconds"] / s.maild["ingest_cpu_seconds"]
+        cpu = s.floor["cpu_seconds"] / (s.maild["ingest_cpu_seconds"]
+                                         + s.maild.get("workers_cpu_seconds", 0.0))
         print(f"  N={s.n:>6,}: maild/floor {ingest:.2f} committed "
               f"{verdict(ingest >= RATIO_TARGET)}, {delivered:.2f} incl. delivery "
               f"{verdict(delivered >= RATIO_TARGET)} (target >= {RATIO_TARGET}; "

@@ -15,6 +15,7 @@ import asyncio
 import cProfile
 import json
 import logging
+import os
 import resource
 import sys
 import threading
@@ -43,6 +44,19 @@ def _peak_rss_kib() -> int:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
+def _process_figures(pid: int) -> tuple[float, int]:
+    """CPU seconds and peak RSS (KiB) of another process of ours (a parse worker)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            hwm = next((int(line.split()[1]) for line in status if line.startswith("VmHWM:")), 0)
+    except (OSError, ValueError):
+        return 0.0, 0
+    return cpu, hwm
 
 
 def _cpu_seconds() -> float:
@@ -138,6 +152,10 @@ def maild_once(spec: dict[str, Any]) -> None:
         counters = worker_run_once(self)
         marks["ingested"], marks["ingested_cpu"] = time.perf_counter(), _cpu_seconds()
         marks["ingested_peak_kib"] = _peak_rss_kib()
+        workers = [_process_figures(pid) for pid in app.pipeline.parse_worker_pids()]
+        marks["workers"] = len(workers)
+        marks["workers_cpu"] = sum(cpu for cpu, _ in workers)
+        marks["workers_peak_kib"] = max((hwm for _, hwm in workers), default=0)
         return counters
 
     async def timed_drain() -> Any:
@@ -170,6 +188,9 @@ def maild_once(spec: dict[str, Any]) -> None:
         "failed": summary.outbox.failed, "unreachable": summary.outbox.unreachable,
         "rss_before_kib": rss_before, "peak_rss_kib": _peak_rss_kib(),
         "ingest_peak_rss_kib": int(marks["ingested_peak_kib"]),
+        # The parse workers (maild.pipeline.prepare), up to the end of ingestion.
+        "workers": int(marks["workers"]), "workers_cpu_seconds": marks["workers_cpu"],
+        "workers_peak_rss_kib": int(marks["workers_peak_kib"]),
     })
 
 

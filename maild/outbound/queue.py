@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -57,7 +58,7 @@ def context_for(ticket: Ticket, support: Address, customer: Address, body: str,
 def enqueue(
     session: Session, ticket: Ticket, draft: OutboundDraft, out: Outgoing, *,
     at: datetime, body: str, kind: str,
-) -> Outbox:
+) -> None:
     """Render, compose and queue one message for `ticket`.
 
     Whatever the draft says, the sender address is the support address: staff addresses
@@ -82,25 +83,28 @@ def enqueue(
         in_reply_to=draft.in_reply_to, references=draft.references, date=at,
         automatic=draft.automatic, extra_headers=extra,
     )
-    row = Message(
-        ticket=ticket, direction=draft.direction, message_id=message_id,
-        in_reply_to=draft.in_reply_to, references=" ".join(draft.references) or None,
-        from_addr=out.support.address, from_name=sender.name,
-        to_addrs=draft.to.address, subject=rendered.subject, date=at,
-        body_text=rendered.body, created_at=at,
+    message: dict[str, Any] = dict(
+        ticket_id=ticket.id, direction=draft.direction, message_id=message_id,
+        source_key=None, raw_sha256=None, in_reply_to=draft.in_reply_to,
+        references=" ".join(draft.references) or None, from_addr=out.support.address,
+        from_name=sender.name, to_addrs=draft.to.address, subject=rendered.subject, date=at,
+        body_text=rendered.body, automatic=None, raw=None, created_at=at,
     )
-    session.add(row)
-    outbox = Outbox(
-        ticket_id=ticket.id, message=row, message_id=message_id, kind=kind,
-        mail_from=envelope.mail_from, rcpt_to=",".join(envelope.rcpt_to), raw=envelope.raw,
-        status="pending", attempts=0, next_attempt_at=at, created_at=at,
+    rcpt_to = ",".join(envelope.rcpt_to)
+    outbox: dict[str, Any] = dict(
+        ticket_id=ticket.id, message_row_id=None, message_id=message_id, kind=kind,
+        mail_from=envelope.mail_from, rcpt_to=rcpt_to, raw=envelope.raw,
+        status="pending", attempts=0, next_attempt_at=at, last_error=None, created_at=at,
+        sent_at=None,
     )
-    session.add(outbox)
     noted = pending.of(session)
     if noted is not None:
-        noted.message(ticket.id, message_id, inbound_from=None)
+        noted.outbox.append((noted.add_message(message), outbox))
         if kind in AUTOMATIC_KINDS:
-            noted.automatic(ticket.id, outbox.rcpt_to)
+            noted.automatic(ticket.id, rcpt_to)
+    else:
+        row = Message(**message)
+        session.add(row)
+        session.add(Outbox(**outbox, message=row))
     add_event(session, ticket, f"{kind}.queued", at, message_id=message_id,
               template=draft.template, language=draft.language, to=draft.to.address)
-    return outbox

@@ -1,21 +1,19 @@
 """Stage 2: what kind of message this is, before it can touch a ticket.
 
-Duplicates are discarded (a re-fetch after a crash, a second delivery). Machine-generated
-mail is marked so that it never gets an automatic answer, and delivery reports are told
-apart from people: they are recorded on the ticket they report on and never open one.
+Machine-generated mail is marked so that it never gets an automatic answer, and delivery
+reports are told apart from people: they are recorded on the ticket they report on and never
+open one. Pure: no database (duplicates are the runner's lookup), so it runs in the parse
+workers (pipeline/prepare.py), whose start-up should not import the database layer.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from sqlalchemy.orm import Session
-
-from maild.domain import Inbound, Outcome, Stop
+from maild.domain import Inbound
 from maild.mailsafety.authres import sender_verified
 from maild.mailsafety.autoreply import classify_automatic
 from maild.mailsafety.bounce import Report, parse_report
-from maild.store import repo
 
 
 class Guard:
@@ -23,10 +21,6 @@ class Guard:
                  trusted_authserv_ids: tuple[str, ...] = ()) -> None:
         self._own = frozenset(a.lower() for a in own_addresses)
         self._trusted = trusted_authserv_ids
-
-    def duplicate(self, session: Session, inbound: Inbound) -> Outcome | None:
-        reason = repo.seen_before(session, inbound)
-        return Outcome(Stop.DISCARD, reason) if reason else None
 
     def inspect(self, inbound: Inbound) -> tuple[Inbound, Report | None]:
         """Mark machine-generated mail; parse a delivery report when it is one."""

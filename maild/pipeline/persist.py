@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from sqlalchemy import select
@@ -42,29 +43,27 @@ class TicketWriter:
     limiter: AutoLimiter
 
     def store_message(self, session: Session, ticket: Ticket, inbound: Inbound, *,
-                      direction: str = "inbound", body: str | None = None) -> Message:
+                      direction: str = "inbound", body: str | None = None) -> None:
         sender = inbound.sender
-        row = Message(
-            ticket=ticket, direction=direction, message_id=inbound.message_id,
+        from_addr = sender.address if sender else ""
+        row: dict[str, Any] = dict(
+            ticket_id=ticket.id, direction=direction, message_id=inbound.message_id,
             source_key=inbound.source.key if inbound.source else None,
             raw_sha256=inbound.raw_sha256,
             in_reply_to=" ".join(inbound.in_reply_to) or None,
             references=" ".join(inbound.references) or None,
-            from_addr=sender.address if sender else "", from_name=(sender.name if sender
-                                                                  else "")[:200],
+            from_addr=from_addr, from_name=(sender.name if sender else "")[:200],
             to_addrs=repo.addresses(a.address for a in (*inbound.to, *inbound.cc)),
             subject=inbound.subject, date=inbound.date,
             body_text=inbound.body_text if body is None else body,
             automatic=",".join(inbound.automatic)[:200] or None, raw=inbound.raw,
             created_at=self.clock.now(),
         )
-        session.add(row)
         noted = pending.of(session)
         if noted is not None:
-            noted.message(ticket.id, row.message_id,
-                          inbound_from=row.from_addr if direction == "inbound" else None,
-                          keys=tuple(k for k in (row.raw_sha256, row.source_key) if k))
-        return row
+            noted.add_message(row, inbound_from=from_addr if direction == "inbound" else None)
+        else:
+            session.add(Message(**row))
 
     def open_ticket(self, session: Session, *, requester: Address, subject: str,
                     classification: Classification, language: str, mailbox: str | None,
@@ -119,6 +118,7 @@ class TicketWriter:
     def customer_thread(self, session: Session, ticket: Ticket) -> tuple[str | None,
                                                                          tuple[str, ...]]:
         """In-Reply-To and References for mail to the customer: customer-facing ids only."""
+        pending.settle(session)  # this batch's messages count too
         ids = [m for m in session.scalars(
             select(Message.message_id).where(
                 Message.ticket_id == ticket.id, Message.direction.in_(CUSTOMER_FACING),
@@ -226,6 +226,7 @@ class TicketWriter:
         session = Session.object_session(ticket)
         if session is None:
             return ""
+        pending.settle(session)
         with session.no_autoflush:  # what is pending is not what we look for
             return session.scalar(
                 select(Message.body_text).where(Message.ticket_id == ticket.id,

@@ -127,10 +127,14 @@ class Preparer:
     def _pool_for_use(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
-                # spawn, not fork: the daemon has threads (mailbox workers, the scheduler),
-                # and a forked child would inherit their locks in whatever state they were.
-                self._pool = ProcessPoolExecutor(
-                    max_workers=self._workers, mp_context=multiprocessing.get_context("spawn"))
+                # Workers are forked from a fork server, a single-threaded process that has
+                # imported only this module: not forked from the daemon, whose threads
+                # (mailbox workers, the scheduler) may hold locks a child would inherit
+                # taken, and not spawned afresh, which would import the daemon's whole
+                # main module again in every worker.
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload([__name__])
+                self._pool = ProcessPoolExecutor(max_workers=self._workers, mp_context=context)
             return self._pool
 
     def _discard_pool(self, *, wait: bool = False) -> None:
@@ -138,6 +142,12 @@ class Preparer:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=wait, cancel_futures=True)
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes' ids (for measuring them: bench/phases.py)."""
+        pool = self._pool
+        processes = getattr(pool, "_processes", None) or {}
+        return sorted(int(pid) for pid in processes)
 
     def close(self) -> None:
         self._discard_pool(wait=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import structlog
-from sqlalchemy.exc import DataError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.agents.address import address_pattern, find_ticket_address, secret_matches
@@ -153,7 +153,12 @@ class Pipeline:
             for item, prepared in zip(items, self._preparer.results(items), strict=True):
                 self._process_item(session, item, prepared, result, savepoints)
             if noted is not None:
-                noted.write(session)
+                try:
+                    noted.write(session)
+                except (IntegrityError, DataError) as exc:
+                    # A row the notes did not foresee (they check what the lookups
+                    # check): message by message, with savepoints, the culprit is found.
+                    raise _RetryWithSavepoints from exc
         return result
 
     def _process_item(self, session: Session, item: Fetched, prepared: Result,
@@ -213,6 +218,9 @@ class Pipeline:
     def close(self) -> None:
         self._preparer.close()
 
+    def parse_worker_pids(self) -> list[int]:
+        return self._preparer.worker_pids()
+
     def process(self, session: Session, item: Fetched, prepared: Result) -> Processed | Outcome:
         """One message through every stage, inside the caller's transaction."""
         result = self._process(session, item.source, prepared)
@@ -233,9 +241,9 @@ class Pipeline:
         if isinstance(prepared, Unparseable):
             return Outcome(Stop.HOLD, prepared.reason)
         inbound, report = prepared.inbound, prepared.report
-        duplicate = self._guard.duplicate(session, inbound)
-        if duplicate:
-            return duplicate
+        duplicate = repo.seen_before(session, inbound)
+        if duplicate:  # a re-fetch after a crash, a second delivery
+            return Outcome(Stop.DISCARD, duplicate)
         if inbound.sender is None:
             return Outcome(Stop.HOLD, "no sender address (From) in the message")
         org = self._rules.organisation

@@ -7,8 +7,8 @@ unit-of-work run per query, several per message, which was most of the cost of i
 Instead, while a batch runs, the rows it adds are noted here as they are added, the lookups
 ask the database without autoflush and add what is noted here, and the whole batch is
 flushed once, with multi-row INSERTs, at the commit. Events, the most numerous rows and
-never read back within a batch, skip the ORM altogether: they wait here and are written with
-one statement at the end of the batch.
+messages and outbox rows skip the ORM altogether: they wait here and are written with one
+statement a table at the end of the batch (or before something reads them back).
 
 The notes are only right while every added row stays: the runner uses them only for a batch
 without savepoints (a savepoint rolled back would leave notes of rows that are gone). Where
@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from maild.store.models import Event
+from maild.store.models import Event, Message, Outbox
 
 _KEY = "maild.pending"
 
@@ -38,14 +38,36 @@ class Pending:
     automatic_for: Counter[int] = field(default_factory=Counter)  # ticket id -> queued
     automatic_total: int = 0
     total_counts: list[int] | None = None  # the limiter's count in total, once a batch
-    events: list[dict[str, Any]] = field(default_factory=list)  # rows of `events`, in order
     quarantined: dict[str, str] | None = None  # source key -> reason, read for the batch
+    # Rows waiting to be written, in order: messages, outbox rows (with the index of their
+    # message), events.
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    outbox: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_message(self, row: dict[str, Any], *, inbound_from: str | None = None) -> int:
+        """A row of `messages` to write; noted for the lookups. Its index, for an outbox row."""
+        self.messages.append(row)
+        keys = tuple(k for k in (row.get("raw_sha256"), row.get("source_key")) if k)
+        self.message(row["ticket_id"], row["message_id"], inbound_from=inbound_from, keys=keys)
+        return len(self.messages) - 1
 
     def write(self, session: Session) -> None:
-        """Write what waits in the notes (the events), in one multi-row INSERT."""
+        """Write what waits, one multi-row INSERT a table. Whoever reads messages, outbox
+        rows or events back within the batch, beyond what the notes answer, calls this
+        first (`settle`)."""
+        conn = session.connection()
+        if self.messages:
+            ids = conn.execute(insert(Message).returning(Message.id,
+                                                         sort_by_parameter_order=True),
+                               self.messages).scalars().all()
+            for index, row in self.outbox:
+                row["message_row_id"] = ids[index]
+        if self.outbox:
+            conn.execute(insert(Outbox), [row for _, row in self.outbox])
         if self.events:
-            session.connection().execute(insert(Event), self.events)
-            self.events = []  # written: a second call writes nothing twice
+            conn.execute(insert(Event), self.events)
+        self.messages, self.outbox, self.events = [], [], []  # nothing is written twice
 
     def message(self, ticket_id: int, message_id: str | None, *, inbound_from: str | None,
                 keys: tuple[str, ...] = ()) -> None:
@@ -66,6 +88,13 @@ def start(session: Session) -> Pending:
     pending = Pending()
     session.info[_KEY] = pending
     return pending
+
+
+def settle(session: Session) -> None:
+    """Write what the batch running in `session` holds back, before reading it."""
+    noted = of(session)
+    if noted is not None:
+        noted.write(session)
 
 
 def of(session: Session) -> Pending | None:

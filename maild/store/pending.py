@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from maild.store.models import Event, Message, Outbox
+from maild.store.models import Event, Message, Outbox, Ticket
 
 _KEY = "maild.pending"
 
@@ -39,6 +39,7 @@ class Pending:
     automatic_total: int = 0
     total_counts: list[int] | None = None  # the limiter's count in total, once a batch
     quarantined: dict[str, str] | None = None  # source key -> reason, read for the batch
+    tickets: dict[int, Ticket] = field(default_factory=dict)  # held for the batch (repo.ticket)
     # Rows waiting to be written, in order: messages, outbox rows (with the index of their
     # message), events.
     messages: list[dict[str, Any]] = field(default_factory=list)

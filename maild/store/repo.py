@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any, TypeVarTuple
 
@@ -43,11 +42,6 @@ def read(session: Session, statement: Select[*_Cols],
     if pending.of(session) is None:
         session.flush()
     return session.connection().execute(statement, params)
-
-
-def _reading(session: Session) -> AbstractContextManager[object]:
-    """How an ORM lookup reads: without autoflush while the batch notes what it added."""
-    return session.no_autoflush if pending.of(session) is not None else nullcontext()
 
 
 def seen_before(session: Session, inbound: Inbound) -> str | None:
@@ -133,13 +127,23 @@ def insert_ticket(session: Session, **values: Any) -> Ticket:
     ticket = Ticket(id=ticket_id, **row)
     make_transient_to_detached(ticket)
     session.add(ticket)
+    noted = pending.of(session)
+    if noted is not None:
+        noted.tickets[ticket_id] = ticket
     return ticket
 
 
 def ticket(session: Session, ticket_id: int) -> Ticket:
-    """A ticket by id: from the session's identity map when it is there."""
-    with _reading(session):
+    """A ticket by id. A batch holds on to the tickets it touched: the session's identity
+    map alone would let an unchanged one be collected and loaded again for the next stage."""
+    noted = pending.of(session)
+    if noted is None:
         return session.get_one(Ticket, ticket_id)
+    found = noted.tickets.get(ticket_id)
+    if found is None:
+        with session.no_autoflush:
+            found = noted.tickets[ticket_id] = session.get_one(Ticket, ticket_id)
+    return found
 
 
 def ref_ticket(session: Session, ref: str) -> RefTicket | None:

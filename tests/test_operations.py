@@ -188,6 +188,9 @@ def test_metrics_and_health_during_a_run(
         smtp_server.wait_for(5, timeout=30)
         wait_until(lambda: find_metric(scrape(port, "/metrics")[1], "maild_replies_sent_total",
                                        'kind="acknowledgement"') == 5, "sent counter")
+        # The mails may come in more than one fetch: the acks can be out before the last.
+        wait_until(lambda: find_metric(scrape(port, "/metrics")[1],
+                                       "maild_processing_seconds_count") == 6, "all processed")
         status, text = scrape(port, "/metrics")
         assert status == 200
         assert metric(text, "maild_messages_fetched_total", 'mailbox="support"') == 6

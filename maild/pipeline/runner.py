@@ -241,12 +241,6 @@ class Pipeline:
         if isinstance(prepared, Unparseable):
             return Outcome(Stop.HOLD, prepared.reason)
         inbound, report = prepared.inbound, prepared.report
-        duplicate = repo.seen_before(session, inbound)
-        if duplicate:  # a re-fetch after a crash, a second delivery
-            return Outcome(Stop.DISCARD, duplicate)
-        if inbound.sender is None:
-            return Outcome(Stop.HOLD, "no sender address (From) in the message")
-        org = self._rules.organisation
         verify = self.outgoing.ids.verify
         domain = self.outgoing.support.address.rpartition("@")[2]
         markers = tuple(m for m in (f"maild.{t}@{domain}" for t in inbound.markers)
@@ -254,8 +248,18 @@ class Pipeline:
         # A delivery report counts only for mail maild really sent: a signed Message-ID.
         reported = tuple(m for m in report.original_message_ids if verify(m)) if report else ()
         ids = (*reported, *candidate_ids(inbound), *markers)
+        # One lookup answers both: is this message known (a re-fetch after a crash, a
+        # second delivery), and which tickets do the messages it refers to belong to?
+        own = (inbound.message_id,) if inbound.message_id else ()
+        known = repo.tickets_for_message_ids(session, (*own, *ids))
+        if inbound.message_id in known:
+            return Outcome(Stop.DISCARD, "duplicate Message-ID")
+        if not inbound.message_id and repo.delivered_before(session, inbound):
+            return Outcome(Stop.DISCARD, "duplicate delivery (no Message-ID)")
+        if inbound.sender is None:
+            return Outcome(Stop.HOLD, "no sender address (From) in the message")
+        org = self._rules.organisation
         ref = subject_ref(inbound.subject, self._ref_re)
-        known = repo.tickets_for_message_ids(session, ids)
         if report is not None:
             return self._report(session, inbound, report, reported, known)
         decision = decide_thread(

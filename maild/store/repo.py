@@ -20,7 +20,6 @@ from maild.store.models import Event, KeyValue, MailboxState, Message, Quarantin
 
 _Cols = TypeVarTuple("_Cols")
 # The lookups made for every message, built once (their SQL is compiled once and cached).
-_BY_MESSAGE_ID = select(Message.id).where(Message.message_id == bindparam("message_id")).limit(1)
 _TICKETS_BY_MESSAGE_ID = select(Message.message_id, Message.ticket_id).where(
     Message.message_id.in_(bindparam("ids", expanding=True)))
 _REF_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read over the phone
@@ -44,27 +43,18 @@ def read(session: Session, statement: Select[*_Cols],
     return session.connection().execute(statement, params)
 
 
-def seen_before(session: Session, inbound: Inbound) -> str | None:
-    """Why `inbound` is a message we already have (a reason), or None."""
+def delivered_before(session: Session, inbound: Inbound) -> bool:
+    """Whether a message without a Message-ID is one we have: the same server position, or
+    the same bytes. (With a Message-ID, `tickets_for_message_ids` answers that.)"""
+    keys = (inbound.raw_sha256, *((inbound.source.key,) if inbound.source else ()))
     noted = pending.of(session)
-    if inbound.message_id:
-        if noted is not None and inbound.message_id in noted.message_tickets:
-            return "duplicate Message-ID"
-        found = read(session, _BY_MESSAGE_ID, {"message_id": inbound.message_id}).scalar()
-        if found:
-            return "duplicate Message-ID"
-    else:
-        keys = (inbound.raw_sha256, *((inbound.source.key,) if inbound.source else ()))
-        if noted is not None and noted.without_id.intersection(keys):
-            return "duplicate delivery (no Message-ID)"
-        conds = [Message.raw_sha256 == inbound.raw_sha256]
-        if inbound.source:
-            conds.append(Message.source_key == inbound.source.key)
-        found = read(session, select(Message.id).where(
-            Message.message_id.is_(None), or_(*conds)).limit(1)).scalar()
-        if found:
-            return "duplicate delivery (no Message-ID)"
-    return None
+    if noted is not None and noted.without_id.intersection(keys):
+        return True
+    conds = [Message.raw_sha256 == inbound.raw_sha256]
+    if inbound.source:
+        conds.append(Message.source_key == inbound.source.key)
+    return read(session, select(Message.id).where(
+        Message.message_id.is_(None), or_(*conds)).limit(1)).scalar() is not None
 
 
 def quarantined_before(session: Session, source_key: str) -> str | None:

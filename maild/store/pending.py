@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from maild.store.models import Event, Message, Outbox, Ticket
@@ -40,6 +40,9 @@ class Pending:
     total_counts: list[int] | None = None  # the limiter's count in total, once a batch
     quarantined: dict[str, str] | None = None  # source key -> reason, read for the batch
     tickets: dict[int, Ticket] = field(default_factory=dict)  # held for the batch (repo.ticket)
+    refs: dict[str, int] = field(default_factory=dict)  # of the tickets opened in the batch
+    _ids: list[int] = field(default_factory=list)  # ticket ids allocated, not yet used
+    _next_id: int | None = None
     # Rows waiting to be written, in order: messages, outbox rows (with the index of their
     # message), events.
     messages: list[dict[str, Any]] = field(default_factory=list)
@@ -53,10 +56,35 @@ class Pending:
         self.message(row["ticket_id"], row["message_id"], inbound_from=inbound_from, keys=keys)
         return len(self.messages) - 1
 
+    def ticket_id(self, session: Session) -> int | None:
+        """An id for a new ticket before its row is written, or None where the database
+        offers no safe way (then the ticket is inserted at once).
+
+        PostgreSQL: from the table's sequence, a few at a time (unused ones are gaps, as a
+        rolled-back insert leaves). SQLite: the next after the largest, safe because the
+        batch's transaction holds the database's write lock from its start (BEGIN
+        IMMEDIATE, store/db.py) and ticket rows are never deleted.
+        """
+        conn = session.connection()
+        dialect = conn.dialect.name
+        if dialect == "postgresql":
+            if not self._ids:
+                self._ids = list(conn.execute(text(
+                    "SELECT nextval(pg_get_serial_sequence('tickets', 'id')) "
+                    "FROM generate_series(1, 32)")).scalars())
+            return self._ids.pop(0)
+        if dialect == "sqlite":
+            if self._next_id is None:
+                self._next_id = (conn.execute(select(func.max(Ticket.id))).scalar() or 0) + 1
+            self._next_id += 1
+            return self._next_id - 1
+        return None
+
     def write(self, session: Session) -> None:
-        """Write what waits, one multi-row INSERT a table. Whoever reads messages, outbox
-        rows or events back within the batch, beyond what the notes answer, calls this
-        first (`settle`)."""
+        """Write what waits: the tickets (the session's flush), then one multi-row INSERT a
+        table. Whoever reads tickets, messages, outbox rows or events back within the batch,
+        beyond what the notes answer, calls this first (`settle`)."""
+        session.flush()
         conn = session.connection()
         if self.messages:
             ids = conn.execute(insert(Message).returning(Message.id,

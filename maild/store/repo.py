@@ -92,34 +92,42 @@ def tickets_for_message_ids(session: Session, ids: Sequence[str]) -> dict[str, i
 
 def participants(session: Session, ticket_id: int) -> frozenset[str]:
     """The requester and everyone who wrote into the ticket as a customer."""
-    requester = read(session, select(Ticket.requester).where(Ticket.id == ticket_id)).scalar()
+    noted = pending.of(session)
+    held = noted.tickets.get(ticket_id) if noted is not None else None
+    requester = held.requester if held is not None else read(
+        session, select(Ticket.requester).where(Ticket.id == ticket_id)).scalar()
     senders = set(read(session, select(Message.from_addr).where(
         Message.ticket_id == ticket_id, Message.direction == "inbound")).scalars())
-    noted = pending.of(session)
     if noted is not None:
         senders |= noted.senders.get(ticket_id, set())
     return frozenset({requester or "", *senders} - {""})
 
 
 def insert_ticket(session: Session, **values: Any) -> Ticket:
-    """A new ticket, inserted at once for its id (log lines, outbox rows and the batch's
-    notes carry it), while everything else the batch adds waits for the one flush at the
-    commit (store/pending.py): a flush here would write all of that, a row at a time.
+    """A new ticket, persistent in `session` with its id (log lines, outbox rows and the
+    batch's notes carry it) and every column set.
 
-    The returned object is persistent in `session`, every column set (nothing to load).
+    While a batch keeps notes, the id is allocated ahead (store/pending.py) and the row is
+    written with the batch's other tickets, after every change this batch makes to it (its
+    deadlines, for one): one multi-row INSERT, no UPDATE. Otherwise it is inserted at once.
     """
     table = Ticket.__table__
     assert isinstance(table, Table)
     row = {c.key: None for c in table.columns if c.key != "id"} | values
+    noted = pending.of(session)
+    ticket_id = noted.ticket_id(session) if noted is not None else None
+    if noted is not None and ticket_id is not None:
+        ticket = Ticket(id=ticket_id, **row)
+        session.add(ticket)
+        noted.tickets[ticket_id] = ticket
+        noted.refs[ticket.ref] = ticket_id
+        return ticket
     # Core on the session's connection: one cached statement, no unit of work, no autoflush.
     ticket_id = session.connection().execute(
         insert(table).returning(table.c.id), row).scalar_one()
     ticket = Ticket(id=ticket_id, **row)
     make_transient_to_detached(ticket)
     session.add(ticket)
-    noted = pending.of(session)
-    if noted is not None:
-        noted.tickets[ticket_id] = ticket
     return ticket
 
 
@@ -137,8 +145,10 @@ def ticket(session: Session, ticket_id: int) -> Ticket:
 
 
 def ref_ticket(session: Session, ref: str) -> RefTicket | None:
-    # A ticket is in the database from its opening (insert_ticket).
-    ticket_id = read(session, select(Ticket.id).where(Ticket.ref == ref)).scalar()
+    noted = pending.of(session)
+    ticket_id = noted.refs.get(ref) if noted is not None else None
+    if ticket_id is None:
+        ticket_id = read(session, select(Ticket.id).where(Ticket.ref == ref)).scalar()
     if ticket_id is None:
         return None
     return RefTicket(ticket_id=ticket_id, participants=participants(session, ticket_id))

@@ -1,9 +1,13 @@
 """The runner: fetched bytes through every stage, one database transaction per batch.
 
-Each message runs inside a savepoint. A stage that stops a message returns an `Outcome`; an
-unexpected exception rolls back that message's savepoint and quarantines it with its raw
-bytes and the reason, and the batch goes on. Database errors are different: they abort the
-whole batch so nothing is acknowledged on IMAP, and the caller retries later.
+Parsing and inspection come prepared (pipeline/prepare.py, in worker processes for a
+backlog); the runner takes each message's result in order and does the rest. A batch first
+runs without savepoints, keeping notes of what it adds so its lookups need no flush and its
+rows are written together at the end (store/pending.py). A stage that stops a message
+returns an `Outcome`. Should a message fail unexpectedly, the batch is run again with a
+savepoint per message: the failing one's savepoint is rolled back, it is quarantined with
+its raw bytes and the reason, and the batch goes on. Database errors are different: they
+abort the whole batch so nothing is acknowledged on IMAP, and the caller retries later.
 
 Only after the batch commits does the caller touch IMAP (DESIGN.md: acknowledge after commit).
 """
@@ -100,7 +104,6 @@ class Pipeline:
         self._limiter = AutoLimiter(safety)
         self._reopen_window = reopen_window
         self._sessions = session_factory
-        self._guard = guard
         self._preparer = Preparer(PrepareOptions(
             guard=guard, default_language=default_language,
             max_bytes=safety.max_message_bytes, max_attachments=safety.max_attachments,

@@ -28,7 +28,7 @@ from maild.agents.parse import Command, parse_agent_text, strip_quoted
 from maild.app import App, build
 from maild.clock import FixedClock
 from maild.store.models import Event, Quarantine, Ticket
-from tests.kit import SUPPORT, customer_mail, settings_for, write_config
+from tests.kit import SUPPORT, customer_mail, message_id_of, settings_for, write_config
 from tests.servers.dovecot import MailUser
 from tests.servers.smtp import ReceivedMessage, SmtpServer
 
@@ -199,6 +199,29 @@ def test_tiered_support_by_email(desk: App, mail_user: MailUser,
                  "status.changed"):
         assert kind in kinds
     assert [m.direction for m in t.messages].count("note") == 4  # every agent mail kept
+
+
+def test_agent_reply_in_one_batch_with_the_customers_follow_up(
+    desk: App, mail_user: MailUser, smtp_server: SmtpServer
+) -> None:
+    """A batch writes its messages at its end; the relay must still see the customer's
+    follow-up of the same batch, and answer it (In-Reply-To, References)."""
+    first = customer_mail(sender=CUSTOMER, subject="Export fails", body="Row 12 fails.")
+    mail_user.append(first)
+    daemon.run_once(desk)
+    [note1] = sent_to(smtp_server, "level1@example.test")
+    follow_up = customer_mail(sender=CUSTOMER, subject="Re: Export fails",
+                              in_reply_to=message_id_of(first), body="And row 13.")
+    mail_user.append(follow_up)
+    mail_user.append(agent_reply(note1, "Anna Berger <anna@example.test>", "Try again."))
+    daemon.run_once(desk)  # both in one batch, the follow-up first
+    relayed = sent_to(smtp_server, CUSTOMER)[-1]
+    assert "Try again." in relayed.message.get_content()
+    assert str(relayed.message["In-Reply-To"]) == message_id_of(follow_up)
+    assert message_id_of(follow_up) in str(relayed.message["References"])
+    t = ticket(desk)
+    assert [m.direction for m in t.messages if m.direction != "notification"] == \
+        ["inbound", "outbound", "inbound", "note", "outbound"]
 
 
 def test_forged_agent_replies_change_nothing_and_leak_nothing(

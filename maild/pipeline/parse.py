@@ -44,9 +44,10 @@ def decode_header_value(value: object) -> str:
     if value is None:
         return ""
     text = str(value)
-    with contextlib.suppress(ValueError, LookupError, UnicodeError, AssertionError,
-                             MessageError):
-        text = str(make_header(decode_header(text)))
+    if "=?" in text:  # encoded words; without them decoding would return the text as is
+        with contextlib.suppress(ValueError, LookupError, UnicodeError, AssertionError,
+                                 MessageError):
+            text = str(make_header(decode_header(text)))
     return " ".join(text.replace("\x00", "").replace("\r", " ").replace("\n", " ").split())
 
 

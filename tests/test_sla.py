@@ -11,14 +11,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import event, func, select
 
 from maild import daemon
 from maild.app import App, build
 from maild.clock import FixedClock
 from maild.errors import ConfigError
+from maild.sla.calendar import due_with_pauses
 from maild.sla.engine import load_sla
 from maild.sla.policy import TicketFacts, choose, deadlines, parse_duration
+from maild.sla.writes import BatchWrites
 from maild.store.models import Event, SlaAlert, Ticket
 from tests.kit import customer_mail, settings_for, write_config
 from tests.servers.dovecot import MailUser
@@ -241,3 +245,143 @@ def test_sla_check_command(tmp_path: Path, sqlite_url: str, smtp_server: SmtpSer
     assert [(r["target"], r["kind"], r["policy"]) for r in raised] == [
         ("first_response", "breach", "fast")]
     assert json.loads(maild("sla", "check", "--json").stdout) == []  # once only
+
+
+# --------------------------------------------------------------------------------------------
+# The pass itself, on tickets written straight into the database (no mail servers)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def quiet_desk(tmp_path: Path, db_url: str) -> Iterator[tuple[App, FixedClock]]:
+    """The desk's rules and SLA, no mail servers: the pass queues notifications only."""
+    (tmp_path / "rules.yaml").write_text(RULES, encoding="utf-8")
+    (tmp_path / "sla.yaml").write_text(SLA, encoding="utf-8")
+    clock = FixedClock(MONDAY_9)
+    app = build(settings_for(tmp_path, db_url=db_url, rules="rules.yaml", sla="sla.yaml"),
+                clock=clock)
+    yield app, clock
+    app.dispose()
+
+
+def add_tickets(app: App, count: int, created: datetime) -> list[int]:
+    """Open tickets as the pipeline leaves them: SLA columns computed by `refresh`."""
+    with app.sessions() as s, s.begin():
+        tickets = [Ticket(ref=f"T-{i}", subject=f"Request {i}", requester=f"c{i}@example.com",
+                          secret=f"{i:032x}", status="new", created_at=created,
+                          updated_at=created, tags=[], sla_pauses=[], sla_alerted=[])
+                   for i in range(count)]
+        for t in tickets:
+            app.sla.refresh(t)
+        s.add_all(tickets)
+        s.flush()
+        return [t.id for t in tickets]
+
+
+def test_pass_in_batches_leaves_tickets_a_breach_moved_to_the_next_pass(
+    quiet_desk: tuple[App, FixedClock],
+) -> None:
+    app, clock = quiet_desk
+    # Sunday 23:00 in Berlin: the office clock starts on Monday 08:00, so the first response
+    # is due on Monday 12:00; the 24x7 clock of the urgent policy has run since Sunday.
+    ids = add_tickets(app, 5, MONDAY_9 - timedelta(hours=10))
+    clock.advance(timedelta(hours=3, minutes=1))  # Monday 12:01
+    updates: list[str] = []
+
+    def count(*args: object) -> None:  # (conn, cursor, statement, ...)
+        if str(args[2]).startswith("UPDATE tickets"):
+            updates.append(str(args[2]))
+
+    event.listen(app.engine, "before_cursor_execute", count)
+    first = app.sla.run_pass(app.sessions, app.pipeline.writer.sla_act, batch=2)
+    event.remove(app.engine, "before_cursor_execute", count)
+    # The breach (its warning overtaken) escalates and raises the priority to high: the
+    # urgent policy, whose 8-hour resolution was due at 07:00. That is the next pass's, and
+    # no batch of this one looked at a ticket twice.
+    assert sorted((r.ticket_id, r.target, r.kind) for r in first) == [
+        (i, "first_response", "breach") for i in ids]
+    # The new SLA columns: one statement per batch of 2, 2 and 1, not one per ticket.
+    assert len([u for u in updates if "sla_next_check_at" in u]) == 3
+    second = app.sla_pass()
+    assert sorted((r.ticket_id, r.target, r.kind, r.policy) for r in second) == [
+        (i, "resolution", "breach", "urgent") for i in ids]
+    assert app.sla_pass() == []
+    with app.sessions() as s:
+        for t in s.scalars(select(Ticket).where(Ticket.id.in_(ids))):
+            assert (t.priority, t.level, t.sla_policy) == ("high", 2, "urgent")
+            assert t.sla_resolution_due == MONDAY_9 - timedelta(hours=2)
+            assert t.sla_next_check_at is None
+            assert t.sla_alerted == ["first_response:warn", "first_response:breach",
+                                     "resolution:warn", "resolution:breach"]
+        kinds = s.scalars(select(Event.kind).where(Event.ticket_id == ids[0])
+                          .order_by(Event.id)).all()
+    # The actions' events first, then the pass's own, in the order they happened.
+    assert kinds == ["priority.changed", "escalated", "notification.queued", "notified",
+                     "sla.breached", "notification.queued", "notified", "sla.breached"]
+
+
+def test_batch_writes(quiet_desk: tuple[App, FixedClock]) -> None:
+    app, _ = quiet_desk
+    ids = add_tickets(app, 2, MONDAY_9)
+    at = MONDAY_9 + timedelta(hours=1, microseconds=7)
+    alert = {"target": "first_response", "kind": "breach", "policy": "standard",
+             "due_at": at, "raised_at": at}
+    with app.sessions() as s, s.begin():
+        writes = BatchWrites(app.engine.dialect.name)
+        rows = [{"ticket_id": i, "key": "k1", **alert} for i in ids]
+        assert writes.claim(s.connection(), rows) == {(i, "k1") for i in ids}
+        again = [*rows, {"ticket_id": ids[0], "key": "k2", **alert}]
+        assert writes.claim(s.connection(), again) == {(ids[0], "k2")}  # the others exist
+        writes.update_tickets(s.connection(), [
+            {"ticket_id": ids[0], "priority": "high", "sla_next_check_at": None,
+             "sla_alerted": ["k1", "k2"], "sla_resolution_due": at},
+            {"ticket_id": ids[1], "priority": "low", "sla_next_check_at": at,
+             "sla_alerted": [], "sla_resolution_due": None}])
+        writes.insert_events(s.connection(), [
+            {"ticket_id": ids[n % 2], "at": at, "kind": f"e{n}",
+             "data": {"n": n, "text": 'quotes " and \\ backslashes', "list": [n]}}
+            for n in range(5)])
+    with app.sessions() as s:
+        one, two = (s.get_one(Ticket, i) for i in ids)
+        assert (one.priority, one.sla_next_check_at, one.sla_alerted, one.sla_resolution_due
+                ) == ("high", None, ["k1", "k2"], at)
+        assert (two.priority, two.sla_next_check_at, two.sla_alerted, two.sla_resolution_due
+                ) == ("low", at, [], None)
+        assert one.subject == "Request 0" and one.level == 1  # columns not given: unchanged
+        events = s.scalars(select(Event).where(Event.kind.like("e%")).order_by(Event.id)).all()
+        assert [(e.kind, e.ticket_id, e.at, e.data) for e in events] == [
+            (f"e{n}", ids[n % 2], at,
+             {"n": n, "text": 'quotes " and \\ backslashes', "list": [n]}) for n in range(5)]
+        due = s.scalars(select(SlaAlert.due_at).where(SlaAlert.ticket_id == ids[0])).all()
+        assert due == [at, at]
+
+
+@pytest.mark.parametrize("warn_at", [0.75, 0.8, 1.0])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(created=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31),
+                            timezones=st.just(UTC)),
+       answered=st.one_of(st.none(), st.timedeltas(timedelta(0), timedelta(days=9))),
+       paused=st.one_of(st.none(), st.timedeltas(timedelta(0), timedelta(days=9))))
+def test_deadlines_are_the_business_time_from_each_start(
+    tmp_path_factory: pytest.TempPathFactory, warn_at: float, created: datetime,
+    answered: timedelta | None, paused: timedelta | None,
+) -> None:
+    # Each breach the target after its clock's start, each warning its share of it, whether
+    # or not `deadlines` walks the calendar once for both.
+    path = tmp_path_factory.mktemp("sla") / "sla.yaml"
+    path.write_text(SLA.replace("warn_at: 75%", f"warn_at: {warn_at}"), encoding="utf-8")
+    [_, standard] = load_sla(path).policies
+    first = None if answered is None else created + answered
+    pauses = [] if paused is None else [(created + paused, created + 2 * paused)]
+    ticket = facts(created_at=created, first_response_at=first, pauses=pauses,
+                   awaiting_reply_since=None if first is None else first + timedelta(hours=1))
+    starts = {"first_response": created, "next_response": ticket.awaiting_reply_since,
+              "resolution": created}
+    found = deadlines(standard, ticket)
+    assert found
+    for d in found:
+        target = getattr(standard.spec, d.target)
+        assert d.start == starts[d.target]
+        since = [(max(a, d.start), b) for a, b in pauses if b is None or b > d.start]
+        share = target * warn_at if d.kind == "warn" else target
+        assert d.at == due_with_pauses(standard.calendar, d.start, share, since)

@@ -652,6 +652,17 @@ def test_add_then_measure_round_trips(
 
 
 @SETTINGS
+@given(calendars, instants, durations, durations.filter(lambda d: d > ZERO))
+def test_add_continues_where_an_earlier_add_stopped(
+    cal: BusinessCalendar, start: datetime, first: timedelta, rest: timedelta
+) -> None:
+    # What the SLA deadlines rely on to find a breach from its warning instead of again from
+    # the start. Not for a zero rest: that answers the next opening, not the instant itself.
+    reached = add_business_time(cal, start, first)
+    assert add_business_time(cal, reached, rest) == add_business_time(cal, start, first + rest)
+
+
+@SETTINGS
 @given(calendars, instants, durations)
 def test_subtract_then_measure_round_trips(
     cal: BusinessCalendar, end: datetime, duration: timedelta

@@ -13,20 +13,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import ClassVar
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
+from structlog.typing import FilteringBoundLogger
 
 from maild.clock import Clock
 from maild.rules.schema import PRIORITIES
 from maild.sla.calendar import BusinessCalendar
 from maild.sla.policy import Deadline, Policy, SlaFile, TicketFacts, choose, deadlines
 from maild.sla.spec import build_calendar
-from maild.store.models import Event, SlaAlert, Ticket
+from maild.sla.writes import BatchWrites
+from maild.store import pending
+from maild.store.models import SlaAlert, Ticket
 from maild.yamlfile import YamlDocument, load_yaml
 
 log = structlog.get_logger("maild.sla")
@@ -100,6 +103,11 @@ class SlaEngine:
     are the ticket writer's actions, so SLA actions go through the outbox like all mail.
     """
 
+    ACTED: ClassVar[tuple[str, ...]] = ("priority", "level")
+    """Ticket columns a breach's actions change (raise_priority, escalate). The pass writes
+    them in its own UPDATE with the SLA columns, so the ORM does not send one UPDATE per
+    ticket (each with its own set of changed columns, so never batched)."""
+
     def __init__(self, config: SlaConfig, clock: Clock,
                  customer: Callable[[str], dict[str, str]]) -> None:
         self.config = config
@@ -147,10 +155,16 @@ class SlaEngine:
         Per batch of due tickets: their deadlines are computed once, the alerts are claimed
         with one INSERT ... ON CONFLICT DO NOTHING RETURNING (the unique key decides who
         acts, across daemons), and only the claimed ones are acted on.
+
+        A ticket the pass has looked at leaves the due range with its new
+        `sla_next_check_at`, unless a breach moved it to a policy whose deadlines are already
+        past: only those are excluded from later batches (one look per ticket and pass; the
+        next pass raises them), so the exclusion list stays as short as they are few.
         """
         raised: list[Raised] = []
         now = self._clock.now()
         skip: set[int] = set()
+        logger = log.bind()  # once: the module's logger is a proxy that binds at every call
         while True:
             with sessions() as session, session.begin():
                 query = (select(Ticket).where(Ticket.sla_next_check_at <= now)
@@ -161,54 +175,119 @@ class SlaEngine:
                 if dialect == "postgresql":
                     query = query.with_for_update(skip_locked=True)
                 tickets = list(session.scalars(query))
-                raised.extend(self._batch(session, tickets, now, act, dialect))
-                skip.update(t.id for t in tickets)  # one look per ticket and pass
+                found, still_due = self._batch(session, tickets, now, act, dialect, logger)
+                raised.extend(found)
+                skip.update(still_due)
             if len(tickets) < batch:
                 return raised
 
     def _batch(self, session: Session, tickets: list[Ticket], now: datetime,
                act: Callable[[Session, Ticket, Policy, Deadline], tuple[str, ...]],
-               dialect: str) -> list[Raised]:
-        plans: list[tuple[Ticket, Policy | None, list[Deadline], list[Deadline]]] = []
-        rows: list[dict[str, object]] = []
+               dialect: str, logger: FilteringBoundLogger) -> tuple[list[Raised], list[int]]:
+        """Claim, act on and rewrite one batch; the raised alerts, and the tickets still due.
+
+        The pass's own writes are one statement each per batch (`BatchWrites`): the claim,
+        the tickets' new columns, the events. The actions' rows (their notifications'
+        messages and outbox rows, their events) wait in the batch's notes
+        (`maild.store.pending`, as in ingestion) and are written with one INSERT a table,
+        not flushed object by object. A ticket's deadlines are computed once, and again after
+        its actions only if they changed what decides them (a breach that raises the priority
+        may move it to another policy).
+        """
+        notes = pending.start(session)
         with session.no_autoflush:
-            for t in tickets:
-                policy, found = self._deadlines(t)
-                due = _due(found, set(t.sla_alerted or ()), now) if policy else []
-                plans.append((t, policy, found, due))
-                rows += [{"ticket_id": t.id, "key": d.key, "target": d.target,
-                          "kind": d.kind, "policy": policy.name, "due_at": d.at,
-                          "raised_at": now} for d in due if policy and d.kind != "moot"]
-        claimed = _claim(session, rows, dialect)
+            plans = [self._plan(t, now) for t in tickets]
+        writes = BatchWrites(dialect)
+        claimed = writes.claim(session.connection(), [c for p in plans for c in p.claims(now)])
         out: list[Raised] = []
-        bulk: list[dict[str, object]] = []
-        events: list[dict[str, object]] = []  # written in one INSERT, like the alerts
-        for t, policy, found, due in plans:
-            changed = False
-            for d in due:
-                if policy is None or d.kind == "moot" or (t.id, d.key) not in claimed:
-                    continue  # a warning overtaken by its breach, or raised elsewhere
-                actions = act(session, t, policy, d)
-                changed = changed or bool(actions)
-                event = "sla.breached" if d.kind == "breach" else "sla.warned"
-                events.append({"ticket_id": t.id, "at": now, "kind": event, "data": {
-                    "policy": policy.name, "target": d.target, "due": d.at.isoformat(),
-                    "actions": list(actions)}})
-                log.info(event, ticket_id=t.id, ref=t.ref, target=d.target,
-                         policy=policy.name)
-                out.append(Raised(t.id, t.ref, policy.name, d.target, d.kind, d.at,
-                                  actions))
-            alerted = [*(t.sla_alerted or ()), *(d.key for d in due)]
-            if changed:  # priority or level moved: the policy may have changed too
-                t.sla_alerted = alerted
-                self.refresh(t)
-            else:  # most tickets: their new SLA columns go out in one bulk UPDATE
-                bulk.append({"id": t.id, **_columns(t, policy, found, alerted)})
-        if bulk:
-            session.execute(update(Ticket), bulk)
-        if events:
-            session.execute(insert(Event), events)
-        return out
+        rows: list[dict[str, object]] = []
+        events: list[dict[str, object]] = []
+        still_due: list[int] = []
+        for plan in plans:
+            changed = self._act(session, plan, claimed, act, now, logger, out, events)
+            row = self._row(plan, changed)
+            rows.append(row)
+            next_check = row["sla_next_check_at"]
+            if isinstance(next_check, datetime) and next_check <= now:
+                still_due.append(plan.ticket.id)
+        notes.write(session)  # what the actions added (their events first, as they happened)
+        session.flush()  # and anything they added to the session themselves
+        writes.update_tickets(session.connection(), rows)
+        writes.insert_events(session.connection(), events)
+        return out, still_due
+
+    def _plan(self, t: Ticket, now: datetime) -> _Plan:
+        """What is due on the ticket, and what that was computed from."""
+        facts = self.facts(t)
+        policy = choose(self.config.policies, facts)
+        found = deadlines(policy, facts) if policy else []
+        alerted = list(t.sla_alerted or ())
+        due = _due(found, set(alerted), now) if policy else []
+        return _Plan(t, facts, policy, found, alerted, due,
+                     {c: getattr(t, c) for c in self.ACTED})
+
+    @staticmethod
+    def _act(session: Session, plan: _Plan, claimed: set[tuple[int, str]],
+             act: Callable[[Session, Ticket, Policy, Deadline], tuple[str, ...]],
+             now: datetime, logger: FilteringBoundLogger, out: list[Raised],
+             events: list[dict[str, object]]) -> bool:
+        """Act on the ticket's claimed alerts (into `out`, their events into `events`);
+        whether any action was taken."""
+        t, policy = plan.ticket, plan.policy
+        changed = False
+        for d in plan.due:
+            if policy is None or d.kind == "moot" or (t.id, d.key) not in claimed:
+                continue  # a warning overtaken by its breach, or raised elsewhere
+            actions = act(session, t, policy, d)
+            changed = changed or bool(actions)
+            event = "sla.breached" if d.kind == "breach" else "sla.warned"
+            events.append({"ticket_id": t.id, "at": now, "kind": event, "data": {
+                "policy": policy.name, "target": d.target, "due": d.at.isoformat(),
+                "actions": list(actions)}})
+            logger.info(event, ticket_id=t.id, ref=t.ref, target=d.target,
+                        policy=policy.name)
+            out.append(Raised(t.id, t.ref, policy.name, d.target, d.kind, d.at, actions))
+        return changed
+
+    def _row(self, plan: _Plan, changed: bool) -> dict[str, object]:
+        """The ticket's row for the batch's UPDATE: its SLA columns after the actions, and
+        the ACTED columns, which the ORM then no longer counts as changed."""
+        t, policy, found = plan.ticket, plan.policy, plan.found
+        if changed:  # priority or level moved: the policy may have changed too
+            facts = self.facts(t)
+            if facts != plan.facts:
+                policy = choose(self.config.policies, facts)
+                if policy is not plan.policy or facts.clocks() != plan.facts.clocks():
+                    found = deadlines(policy, facts) if policy else []
+        row = _columns(t, policy, found, [*plan.alerted, *(d.key for d in plan.due)])
+        row.setdefault("sla_first_response_due", t.sla_first_response_due)  # kept as it was
+        row["ticket_id"] = t.id
+        for column, loaded in plan.acted.items():
+            row[column] = value = getattr(t, column)
+            if value != loaded:
+                set_committed_value(t, column, value)
+        return row
+
+
+@dataclass(slots=True)
+class _Plan:
+    """A due ticket in a batch: what its deadlines were computed from, and what is due."""
+
+    ticket: Ticket
+    facts: TicketFacts
+    policy: Policy | None
+    found: list[Deadline]
+    alerted: list[str]
+    due: list[Deadline]
+    acted: dict[str, object]  # SlaEngine.ACTED columns as loaded
+
+    def claims(self, now: datetime) -> list[dict[str, object]]:
+        """Its `sla_alerts` rows: every due alert but the moot warnings."""
+        if self.policy is None:
+            return []
+        return [{"ticket_id": self.ticket.id, "key": d.key, "target": d.target,
+                 "kind": d.kind, "policy": self.policy.name, "due_at": d.at,
+                 "raised_at": now} for d in self.due if d.kind != "moot"]
 
 
 def _columns(t: Ticket, policy: Policy | None, found: list[Deadline],
@@ -216,12 +295,12 @@ def _columns(t: Ticket, policy: Policy | None, found: list[Deadline],
     """A ticket's SLA columns for its policy and deadlines."""
     breach = {d.target: d.at for d in found if d.kind == "breach"}
     done = set(alerted)
-    pending = [d.at for d in found if d.key not in done]
+    to_come = [d.at for d in found if d.key not in done]
     columns: dict[str, object] = {
         "sla_policy": policy.name if policy else None,
         "sla_next_response_due": breach.get("next_response"),
         "sla_resolution_due": breach.get("resolution") if policy else None,
-        "sla_next_check_at": min(pending) if pending else None,
+        "sla_next_check_at": min(to_come) if to_come else None,
         "sla_alerted": alerted,
     }
     if t.first_response_at is None or policy is None:
@@ -241,18 +320,6 @@ def _due(found: list[Deadline], alerted: set[str], now: datetime) -> list[Deadli
             d = Deadline(d.target, "moot", d.at, d.start, key_override=d.key)
         out.append(d)
     return out
-
-
-def _claim(session: Session, rows: list[dict[str, object]], dialect: str
-           ) -> set[tuple[int, str]]:
-    """Insert the alerts; return those this call inserted (the others exist already)."""
-    if not rows:
-        return set()
-    insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = (insert_(SlaAlert).values(rows)
-            .on_conflict_do_nothing(index_elements=["ticket_id", "key"])
-            .returning(SlaAlert.ticket_id, SlaAlert.key))
-    return {(tid, key) for tid, key in session.execute(stmt)}
 
 
 def raise_priority(priority: str) -> str:

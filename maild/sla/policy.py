@@ -25,13 +25,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from maild.sla.calendar import BusinessCalendar, due_with_pauses
+from maild.sla.calendar import (
+    HORIZON_DAYS,
+    BusinessCalendar,
+    add_business_time,
+    due_with_pauses,
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|min|h|d|w)\s*$")
 _UNITS = {"m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -131,7 +136,7 @@ class Policy:
         return self.spec.name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TicketFacts:
     """What policy matching and due times need of a ticket."""
 
@@ -145,6 +150,13 @@ class TicketFacts:
     awaiting_reply_since: datetime | None  # a customer wrote after our last answer
     done: bool  # resolved or closed
     pauses: Sequence[tuple[datetime, datetime | None]]
+
+    def clocks(self) -> tuple[object, ...]:
+        """What `deadlines` reads besides the policy: two tickets that agree on this and on
+        their policy have the same deadlines (the SLA pass then need not compute them
+        again after a breach raised the priority)."""
+        return (self.created_at, self.first_response_at, self.awaiting_reply_since, self.done,
+                self.pauses)
 
 
 def matches(match: PolicyMatch, t: TicketFacts) -> bool:
@@ -161,7 +173,7 @@ def choose(policies: Sequence[Policy], t: TicketFacts) -> Policy | None:
     return next((p for p in policies if matches(p.spec.match, t)), None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Deadline:
     """One instant at which the SLA check must act: `kind` is warn or breach."""
 
@@ -170,15 +182,18 @@ class Deadline:
     at: datetime
     start: datetime
     key_override: str | None = None
+    key: str = field(init=False, repr=False, compare=False)
+    """Unique per ticket: each wait for a next response is its own cycle. Computed once (a
+    pass compares it several times per ticket)."""
 
-    @property
-    def key(self) -> str:
-        """Unique per ticket: each wait for a next response is its own cycle."""
+    def __post_init__(self) -> None:
         if self.key_override:
-            return self.key_override
-        if self.target == "next_response":
-            return f"{self.target}@{self.start:%Y%m%dT%H%M%S}:{self.kind}"
-        return f"{self.target}:{self.kind}"
+            key = self.key_override
+        elif self.target == "next_response":
+            key = f"{self.target}@{self.start:%Y%m%dT%H%M%S}:{self.kind}"
+        else:
+            key = f"{self.target}:{self.kind}"
+        object.__setattr__(self, "key", key)
 
 
 def _since(pauses: Sequence[tuple[datetime, datetime | None]], start: datetime
@@ -202,11 +217,27 @@ def deadlines(policy: Policy, t: TicketFacts) -> list[Deadline]:
     out = []
     for target, start, duration in clocks:
         pauses = _since(t.pauses, start)
-        due = due_with_pauses(cal, start, duration, pauses)
         warn = due_with_pauses(cal, start, duration * spec.warn_at, pauses)
+        due = _breach(cal, start, duration, pauses, warn, duration - duration * spec.warn_at)
         if due is None or warn is None:
             continue
         if spec.warn_at < 1:
             out.append(Deadline(target, "warn", warn, start))
         out.append(Deadline(target, "breach", due, start))
     return out
+
+
+def _breach(cal: BusinessCalendar, start: datetime, duration: timedelta,
+            pauses: Sequence[tuple[datetime, datetime | None]], warn: datetime | None,
+            rest: timedelta) -> datetime | None:
+    """The breach instant: with no pause, the rest of the target after the warning instant
+    (business time adds up, so this is the same instant, found by walking the calendar
+    from the warning on instead of again from the start). With pauses, a zero rest (whose
+    answer would be the next opening, not the warning instant) or an answer near the
+    search horizon (where the walk from the start would give up), from the start."""
+    if pauses or warn is None or rest <= timedelta(0):
+        return due_with_pauses(cal, start, duration, pauses)
+    due = add_business_time(cal, warn, rest)
+    if due - start >= timedelta(days=HORIZON_DAYS - 2):
+        return due_with_pauses(cal, start, duration, pauses)
+    return due

@@ -22,6 +22,7 @@ from maild.domain import Fetched
 from maild.errors import TransportError
 from maild.fetch.imap import CONNECTION_ERRORS, ImapSource, chunks
 from maild.metrics import Metrics
+from maild.pipeline.prepare import PreparedBatch
 from maild.pipeline.runner import BatchResult, Pipeline
 from maild.settings import MailboxSettings
 from maild.store import repo
@@ -122,17 +123,24 @@ class MailboxWorker:
             self._drain(source, uids)
 
     def _drain(self, source: ImapSource, uids: list[int]) -> None:
+        """Fetch, process and acknowledge `uids` a batch at a time.
+
+        The next batch is fetched and handed to the parse workers before this one is
+        written, so that they parse while the daemon writes. It is only fetched (a peek):
+        should the daemon stop or fail before processing it, it stays in the folder.
+        """
         done = 0
         started = time.monotonic()
-        for chunk in chunks(uids, self.mailbox.batch_size):
+        batches = list(chunks(uids, self.mailbox.batch_size))
+        ahead: tuple[list[Fetched], PreparedBatch, float] | None = None
+        for index, chunk in enumerate(batches):
             if self.stop.is_set():
                 return  # SIGTERM: the batch in hand was finished; stop fetching
-            fetched_at = time.monotonic()
-            items = source.fetch(chunk)
-            for item in items:
-                log.info("message.received", mailbox=self.mailbox.name, uid=item.source.uid,
-                         size=len(item.raw))
-            result = self.pipeline.process_batch(items)
+            items, prepared, fetched_at = ahead or self._fetch(source, chunk)
+            ahead = None
+            if index + 1 < len(batches) and not self.stop.is_set():
+                ahead = self._fetch(source, batches[index + 1])
+            result = self.pipeline.process_batch(items, prepared)
             # Committed: now, and only now, acknowledge on the server.
             source.acknowledge([s.uid for s in result.done], self.mailbox.processed_folder)
             source.acknowledge([s.uid for s, _ in result.held],
@@ -147,6 +155,15 @@ class MailboxWorker:
                 log.info("imap.progress", mailbox=self.mailbox.name, done=done,
                          total=len(uids), per_second=round(rate, 1),
                          eta_seconds=round((len(uids) - done) / max(rate, 1e-6)))
+
+    def _fetch(self, source: ImapSource, uids: list[int]
+               ) -> tuple[list[Fetched], PreparedBatch, float]:
+        fetched_at = time.monotonic()
+        items = source.fetch(uids)
+        for item in items:
+            log.info("message.received", mailbox=self.mailbox.name, uid=item.source.uid,
+                     size=len(item.raw))
+        return items, self.pipeline.prepare(items), fetched_at
 
     def _count(self, items: list[Fetched], result: BatchResult, seconds: float) -> None:
         c, m, name = self.counters, self.metrics, self.mailbox.name

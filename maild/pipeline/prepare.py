@@ -19,7 +19,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -79,6 +79,26 @@ def _prepare_chunk(items: Sequence[Fetched], options: PrepareOptions) -> list[Re
     return out
 
 
+class PreparedBatch:
+    """The results of one submitted batch. They are kept as they come, so that a second
+    pass (the runner's retry with savepoints) gets them again without parsing again."""
+
+    def __init__(self, pending: list[tuple[Sequence[Fetched], Future[list[Result]] | None]],
+                 collect: Callable[[Sequence[Fetched], Future[list[Result]] | None],
+                                   list[Result]]) -> None:
+        self._pending = pending
+        self._collect = collect
+        self._done: list[Result] = []
+
+    def results(self) -> Iterator[Result]:
+        yield from self._done[:]
+        while self._pending:
+            chunk, future = self._pending.pop(0)
+            got = self._collect(chunk, future)
+            self._done.extend(got)
+            yield from got
+
+
 def default_workers() -> int:
     """One worker fewer than the CPUs: the runner itself needs one."""
     return max(1, min(4, (os.cpu_count() or 1) - 1))
@@ -94,15 +114,22 @@ class Preparer:
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()  # mailbox workers are threads sharing one pool
 
+    def submit(self, items: Sequence[Fetched]) -> PreparedBatch:
+        """Start preparing `items`; the results come from the returned batch, in order.
+
+        Submitted early (the mailbox worker hands in the next batch before it writes this
+        one), the workers parse while the daemon writes.
+        """
+        chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
+        if self._workers <= 0 or len(items) < self._min_batch:
+            futures: list[Future[list[Result]] | None] = [None] * len(chunks)  # at home
+        else:
+            futures = self._submit(chunks)
+        return PreparedBatch(list(zip(chunks, futures, strict=True)), self._collect)
+
     def results(self, items: Sequence[Fetched]) -> Iterator[Result]:
         """Each item's result, in order, as soon as it is ready."""
-        if self._workers <= 0 or len(items) < self._min_batch:
-            yield from _prepare_chunk(items, self.options)
-            return
-        chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
-        futures = self._submit(chunks)
-        for chunk, future in zip(chunks, futures, strict=True):
-            yield from self._collect(chunk, future)
+        return self.submit(items).results()
 
     def _submit(self, chunks: list[Sequence[Fetched]]) -> list[Future[list[Result]] | None]:
         try:

@@ -45,7 +45,13 @@ from maild.outbound.queue import Outgoing
 from maild.pipeline.classify import Classifier
 from maild.pipeline.guard import Guard
 from maild.pipeline.persist import TicketWriter
-from maild.pipeline.prepare import PrepareOptions, Preparer, Result, Unparseable
+from maild.pipeline.prepare import (
+    PreparedBatch,
+    PrepareOptions,
+    Preparer,
+    Result,
+    Unparseable,
+)
 from maild.pipeline.thread import (
     candidate_ids,
     decide_thread,
@@ -134,27 +140,34 @@ class Pipeline:
     def classify(self, inbound: Inbound) -> Classification:
         return self._classifier.classify(inbound)
 
-    def process_batch(self, items: Sequence[Fetched]) -> BatchResult:
+    def prepare(self, items: Sequence[Fetched]) -> PreparedBatch:
+        """Start parsing `items` ahead of `process_batch` (in the parse workers)."""
+        return self._preparer.submit(items)
+
+    def process_batch(self, items: Sequence[Fetched],
+                      prepared: PreparedBatch | None = None) -> BatchResult:
         """Process `items` in one transaction. Raises only when the commit is impossible.
 
         The batch first runs without savepoints (they cost a round trip each). Should a
         message fail unexpectedly, that attempt is rolled back whole and the batch is run
         again with a savepoint per message, so only the failing one is quarantined.
         """
+        prepared = prepared or self.prepare(items)
         try:
-            return self._run_batch(items, savepoints=False)
+            return self._run_batch(items, prepared, savepoints=False)
         except (_RetryWithSavepoints, DataError):
-            return self._run_batch(items, savepoints=True)
+            return self._run_batch(items, prepared, savepoints=True)
 
-    def _run_batch(self, items: Sequence[Fetched], *, savepoints: bool) -> BatchResult:
+    def _run_batch(self, items: Sequence[Fetched], prepared: PreparedBatch, *,
+                   savepoints: bool) -> BatchResult:
         result = BatchResult()
         with self._sessions() as session, session.begin():
             noted = None if savepoints else pending.start(session)
             if noted is not None:
                 noted.quarantined = repo.quarantined_among(session,
                                                            [i.source.key for i in items])
-            for item, prepared in zip(items, self._preparer.results(items), strict=True):
-                self._process_item(session, item, prepared, result, savepoints)
+            for item, ready in zip(items, prepared.results(), strict=True):
+                self._process_item(session, item, ready, result, savepoints)
             if noted is not None:
                 try:
                     noted.write(session)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import gc
 import json
 import logging
 import os
@@ -144,6 +145,7 @@ def maild_once(spec: dict[str, Any]) -> None:
     _configure_logs(spec["log_level"])
     settings = _settings(spec)
     app = build(settings)  # migrates the fresh database: not timed
+    gc.freeze()  # as `maild run` does after start-up
     marks: dict[str, float] = {}
     worker_run_once = MailboxWorker.run_once
     drain = app.sender.drain_once
@@ -201,6 +203,7 @@ def maild_daemon(spec: dict[str, Any]) -> None:
 
     _configure_logs(spec["log_level"])
     app = build(_settings(spec))
+    gc.freeze()  # as `maild run` does after start-up
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -96,6 +97,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     logs.configure(settings.log_level)
     app = build(settings)
+    # What start-up left (imports, templates, rules) lives as long as the daemon: moved out
+    # of the collector's way, a full collection no longer walks it (~100 ms each).
+    gc.freeze()
     try:
         if args.once:
             summary = daemon.run_once(app)

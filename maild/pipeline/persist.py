@@ -226,7 +226,9 @@ class TicketWriter:
         session = Session.object_session(ticket)
         if session is None:
             return ""
-        pending.settle(session)
+        noted = pending.of(session)
+        if noted is not None and ticket.id in noted.senders:
+            noted.write(session)  # its first customer mail may be waiting in the notes
         with session.no_autoflush:  # what is pending is not what we look for
             return session.scalar(
                 select(Message.body_text).where(Message.ticket_id == ticket.id,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, insert, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from maild.store.models import Event, Message, Outbox, Ticket
 
@@ -41,6 +41,7 @@ class Pending:
     quarantined: dict[str, str] | None = None  # source key -> reason, read for the batch
     tickets: dict[int, Ticket] = field(default_factory=dict)  # held for the batch (repo.ticket)
     refs: dict[str, int] = field(default_factory=dict)  # of the tickets opened in the batch
+    new_tickets: list[Ticket] = field(default_factory=list)  # opened here, not yet written
     _ids: list[int] = field(default_factory=list)  # ticket ids allocated, not yet used
     _next_id: int | None = None
     # Rows waiting to be written, in order: messages, outbox rows (with the index of their
@@ -81,11 +82,24 @@ class Pending:
         return None
 
     def write(self, session: Session) -> None:
-        """Write what waits: the tickets (the session's flush), then one multi-row INSERT a
-        table. Whoever reads tickets, messages, outbox rows or events back within the batch,
-        beyond what the notes answer, calls this first (`settle`)."""
-        session.flush()
+        """Write what waits, one multi-row INSERT a table: the new tickets, their messages,
+        outbox rows and events; then the session's other changes (the flush). Whoever reads
+        tickets, messages, outbox rows or events back within the batch, beyond what the
+        notes answer, calls this first (`settle`)."""
         conn = session.connection()
+        # New tickets are ORM objects (the stages change them), written here with Core and
+        # then made persistent as they are: the unit of work would insert them one by one.
+        # One that an ORM query's autoflush already wrote is no longer new.
+        fresh = [t for t in self.new_tickets if t in session.new]
+        if fresh:
+            columns = [c.key for c in Ticket.__table__.columns]
+            conn.execute(insert(Ticket), [{k: getattr(t, k) for k in columns} for t in fresh])
+            for ticket in fresh:
+                session.expunge(ticket)
+                make_transient_to_detached(ticket)
+                session.add(ticket)
+        self.new_tickets = []
+        session.flush()
         if self.messages:
             ids = conn.execute(insert(Message).returning(Message.id,
                                                          sort_by_parameter_order=True),

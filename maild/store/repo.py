@@ -121,6 +121,7 @@ def insert_ticket(session: Session, **values: Any) -> Ticket:
         session.add(ticket)
         noted.tickets[ticket_id] = ticket
         noted.refs[ticket.ref] = ticket_id
+        noted.new_tickets.append(ticket)
         return ticket
     # Core on the session's connection: one cached statement, no unit of work, no autoflush.
     ticket_id = session.connection().execute(

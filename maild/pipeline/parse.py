@@ -99,7 +99,8 @@ def _html_to_text(markup: str) -> str:
 def _body(parsed: mailparser.MailParser) -> str:
     plain = [p for p in parsed.text_plain if isinstance(p, str)]
     text = "\n".join(plain) if plain else _html_to_text("\n".join(parsed.text_html))
-    lines = (_SPACES.sub(" ", line).rstrip() for line in text.replace("\r\n", "\n").split("\n"))
+    text = _SPACES.sub(" ", text.replace("\r\n", "\n"))  # once, not line by line
+    lines = (line.rstrip() for line in text.split("\n"))
     return "\n".join(lines).strip()[:MAX_BODY_CHARS]
 
 

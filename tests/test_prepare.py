@@ -111,3 +111,24 @@ def test_small_batches_are_parsed_at_home() -> None:
     results = list(preparer.results(items([customer_mail(body="DIE")])))
     assert isinstance(results[0], Prepared)  # the daemon's own process: nothing died
     assert preparer._pool is None  # no pool was started for it
+
+
+def test_no_pool_where_processes_cannot_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the daemon may not start processes, it parses at home, and stops trying."""
+    import maild.pipeline.prepare as prepare_module
+
+    attempts: list[int] = []
+
+    class NoProcesses:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            attempts.append(1)
+            raise OSError("no shared memory here")
+
+    monkeypatch.setattr(prepare_module, "ProcessPoolExecutor", NoProcesses)
+    preparer = Preparer(options(), workers=1, min_batch=1)
+    raws = [customer_mail(subject=f"n{i}") for i in range(20)]
+    for _ in range(3):
+        results = list(preparer.results(items(raws)))
+        assert [r.inbound.subject for r in results if isinstance(r, Prepared)] == \
+            [f"n{i}" for i in range(20)]
+    assert len(attempts) == 2  # a new pool once, then never again

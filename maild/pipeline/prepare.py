@@ -132,13 +132,22 @@ class Preparer:
         return self.submit(items).results()
 
     def _submit(self, chunks: list[Sequence[Fetched]]) -> list[Future[list[Result]] | None]:
-        try:
-            pool = self._pool_for_use()
-            return [pool.submit(_prepare_chunk, chunk, self.options) for chunk in chunks]
-        except Exception as exc:  # noqa: BLE001 - no pool (cannot start one): parse here
-            log.warning("parse_pool.unavailable", error=f"{type(exc).__name__}: {exc}")
-            self._discard_pool()
-            return [None] * len(chunks)
+        """The chunks' futures; None for each where no pool takes them (parsed at home).
+
+        A pool that broke (a worker died) is replaced once; when a new one cannot take
+        work either (no processes, no shared memory where the daemon runs), parsing stays
+        at home for the rest of the daemon's life, said once in the log.
+        """
+        for attempt in (1, 2):
+            try:
+                pool = self._pool_for_use()
+                return [pool.submit(_prepare_chunk, chunk, self.options) for chunk in chunks]
+            except Exception as exc:  # noqa: BLE001 - see above: parse here instead
+                self._discard_pool()
+                if attempt == 2:
+                    log.error("parse_pool.disabled", error=f"{type(exc).__name__}: {exc}")
+                    self._workers = 0
+        return [None] * len(chunks)
 
     def _collect(self, chunk: Sequence[Fetched],
                  future: Future[list[Result]] | None) -> list[Result]:

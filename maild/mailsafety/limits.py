@@ -46,15 +46,15 @@ class AutoLimiter:
             return (f"{address} is suppressed until {suppressed.until.isoformat()}: "
                     f"{suppressed.reason}")
         # What this batch queued (noted, not flushed) is all "now": inside every window.
-        checks: list[tuple[str, list[WindowLimit], str | int | None, int]] = [
-            ("per recipient", self.safety.per_recipient, address,
-             noted.automatic_to[address] if noted else 0),
-            ("in total", self.safety.total, None, noted.automatic_total if noted else 0),
+        checks: list[tuple[str, str | int | None, int]] = [
+            ("per recipient", address, noted.automatic_to[address] if noted else 0),
+            ("in total", None, noted.automatic_total if noted else 0),
         ]
         if not new_ticket:
-            checks.insert(1, ("per ticket", self.safety.per_ticket, ticket_id,
+            checks.insert(1, ("per ticket", ticket_id,
                               noted.automatic_for[ticket_id] if noted else 0))
-        for label, limits, key, queued in checks:
+        for label, key, queued in checks:
+            limits = self._statements[label][0]
             if not limits:
                 continue
             if key is None and noted is not None:

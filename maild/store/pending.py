@@ -4,11 +4,10 @@ The pipeline processes a batch of messages in one transaction. With the session'
 every lookup (is this a duplicate? which ticket does this Message-ID belong to? how much
 automatic mail went to this address?) first flushed whatever the batch had added so far: a
 unit-of-work run per query, several per message, which was most of the cost of ingestion.
-Instead, while a batch runs, the rows it adds are noted here as they are added, the lookups
-ask the database without autoflush and add what is noted here, and the whole batch is
-flushed once, with multi-row INSERTs, at the commit. Events, the most numerous rows and
-messages and outbox rows skip the ORM altogether: they wait here and are written with one
-statement a table at the end of the batch (or before something reads them back).
+Instead, while a batch runs, what it adds is noted here as it is added, the lookups ask the
+database without autoflush and add what is noted here, and the rows themselves (new tickets,
+messages, outbox rows, events) wait here and are written at the end of the batch, or before
+something reads them back, with one multi-row INSERT a table.
 
 The notes are only right while every added row stays: the runner uses them only for a batch
 without savepoints (a savepoint rolled back would leave notes of rows that are gone). Where
@@ -53,9 +52,20 @@ class Pending:
     def add_message(self, row: dict[str, Any], *, inbound_from: str | None = None) -> int:
         """A row of `messages` to write; noted for the lookups. Its index, for an outbox row."""
         self.messages.append(row)
-        keys = tuple(k for k in (row.get("raw_sha256"), row.get("source_key")) if k)
-        self.message(row["ticket_id"], row["message_id"], inbound_from=inbound_from, keys=keys)
+        ticket_id = row["ticket_id"]
+        if row["message_id"]:
+            self.message_tickets[row["message_id"]] = ticket_id
+        else:
+            self.without_id.update(k for k in (row["raw_sha256"], row["source_key"]) if k)
+        if inbound_from:
+            self.senders.setdefault(ticket_id, set()).add(inbound_from)
         return len(self.messages) - 1
+
+    def opened(self, ticket: Ticket) -> None:
+        """A ticket opened in this batch (its id allocated ahead, its row not yet written)."""
+        self.tickets[ticket.id] = ticket
+        self.refs[ticket.ref] = ticket.id
+        self.new_tickets.append(ticket)
 
     def ticket_id(self, session: Session) -> int | None:
         """An id for a new ticket before its row is written, or None where the database
@@ -111,15 +121,6 @@ class Pending:
         if self.events:
             conn.execute(insert(Event), self.events)
         self.messages, self.outbox, self.events = [], [], []  # nothing is written twice
-
-    def message(self, ticket_id: int, message_id: str | None, *, inbound_from: str | None,
-                keys: tuple[str, ...] = ()) -> None:
-        if message_id:
-            self.message_tickets[message_id] = ticket_id
-        else:
-            self.without_id.update(keys)
-        if inbound_from:
-            self.senders.setdefault(ticket_id, set()).add(inbound_from)
 
     def automatic(self, ticket_id: int, recipient: str) -> None:
         self.automatic_to[recipient.lower()] += 1

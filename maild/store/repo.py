@@ -60,15 +60,14 @@ def delivered_before(session: Session, inbound: Inbound) -> bool:
 def quarantined_before(session: Session, source_key: str) -> str | None:
     """The reason a message at this server position was quarantined before, if it was.
 
-    Asked for every message: without an autoflush, since rows pending in this batch never
-    concern an earlier quarantine.
+    Asked for every message: on the connection, without a flush, since rows pending in this
+    batch never concern an earlier quarantine.
     """
     noted = pending.of(session)
     if noted is not None and noted.quarantined is not None:
         return noted.quarantined.get(source_key)
-    with session.no_autoflush:
-        return session.connection().execute(
-            select(Quarantine.reason).where(Quarantine.source_key == source_key)).scalar()
+    return session.connection().execute(
+        select(Quarantine.reason).where(Quarantine.source_key == source_key)).scalar()
 
 
 def quarantined_among(session: Session, source_keys: Sequence[str]) -> dict[str, str]:
@@ -81,12 +80,12 @@ def quarantined_among(session: Session, source_keys: Sequence[str]) -> dict[str,
 def tickets_for_message_ids(session: Session, ids: Sequence[str]) -> dict[str, int]:
     if not ids:
         return {}
-    rows = read(session, _TICKETS_BY_MESSAGE_ID, {"ids": ids[:200]})
+    ids = ids[:200]
+    rows = read(session, _TICKETS_BY_MESSAGE_ID, {"ids": ids})
     found = {mid: tid for mid, tid in rows if mid is not None}
     noted = pending.of(session)
     if noted is not None:
-        found.update((m, noted.message_tickets[m]) for m in ids[:200]
-                     if m in noted.message_tickets)
+        found.update((m, noted.message_tickets[m]) for m in ids if m in noted.message_tickets)
     return found
 
 
@@ -119,9 +118,7 @@ def insert_ticket(session: Session, **values: Any) -> Ticket:
     if noted is not None and ticket_id is not None:
         ticket = Ticket(id=ticket_id, **row)
         session.add(ticket)
-        noted.tickets[ticket_id] = ticket
-        noted.refs[ticket.ref] = ticket_id
-        noted.new_tickets.append(ticket)
+        noted.opened(ticket)
         return ticket
     # Core on the session's connection: one cached statement, no unit of work, no autoflush.
     ticket_id = session.connection().execute(

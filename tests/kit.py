@@ -47,6 +47,43 @@ def customer_mail(
     return msg.as_bytes()
 
 
+def dsn(original_id: str, recipient: str) -> bytes:
+    """An RFC 3464 delivery status notification, as Postfix writes them."""
+    return f"""From: MAILER-DAEMON@mx.example.org (Mail Delivery System)
+To: support@example.test
+Subject: Undelivered Mail Returned to Sender
+Message-ID: <{make_msgid(domain="mx.example.org").strip("<>")}>
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="BOUNDARY"
+
+--BOUNDARY
+Content-Type: text/plain
+
+This is the mail system. Your message could not be delivered.
+
+--BOUNDARY
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.org
+
+Final-Recipient: rfc822; {recipient}
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 <{recipient}>: Recipient address rejected
+
+--BOUNDARY
+Content-Type: text/rfc822-headers
+
+Message-ID: <{original_id}>
+From: support@example.test
+To: {recipient}
+Subject: x
+
+--BOUNDARY--
+""".replace("\n", "\r\n").encode()
+
+
 def message_id_of(raw: bytes) -> str:
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     return str(msg["Message-ID"]).strip()

@@ -17,7 +17,7 @@ from maild.mailsafety.authres import sender_verified
 from maild.outbound.compose import compose
 from maild.outbound.render import Rendered
 from maild.store.models import Event, Outbox, Quarantine, Suppression, Ticket
-from tests.kit import customer_mail, message_id_of, settings_for
+from tests.kit import customer_mail, dsn, message_id_of, settings_for
 
 
 class Feed:
@@ -102,43 +102,6 @@ def test_reply_to_is_not_identity(feed: Feed) -> None:
 
 
 # -- bounces: only for what we really sent ------------------------------------------------
-
-def dsn(original_id: str, recipient: str) -> bytes:
-    """An RFC 3464 delivery status notification, as Postfix writes them."""
-    return f"""From: MAILER-DAEMON@mx.example.org (Mail Delivery System)
-To: support@example.test
-Subject: Undelivered Mail Returned to Sender
-Message-ID: <{email.utils.make_msgid(domain="mx.example.org").strip("<>")}>
-Auto-Submitted: auto-replied
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="BOUNDARY"
-
---BOUNDARY
-Content-Type: text/plain
-
-This is the mail system. Your message could not be delivered.
-
---BOUNDARY
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; mx.example.org
-
-Final-Recipient: rfc822; {recipient}
-Action: failed
-Status: 5.1.1
-Diagnostic-Code: smtp; 550 5.1.1 <{recipient}>: Recipient address rejected
-
---BOUNDARY
-Content-Type: text/rfc822-headers
-
-Message-ID: <{original_id}>
-From: support@example.test
-To: {recipient}
-Subject: x
-
---BOUNDARY--
-""".replace("\n", "\r\n").encode()
-
 
 def test_bounce_matches_only_our_signed_message_ids(feed: Feed) -> None:
     customer = customer_mail(sender="gone@example.org")

@@ -8,6 +8,7 @@ ticket. An address that failed permanently gets no automatic mail for a while.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -24,8 +25,15 @@ from maild.store.repo import read
 AUTOMATIC_KINDS = ("acknowledgement", "answer")
 
 
-_SUPPRESSED = select(Suppression.until, Suppression.reason).where(
-    Suppression.address == bindparam("address"))
+_SUPPRESSED = select(Suppression.address, Suppression.until, Suppression.reason).where(
+    Suppression.address.in_(bindparam("addresses", expanding=True)))
+
+
+def _counting(limits: list[WindowLimit]) -> Select[*tuple[Any, ...]]:
+    """Automatic mail in each limit's window (one index range scan)."""
+    return select(*(func.count().filter(Outbox.created_at > bindparam(f"since{i}"))
+                    for i in range(len(limits)))).select_from(Outbox).where(
+        Outbox.kind.in_(AUTOMATIC_KINDS), Outbox.created_at > bindparam("oldest"))
 
 
 @dataclass(frozen=True)
@@ -37,15 +45,21 @@ class AutoLimiter:
         """Why automatic mail to `address` must not be sent now, or None.
 
         Every count is an index range scan (outbox: rcpt_to, ticket_id or kind with
-        created_at). A ticket opened in this transaction has sent nothing yet.
+        created_at). While a batch keeps notes, a recipient's counts and the total are read
+        once, the first time the batch asks (before it queued anything for them), and what
+        the batch queued since is added from the notes. A ticket opened in this
+        transaction has sent nothing yet.
         """
         address = address.lower()
         noted = pending.of(session)
-        suppressed = read(session, _SUPPRESSED, {"address": address}).first()
-        if suppressed is not None and suppressed.until > now:
-            return (f"{address} is suppressed until {suppressed.until.isoformat()}: "
-                    f"{suppressed.reason}")
-        # What this batch queued (noted, not flushed) is all "now": inside every window.
+        if noted is not None:
+            self.read_ahead(session, [address], now)  # nothing to do if read for the group
+            suppressed = noted.ahead.suppressed[address]
+        else:
+            suppressed = self._suppressed(session, [address])[address]
+        if suppressed is not None and suppressed[0] > now:
+            return f"{address} is suppressed until {suppressed[0].isoformat()}: {suppressed[1]}"
+        # What this batch queued (noted, not counted above) is all "now": inside every window.
         checks: list[tuple[str, str | int | None, int]] = [
             ("per recipient", address, noted.automatic_to[address] if noted else 0),
             ("in total", None, noted.automatic_total if noted else 0),
@@ -57,7 +71,9 @@ class AutoLimiter:
             limits = self._statements[label][0]
             if not limits:
                 continue
-            if key is None and noted is not None:
+            if noted is not None and key == address and address in noted.ahead.automatic_to:
+                counts = noted.ahead.automatic_to[address]
+            elif key is None and noted is not None:
                 # The same for every message of a batch: counted once (what the batch
                 # adds is in `queued`).
                 if noted.total_counts is None:
@@ -72,6 +88,39 @@ class AutoLimiter:
                             f"{int(limit.window)} s (max {limit.max})")
         return None
 
+    def read_ahead(self, session: Session, recipients: Sequence[str], now: datetime) -> None:
+        """Suppressions and the counts per recipient of a group of messages, in two queries
+        (kept in the batch's notes for `blocked`), instead of two a message. A recipient
+        read before is not read again: the batch may have queued mail for them since,
+        which the notes count."""
+        noted = pending.of(session)
+        if noted is None:
+            return
+        ahead = noted.ahead
+        wanted = [a for a in dict.fromkeys(r.lower() for r in recipients)
+                  if a not in ahead.suppressed]
+        if not wanted:
+            return
+        ahead.suppressed.update(self._suppressed(session, wanted))
+        limits = self.safety.per_recipient
+        if not limits:
+            return
+        params = self._params(limits, now)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            ahead.automatic_to.update((a, [0] * len(limits)) for a in chunk)
+            rows = read(session, self._per_recipients, {**params, "keys": chunk})
+            for *counts, rcpt in rows:
+                ahead.automatic_to[rcpt] = [int(c or 0) for c in counts]
+
+    def _suppressed(self, session: Session, addresses: list[str]
+                    ) -> dict[str, tuple[datetime, str] | None]:
+        found: dict[str, tuple[datetime, str] | None] = dict.fromkeys(addresses)
+        for start in range(0, len(addresses), 500):
+            rows = read(session, _SUPPRESSED, {"addresses": addresses[start:start + 500]})
+            found.update((a, (until, reason)) for a, until, reason in rows)
+        return found
+
     @cached_property
     def _statements(self) -> dict[str, tuple[list[WindowLimit], Select[*tuple[Any, ...]]]]:
         """Per check, its limits and one statement counting automatic mail in each limit's
@@ -81,20 +130,31 @@ class AutoLimiter:
                   "in total": (self.safety.total, None)}
         statements: dict[str, tuple[list[WindowLimit], Select[*tuple[Any, ...]]]] = {}
         for label, (limits, column) in checks.items():
-            query = select(*(func.count().filter(Outbox.created_at > bindparam(f"since{i}"))
-                             for i in range(len(limits)))).select_from(Outbox).where(
-                Outbox.kind.in_(AUTOMATIC_KINDS), Outbox.created_at > bindparam("oldest"))
+            query = _counting(limits)
             if column is not None:
                 query = query.where(column == bindparam("key"))
             statements[label] = (limits, query)
         return statements
 
-    def _counts(self, session: Session, label: str, key: str | int | None,
-                now: datetime) -> list[int]:
-        limits, statement = self._statements[label]
+    @cached_property
+    def _per_recipients(self) -> Select[*tuple[Any, ...]]:
+        """The per-recipient counts of many recipients at once, one row for each that has
+        any (the read-ahead)."""
+        return _counting(self.safety.per_recipient).add_columns(Outbox.rcpt_to).where(
+            Outbox.rcpt_to.in_(bindparam("keys", expanding=True))).group_by(Outbox.rcpt_to)
+
+    @staticmethod
+    def _params(limits: list[WindowLimit], now: datetime) -> dict[str, object]:
+        """The start of each limit's window, and of the longest."""
         params: dict[str, object] = {
             f"since{i}": now - timedelta(seconds=limit.window) for i, limit in enumerate(limits)}
         params["oldest"] = now - timedelta(seconds=max(limit.window for limit in limits))
+        return params
+
+    def _counts(self, session: Session, label: str, key: str | int | None,
+                now: datetime) -> list[int]:
+        limits, statement = self._statements[label]
+        params = self._params(limits, now)
         if key is not None:
             params["key"] = key
         return [int(count or 0) for count in read(session, statement, params).one()]
@@ -102,10 +162,14 @@ class AutoLimiter:
     def suppress(self, session: Session, address: str, reason: str, now: datetime) -> None:
         if self.safety.suppress_days <= 0:
             return
+        address = address.lower()
         until = now + timedelta(days=self.safety.suppress_days)
-        row = session.get(Suppression, address.lower())
+        row = session.get(Suppression, address)
         if row is None:
-            session.add(Suppression(address=address.lower(), until=until, reason=reason[:500],
+            session.add(Suppression(address=address, until=until, reason=reason[:500],
                                     created_at=now))
         else:
             row.until, row.reason = until, reason[:500]
+        noted = pending.of(session)
+        if noted is not None:  # later messages of this batch see it before it is written
+            noted.ahead.suppressed[address] = (until, reason[:500])

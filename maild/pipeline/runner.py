@@ -46,6 +46,7 @@ from maild.pipeline.classify import Classifier
 from maild.pipeline.guard import Guard
 from maild.pipeline.persist import TicketWriter
 from maild.pipeline.prepare import (
+    Prepared,
     PreparedBatch,
     PrepareOptions,
     Preparer,
@@ -166,7 +167,10 @@ class Pipeline:
             if noted is not None:
                 noted.quarantined = repo.quarantined_among(session,
                                                            [i.source.key for i in items])
-            for item, ready in zip(items, prepared.results(), strict=True):
+            results = list(prepared.results())
+            if noted is not None:
+                self._read_ahead(session, results)
+            for item, ready in zip(items, results, strict=True):
                 self._process_item(session, item, ready, result, savepoints)
             if noted is not None:
                 try:
@@ -176,6 +180,38 @@ class Pipeline:
                     # check): message by message, with savepoints, the culprit is found.
                     raise _RetryWithSavepoints from exc
         return result
+
+    def _read_ahead(self, session: Session, results: Sequence[Result]) -> None:
+        """What the lookups of these messages will ask the database, read in a few queries
+        (the batch's notes keep it): threading, participants, limits on automatic mail."""
+        ids: list[str] = []
+        refs: list[str] = []
+        recipients: list[str] = []
+        for ready in results:
+            if not isinstance(ready, Prepared):
+                continue
+            inbound = ready.inbound
+            ids.extend(self._lookup_ids(inbound, ready.report)[0])
+            ref = subject_ref(inbound.subject, self._ref_re)
+            if ref:
+                refs.append(ref)
+            if inbound.sender is not None and not inbound.automatic:
+                recipients.append(inbound.sender.address)
+        repo.read_ahead(session, message_ids=ids, refs=refs)
+        self._limiter.read_ahead(session, recipients, self._clock.now())
+
+    def _lookup_ids(self, inbound: Inbound, report: Report | None
+                    ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+        """The Message-IDs to look up for `inbound` (its own first, then those it refers
+        to), the verified ids of its body markers, and the verified ids a report names."""
+        verify = self.outgoing.ids.verify
+        domain = self.outgoing.support.address.rpartition("@")[2]
+        markers = tuple(m for m in (f"maild.{t}@{domain}" for t in inbound.markers)
+                        if verify(m))
+        # A delivery report counts only for mail maild really sent: a signed Message-ID.
+        reported = tuple(m for m in report.original_message_ids if verify(m)) if report else ()
+        own = (inbound.message_id,) if inbound.message_id else ()
+        return (*own, *reported, *candidate_ids(inbound), *markers), markers, reported
 
     def _process_item(self, session: Session, item: Fetched, prepared: Result,
                       result: BatchResult, savepoints: bool) -> None:
@@ -257,17 +293,10 @@ class Pipeline:
         if isinstance(prepared, Unparseable):
             return Outcome(Stop.HOLD, prepared.reason)
         inbound, report = prepared.inbound, prepared.report
-        verify = self.outgoing.ids.verify
-        domain = self.outgoing.support.address.rpartition("@")[2]
-        markers = tuple(m for m in (f"maild.{t}@{domain}" for t in inbound.markers)
-                        if verify(m))
-        # A delivery report counts only for mail maild really sent: a signed Message-ID.
-        reported = tuple(m for m in report.original_message_ids if verify(m)) if report else ()
-        ids = (*reported, *candidate_ids(inbound), *markers)
         # One lookup answers both: is this message known (a re-fetch after a crash, a
         # second delivery), and which tickets do the messages it refers to belong to?
-        own = (inbound.message_id,) if inbound.message_id else ()
-        known = repo.tickets_for_message_ids(session, (*own, *ids))
+        ids, markers, reported = self._lookup_ids(inbound, report)
+        known = repo.tickets_for_message_ids(session, ids)
         if inbound.message_id in known:
             return Outcome(Stop.DISCARD, "duplicate Message-ID")
         if not inbound.message_id and repo.delivered_before(session, inbound):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, text
@@ -26,6 +27,25 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from maild.store.models import Event, Message, Outbox, Ticket
 
 _KEY = "maild.pending"
+
+
+@dataclass
+class ReadAhead:
+    """What the database held for a group of messages, read before they are processed: one
+    query a kind for the whole group instead of several a message. Only what was asked is
+    here; a lookup for anything else asks the database as it would without read-ahead.
+
+    Rows the batch adds itself are not here but in the notes beside (`Pending`), and both
+    together answer a lookup. What this batch writes never changes an entry: messages and
+    their Message-IDs are only added, a ticket's reference never changes, and a recipient's
+    automatic mail is counted before the batch queues any for them (the notes count that).
+    """
+
+    ticket_of: dict[str, int | None] = field(default_factory=dict)  # Message-ID -> ticket
+    ticket_by_ref: dict[str, int | None] = field(default_factory=dict)
+    senders: dict[int, frozenset[str]] = field(default_factory=dict)  # ticket -> inbound From
+    suppressed: dict[str, tuple[datetime, str] | None] = field(default_factory=dict)
+    automatic_to: dict[str, list[int]] = field(default_factory=dict)  # recipient -> per window
 
 
 @dataclass
@@ -39,6 +59,7 @@ class Pending:
     total_counts: list[int] | None = None  # the limiter's count in total, once a batch
     quarantined: dict[str, str] | None = None  # source key -> reason, read for the batch
     tickets: dict[int, Ticket] = field(default_factory=dict)  # held for the batch (repo.ticket)
+    ahead: ReadAhead = field(default_factory=ReadAhead)
     refs: dict[str, int] = field(default_factory=dict)  # of the tickets opened in the batch
     new_tickets: list[Ticket] = field(default_factory=list)  # opened here, not yet written
     _ids: list[int] = field(default_factory=list)  # ticket ids allocated, not yet used

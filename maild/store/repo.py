@@ -22,6 +22,10 @@ _Cols = TypeVarTuple("_Cols")
 # The lookups made for every message, built once (their SQL is compiled once and cached).
 _TICKETS_BY_MESSAGE_ID = select(Message.message_id, Message.ticket_id).where(
     Message.message_id.in_(bindparam("ids", expanding=True)))
+_INBOUND_SENDERS = select(Message.ticket_id, Message.from_addr).where(
+    Message.ticket_id.in_(bindparam("tickets", expanding=True)),
+    Message.direction == "inbound").distinct()
+_IN_CHUNK = 500  # values a statement: far below every driver's limit on parameters
 _REF_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read over the phone
 
 
@@ -81,9 +85,13 @@ def tickets_for_message_ids(session: Session, ids: Sequence[str]) -> dict[str, i
     if not ids:
         return {}
     ids = ids[:200]
-    rows = read(session, _TICKETS_BY_MESSAGE_ID, {"ids": ids})
-    found = {mid: tid for mid, tid in rows if mid is not None}
     noted = pending.of(session)
+    ahead = noted.ahead.ticket_of if noted is not None else {}
+    if all(m in ahead for m in ids):
+        found = {m: t for m in ids if (t := ahead[m]) is not None}
+    else:
+        rows = read(session, _TICKETS_BY_MESSAGE_ID, {"ids": ids})
+        found = {mid: tid for mid, tid in rows if mid is not None}
     if noted is not None:
         found.update((m, noted.message_tickets[m]) for m in ids if m in noted.message_tickets)
     return found
@@ -95,11 +103,50 @@ def participants(session: Session, ticket_id: int) -> frozenset[str]:
     held = noted.tickets.get(ticket_id) if noted is not None else None
     requester = held.requester if held is not None else read(
         session, select(Ticket.requester).where(Ticket.id == ticket_id)).scalar()
-    senders = set(read(session, select(Message.from_addr).where(
-        Message.ticket_id == ticket_id, Message.direction == "inbound")).scalars())
+    senders = noted.ahead.senders.get(ticket_id) if noted is not None else None
+    if senders is None:
+        senders = frozenset(read(session, select(Message.from_addr).where(
+            Message.ticket_id == ticket_id, Message.direction == "inbound")).scalars())
     if noted is not None:
         senders |= noted.senders.get(ticket_id, set())
     return frozenset({requester or "", *senders} - {""})
+
+
+def read_ahead(session: Session, *, message_ids: Iterable[str], refs: Iterable[str]) -> None:
+    """Read what the lookups of a group of messages will ask, in a few queries, into the
+    batch's notes (`pending.ReadAhead`): the tickets of the Message-IDs they refer to and of
+    the references in their subjects, those tickets themselves, and who wrote into them.
+    Nothing here decides anything; without it, each lookup asks the database itself."""
+    noted = pending.of(session)
+    if noted is None:
+        return
+    ahead = noted.ahead
+    wanted = [m for m in dict.fromkeys(message_ids) if m not in ahead.ticket_of]
+    for start in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start:start + _IN_CHUNK]
+        ahead.ticket_of.update(dict.fromkeys(chunk))
+        rows = read(session, _TICKETS_BY_MESSAGE_ID, {"ids": chunk})
+        ahead.ticket_of.update((mid, tid) for mid, tid in rows if mid is not None)
+    refs = [r for r in dict.fromkeys(refs)
+            if r not in ahead.ticket_by_ref and r not in noted.refs]
+    ahead.ticket_by_ref.update(dict.fromkeys(refs))
+    ids = sorted({t for t in ahead.ticket_of.values() if t is not None} - noted.tickets.keys())
+    with session.no_autoflush:  # what the batch holds back is not what is read here
+        for start in range(0, max(len(ids), len(refs)), _IN_CHUNK):
+            query = select(Ticket).where(or_(Ticket.id.in_(ids[start:start + _IN_CHUNK]),
+                                             Ticket.ref.in_(refs[start:start + _IN_CHUNK])))
+            for ticket in session.scalars(query):
+                noted.tickets.setdefault(ticket.id, ticket)
+                if ticket.ref in ahead.ticket_by_ref:
+                    ahead.ticket_by_ref[ticket.ref] = ticket.id
+    opened = set(noted.refs.values())  # new in this batch: nobody wrote into them before
+    unknown = sorted(t for t in noted.tickets if t not in ahead.senders and t not in opened)
+    for start in range(0, len(unknown), _IN_CHUNK):
+        tickets = unknown[start:start + _IN_CHUNK]
+        senders: dict[int, set[str]] = {t: set() for t in tickets}
+        for ticket_id, sender in read(session, _INBOUND_SENDERS, {"tickets": tickets}):
+            senders[ticket_id].add(sender)
+        ahead.senders.update((t, frozenset(s)) for t, s in senders.items())
 
 
 def insert_ticket(session: Session, **values: Any) -> Ticket:
@@ -145,7 +192,9 @@ def ticket(session: Session, ticket_id: int) -> Ticket:
 def ref_ticket(session: Session, ref: str) -> RefTicket | None:
     noted = pending.of(session)
     ticket_id = noted.refs.get(ref) if noted is not None else None
-    if ticket_id is None:
+    if ticket_id is None and noted is not None and ref in noted.ahead.ticket_by_ref:
+        ticket_id = noted.ahead.ticket_by_ref[ref]
+    elif ticket_id is None:
         ticket_id = read(session, select(Ticket.id).where(Ticket.ref == ref)).scalar()
     if ticket_id is None:
         return None

@@ -1,0 +1,190 @@
+"""A batch decides exactly what the same messages decide one at a time.
+
+Within a batch, maild reads ahead what its lookups will ask (threading, participants,
+suppressions, counts of automatic mail) and keeps notes of what it has added instead of
+flushing (maild/store/pending.py). Both are shortcuts: here one sequence of mail is fed
+to two fresh databases, once one message a batch and once in two large batches, and
+everything maild wrote must come out the same. The sequence exercises every lookup the
+shortcuts answer, including within one batch: a duplicate and a reply of a message in the
+same batch, replies by In-Reply-To, by References and by the subject reference, a stranger
+quoting a reference, a message without Message-ID delivered twice, a delivery report that
+suppresses an address before that customer writes again, and the per-recipient limit on
+acknowledgements reached partly by earlier batches and partly by this one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from maild.app import App, build
+from maild.clock import FixedClock
+from maild.domain import Fetched, SourceRef
+from maild.store.models import Event, Message, Outbox, Suppression, Ticket
+from tests.kit import customer_mail, dsn, message_id_of, settings_for
+from tests.servers.postgres import PgDatabase
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def two_apps(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[App, App]]:
+    """Two maild instances on two fresh databases of the same kind."""
+    urls: list[str] = []
+    databases: list[PgDatabase] = []
+    for name in ("single", "batched"):
+        folder = tmp_path / name
+        folder.mkdir()
+        if request.param == "sqlite":
+            urls.append(f"sqlite:///{folder / 'maild.db'}")
+        else:
+            databases.append(PgDatabase.create())
+            urls.append(databases[-1].url)
+    apps = [build(settings_for(tmp_path / name, db_url=url), clock=FixedClock())
+            for name, url in zip(("single", "batched"), urls, strict=True)]
+    try:
+        yield apps[0], apps[1]
+    finally:
+        for app in apps:
+            app.dispose()
+        for database in databases:
+            database.drop()
+
+
+class Mailbox:
+    """Feeds an app like one IMAP folder: UIDs in order, batches as given."""
+
+    def __init__(self, app: App, *, one_at_a_time: bool) -> None:
+        self.app = app
+        self.one_at_a_time = one_at_a_time
+        self.uid = 0
+
+    def deliver(self, raws: list[bytes]) -> None:
+        items = []
+        for raw in raws:
+            self.uid += 1
+            items.append(Fetched(SourceRef("support", "INBOX", 1, self.uid), raw))
+        batches = [[i] for i in items] if self.one_at_a_time else [items]
+        for batch in batches:
+            self.app.pipeline.process_batch(batch)
+
+    def tickets(self) -> list[Ticket]:
+        with self.app.sessions() as s:
+            return list(s.scalars(select(Ticket).order_by(Ticket.id)))
+
+    def ack_id(self, ticket: Ticket) -> str:
+        with self.app.sessions() as s:
+            mid = s.scalar(select(Outbox.message_id).where(
+                Outbox.ticket_id == ticket.id, Outbox.kind == "acknowledgement"))
+        assert mid is not None
+        return f"<{mid}>"
+
+
+FIRST = [
+    customer_mail(sender="Erika <erika@example.com>", subject="Login does not work"),
+    customer_mail(sender="bob@example.org", subject="Invoice 4711 is wrong"),
+    customer_mail(sender="carol@example.net", subject="Server down since 9:00"),
+    customer_mail(sender="Erika <erika@example.com>", subject="Second question"),
+    customer_mail(sender="frank@example.org", subject="Where is my order?"),
+    customer_mail(sender="dan@example.com", subject="No id", message_id=None),
+]
+
+
+def first_batch() -> list[bytes]:
+    """New tickets, then a duplicate and a reply of a message in the same batch."""
+    login = FIRST[0]
+    return [*FIRST, login,
+            customer_mail(sender="erika@example.com", subject="more on this",
+                          references=[message_id_of(login)])]
+
+
+def second_batch(box: Mailbox) -> list[bytes]:
+    """Mail that refers to what the first batch created (its references and the
+    Message-IDs of its acknowledgements are the app's own)."""
+    login, invoice, server, _second, order, _no_id = box.tickets()
+    return [
+        customer_mail(sender="erika@example.com", subject="Re: login",
+                      in_reply_to=box.ack_id(login)),
+        customer_mail(sender="bob@example.org", subject=f"AW: [{invoice.ref}] Invoice",
+                      body="Sent from my phone"),
+        customer_mail(sender="eve@example.com", subject=f"Re: [{server.ref}] hello"),
+        dsn(box.ack_id(order).strip("<>"), "frank@example.org"),
+        customer_mail(sender="frank@example.org", subject="Hello? Anybody there?"),
+        customer_mail(sender="Erika <erika@example.com>", subject="Third question"),
+        customer_mail(sender="Erika <erika@example.com>", subject="Fourth question"),
+        FIRST[2],  # delivered again
+        FIRST[5],  # the same bytes without a Message-ID again
+        customer_mail(sender="carol@example.net", subject="still down",
+                      in_reply_to=message_id_of(FIRST[2])),
+        customer_mail(sender="dave@example.com", subject="Brand new"),
+        # A colleague of Erika's answers our acknowledgement (a signed Message-ID lets
+        # anyone in): from now on, she takes part in the ticket.
+        customer_mail(sender="greta@example.com", subject="Re: login",
+                      in_reply_to=box.ack_id(login)),
+    ]
+
+
+def third_batch(box: Mailbox) -> list[bytes]:
+    """Who wrote into a ticket in an earlier batch takes part in it (read ahead)."""
+    login = box.tickets()[0]
+    return [customer_mail(sender="greta@example.com", subject=f"[{login.ref}] and another")]
+
+
+def snapshot(app: App) -> dict[str, Any]:
+    """What maild decided, without what differs by chance (ids, references, secrets)."""
+    with app.sessions() as s:
+        tickets = list(s.scalars(select(Ticket).order_by(Ticket.id)))
+        index = {t.id: i for i, t in enumerate(tickets)}
+        return {
+            "tickets": [(t.requester, t.subject, t.status, t.level, t.priority,
+                         index.get(t.linked_ticket_id or 0), t.sla_first_response_due)
+                        for t in tickets],
+            "messages": [(index[m.ticket_id], m.direction, m.from_addr, m.to_addrs)
+                         for m in s.scalars(select(Message).order_by(Message.id))],
+            "outbox": [(index[o.ticket_id or 0], o.kind, o.rcpt_to, o.status)
+                       for o in s.scalars(select(Outbox).order_by(Outbox.id))],
+            "events": sorted((index[e.ticket_id], e.kind, _stable(e.data))
+                             for e in s.scalars(select(Event).order_by(Event.id))),
+            "suppressed": sorted(s.scalars(select(Suppression.address))),
+        }
+
+
+def _stable(data: dict[str, Any]) -> str:
+    """An event's data without the values that are random by design."""
+    return repr(sorted((k, v) for k, v in data.items()
+                       if k not in ("message_id", "matched", "linked_ticket")))
+
+
+def test_a_batch_decides_what_single_messages_decide(two_apps: tuple[App, App]) -> None:
+    single = Mailbox(two_apps[0], one_at_a_time=True)
+    batched = Mailbox(two_apps[1], one_at_a_time=False)
+    for box in (single, batched):
+        box.deliver(first_batch())
+        box.deliver(second_batch(box))
+        box.deliver(third_batch(box))
+    expected = snapshot(single.app)
+    assert snapshot(batched.app) == expected
+    # And what the sequence was built to show did happen:
+    tickets = expected["tickets"]
+    assert [t[0] for t in tickets] == [
+        "erika@example.com", "bob@example.org", "carol@example.net", "erika@example.com",
+        "frank@example.org", "dan@example.com", "eve@example.com", "frank@example.org",
+        "erika@example.com", "erika@example.com", "dave@example.com"]
+    assert tickets[6][5] == 2  # the stranger's ticket links to carol's
+    acks = [(t, to) for t, kind, to, _ in expected["outbox"] if kind == "acknowledgement"]
+    assert acks == [(0, "erika@example.com"), (1, "bob@example.org"),
+                    (2, "carol@example.net"), (3, "erika@example.com"),
+                    (4, "frank@example.org"), (5, "dan@example.com"),
+                    (6, "eve@example.com"), (8, "erika@example.com"),
+                    (10, "dave@example.com")]
+    suppressed = [(t, kind) for t, kind, _ in expected["events"]
+                  if kind == "autoreply.suppressed"]
+    assert suppressed == [(7, "autoreply.suppressed"), (9, "autoreply.suppressed")]
+    assert expected["suppressed"] == ["frank@example.org"]
+    inbound = [(t, who) for t, direction, who, _ in expected["messages"]
+               if direction == "inbound"]
+    assert inbound.count((0, "erika@example.com")) == 3  # the first, by References, by ack
+    assert inbound.count((0, "greta@example.com")) == 2  # by ack, then by subject reference
+    assert (1, "bob@example.org") in inbound and (2, "carol@example.net") in inbound

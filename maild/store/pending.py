@@ -17,11 +17,12 @@ no notes are kept, the lookups autoflush as before.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import Connection, func, insert, select, text
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from maild.store.models import Event, Message, Outbox, Ticket
@@ -63,7 +64,7 @@ class Pending:
     refs: dict[str, int] = field(default_factory=dict)  # of the tickets opened in the batch
     new_tickets: list[Ticket] = field(default_factory=list)  # opened here, not yet written
     _ids: list[int] = field(default_factory=list)  # ticket ids allocated, not yet used
-    _next_id: int | None = None
+    _last_id: int = 0  # the last ticket id handed out
     # Rows waiting to be written, in order: messages, outbox rows (with the index of their
     # message), events.
     messages: list[dict[str, Any]] = field(default_factory=list)
@@ -87,30 +88,18 @@ class Pending:
         self.tickets[ticket.id] = ticket
         self.refs[ticket.ref] = ticket.id
         self.new_tickets.append(ticket)
+        self.ahead.senders[ticket.id] = frozenset()  # nobody wrote into it before
 
     def ticket_id(self, session: Session) -> int | None:
         """An id for a new ticket before its row is written, or None where the database
-        offers no safe way (then the ticket is inserted at once).
-
-        PostgreSQL: from the table's sequence, a few at a time (unused ones are gaps, as a
-        rolled-back insert leaves). SQLite: the next after the largest, safe because the
-        batch's transaction holds the database's write lock from its start (BEGIN
-        IMMEDIATE, store/db.py) and ticket rows are never deleted.
-        """
-        conn = session.connection()
-        dialect = conn.dialect.name
-        if dialect == "postgresql":
-            if not self._ids:
-                self._ids = list(conn.execute(text(
-                    "SELECT nextval(pg_get_serial_sequence('tickets', 'id')) "
-                    "FROM generate_series(1, 32)")).scalars())
-            return self._ids.pop(0)
-        if dialect == "sqlite":
-            if self._next_id is None:
-                self._next_id = (conn.execute(select(func.max(Ticket.id))).scalar() or 0) + 1
-            self._next_id += 1
-            return self._next_id - 1
-        return None
+        offers no safe way (then the ticket is inserted at once). Taken a few at a time;
+        unused ones are gaps, as a rolled-back insert leaves."""
+        if not self._ids:
+            self._ids = _next_ids(session.connection(), Ticket, 32, after=self._last_id) or []
+        if not self._ids:
+            return None
+        self._last_id = self._ids.pop(0)
+        return self._last_id
 
     def write(self, session: Session) -> None:
         """Write what waits, one multi-row INSERT a table: the new tickets, their messages,
@@ -132,9 +121,16 @@ class Pending:
         self.new_tickets = []
         session.flush()
         if self.messages:
-            ids = conn.execute(insert(Message).returning(Message.id,
-                                                         sort_by_parameter_order=True),
-                               self.messages).scalars().all()
+            # Ids given here, not returned by the INSERT: a RETURNING in the order of the
+            # rows costs one statement a row on SQLite.
+            ids: Sequence[int] | None = _next_ids(conn, Message, len(self.messages))
+            if ids is None:
+                ids = conn.execute(insert(Message).returning(
+                    Message.id, sort_by_parameter_order=True), self.messages).scalars().all()
+            else:
+                for row, row_id in zip(self.messages, ids, strict=True):
+                    row["id"] = row_id
+                conn.execute(insert(Message), self.messages)
             for index, row in self.outbox:
                 row["message_row_id"] = ids[index]
         if self.outbox:
@@ -147,6 +143,28 @@ class Pending:
         self.automatic_to[recipient.lower()] += 1
         self.automatic_for[ticket_id] += 1
         self.automatic_total += 1
+
+
+def _next_ids(conn: Connection, model: type[Ticket] | type[Message], n: int, *,
+              after: int = 0) -> list[int] | None:
+    """`n` ids for new rows of `model`'s table before they are written (none of them
+    `after` or below), or None where the database offers no safe way.
+
+    PostgreSQL: from the table's sequence. SQLite: the next after the largest written, or
+    after `after` (ids handed out but not yet written); safe because the batch's
+    transaction holds the database's write lock from its start (BEGIN IMMEDIATE,
+    store/db.py) and neither tickets nor messages are ever deleted.
+    """
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return list(conn.execute(
+            text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
+                 "FROM generate_series(1, :n)"),
+            {"table": model.__tablename__, "n": n}).scalars())
+    if dialect == "sqlite":
+        first = max(conn.execute(select(func.max(model.id))).scalar() or 0, after) + 1
+        return list(range(first, first + n))
+    return None
 
 
 def start(session: Session) -> Pending:

@@ -139,8 +139,7 @@ def read_ahead(session: Session, *, message_ids: Iterable[str], refs: Iterable[s
                 noted.tickets.setdefault(ticket.id, ticket)
                 if ticket.ref in ahead.ticket_by_ref:
                     ahead.ticket_by_ref[ticket.ref] = ticket.id
-    opened = set(noted.refs.values())  # new in this batch: nobody wrote into them before
-    unknown = sorted(t for t in noted.tickets if t not in ahead.senders and t not in opened)
+    unknown = sorted(t for t in noted.tickets if t not in ahead.senders)
     for start in range(0, len(unknown), _IN_CHUNK):
         tickets = unknown[start:start + _IN_CHUNK]
         senders: dict[int, set[str]] = {t: set() for t in tickets}

@@ -249,3 +249,16 @@ def test_corpus_messages_end_in_a_ticket_or_in_quarantine(
     # in quarantine with its raw bytes.
     assert count(sqlite_app, Quarantine) == held
     assert count(sqlite_app, Message, Message.direction == "inbound") == done - discarded
+
+
+def test_ticket_references_draw_evenly_from_an_alphabet_without_look_alikes() -> None:
+    from collections import Counter
+
+    from maild.store.repo import _REF_ALPHABET, new_ref
+
+    assert len(_REF_ALPHABET) == 32 and not set("01IO") & set(_REF_ALPHABET)
+    refs = [new_ref("T") for _ in range(3000)]
+    assert all(len(r) == 8 and r.startswith("T-") for r in refs)
+    seen = Counter("".join(r[2:] for r in refs))
+    assert set(seen) == set(_REF_ALPHABET)  # 18,000 draws: every character comes up
+    assert max(seen.values()) < 2 * min(seen.values())  # ~562 each; a bias would show

@@ -7,13 +7,15 @@ the context; it is never compiled as template code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from jinja2 import (
     ChoiceLoader,
     FileSystemLoader,
     StrictUndefined,
+    Template,
     TemplateError,
     TemplateNotFound,
 )
@@ -60,6 +62,21 @@ class Rendered:
     body: str
 
 
+_VIEW_FIELDS: dict[type, frozenset[str]] = {
+    view: frozenset(f.name for f in fields(view)) for view in (TicketView, PersonView)}
+
+
+class _Sandbox(SandboxedEnvironment):
+    """Jinja2's sandbox, with a short way to the fields of our own views: they hold plain
+    data (text, numbers, booleans) meant to be read by templates. Every other attribute,
+    on anything else, takes the sandbox's full checks."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if attribute in _VIEW_FIELDS.get(type(obj), ()):
+            return getattr(obj, attribute)
+        return super().getattr(obj, attribute)
+
+
 def shipped_templates() -> Path:
     """The templates that come with maild (the top-level `templates/` of the project)."""
     here = Path(__file__).resolve().parent.parent
@@ -70,31 +87,35 @@ def shipped_templates() -> Path:
 
 
 class Templates:
-    """Renders named templates in a language, the admin's folder before the shipped one."""
+    """Renders named templates in a language, the admin's folder before the shipped one.
+
+    A template is compiled once and kept: the files are read again only by a new
+    `Templates` (SIGHUP), after they have been checked, never behind the admin's back
+    while the daemon runs.
+    """
 
     def __init__(self, custom: Path | None = None) -> None:
         folders = [str(p) for p in (custom, shipped_templates()) if p is not None]
-        self._env = SandboxedEnvironment(
+        self._env = _Sandbox(
             loader=ChoiceLoader([FileSystemLoader(folders)]),
             undefined=StrictUndefined,
             autoescape=False,
             keep_trailing_newline=True,
             trim_blocks=True,  # a line holding only a block tag leaves no blank line
             lstrip_blocks=True,
+            auto_reload=False,
         )
         self._folders = folders
+        self._compiled: dict[str, Template | None] = {}  # file name -> template (None: none)
 
     def names(self) -> list[str]:
         return sorted(self._env.list_templates(extensions=["txt"]))
 
     def render(self, name: str, language: str, context: MailContext) -> Rendered:
         """Render `name` in `language`, falling back to English."""
-        last: Exception | None = None
         for lang in dict.fromkeys((language, "en")):
-            try:
-                template = self._env.get_template(f"{name}.{lang}.txt")
-            except TemplateNotFound as exc:
-                last = exc
+            template = self._template(f"{name}.{lang}.txt")
+            if template is None:
                 continue
             text = template.render(
                 ticket=context.ticket, customer=context.customer, support=context.support,
@@ -102,7 +123,15 @@ class Templates:
                 text=context.text, author=context.author,
             )
             return split_subject(text, f"{name}.{lang}.txt")
-        raise ConfigError(f"template '{name}' not found in {', '.join(self._folders)}") from last
+        raise ConfigError(f"template '{name}' not found in {', '.join(self._folders)}")
+
+    def _template(self, file: str) -> Template | None:
+        if file not in self._compiled:
+            try:
+                self._compiled[file] = self._env.get_template(file)
+            except TemplateNotFound:
+                self._compiled[file] = None
+        return self._compiled[file]
 
     def check(self, sample: MailContext) -> list[str]:
         """Compile and render every template with a sample context; return the names."""

@@ -14,10 +14,11 @@ from datetime import datetime
 
 from maild.clock import Clock
 from maild.domain import Classification, Inbound, RuleHit
+from maild.rules.literals import Lower, prefiltered_search
 from maild.rules.schema import Actions, Agent, Condition, Management, Matcher
 from maild.sla.calendar import BusinessCalendar, is_open
 
-Test = Callable[[str], bool]
+Test = Callable[[str, Lower], bool]  # a value and `Facts.lower`
 
 
 @dataclass(frozen=True)
@@ -37,43 +38,53 @@ class Facts:
     at: datetime
     verified_sender: bool
     automatic: bool
+    _lowered: dict[str, str] = field(default_factory=dict, init=False, repr=False,
+                                     compare=False)
+
+    def lower(self, text: str) -> str:
+        """`text.lower()`, computed once per message: every regex rule over the body that
+        pre-filters on literals needs it."""
+        lowered = self._lowered.get(text)
+        if lowered is None:
+            lowered = self._lowered[text] = text.lower()
+        return lowered
 
 
 Predicate = Callable[[Facts], bool]
 
 
 def compile_matcher(m: Matcher) -> Test:
-    """One string test; regexes are compiled once, case-insensitive unless asked."""
+    """One string test; regexes are compiled once, case-insensitive unless asked, and
+    searched only when the value holds one of their necessary literals."""
     fold: Callable[[str], str] = (lambda s: s) if m.case_sensitive else str.casefold
     if m.regex is not None:
-        pattern = re.compile(m.regex, 0 if m.case_sensitive else re.IGNORECASE)
-        return lambda v: pattern.search(v) is not None
+        return prefiltered_search(re.compile(m.regex, 0 if m.case_sensitive else re.IGNORECASE))
     if m.equals is not None:
         want = fold(m.equals)
-        return lambda v: fold(v) == want
+        return lambda v, _lower: fold(v) == want
     if m.contains is not None:
         part = fold(m.contains)
-        return lambda v: part in fold(v)
+        return lambda v, _lower: part in fold(v)
     choices = frozenset(fold(x) for x in m.any_of or ())
-    return lambda v: fold(v) in choices
+    return lambda v, _lower: fold(v) in choices
 
 
 def _any(values: Callable[[Facts], tuple[str, ...]], test: Test) -> Predicate:
-    return lambda f: any(test(v) for v in values(f))
+    return lambda f: any(test(v, f.lower) for v in values(f))
 
 
 def _one(value: Callable[[Facts], str], test: Test) -> Predicate:
-    return lambda f: test(value(f))
+    return lambda f: test(value(f), f.lower)
 
 
 def _special(c: Condition, calendar: BusinessCalendar | None) -> Predicate | None:
     """Tests that are not a matcher over one message field."""
     if c.header is not None:
         name, test = c.header.name.lower(), compile_matcher(c.header)
-        return lambda f: any(test(v) for v in f.headers.get(name, ()))
+        return lambda f: any(test(v, f.lower) for v in f.headers.get(name, ()))
     if c.customer is not None:
         attr, test = c.customer.attribute, compile_matcher(c.customer)
-        return lambda f: attr in f.customer and test(f.customer[attr])
+        return lambda f: attr in f.customer and test(f.customer[attr], f.lower)
     if c.business_hours is not None:
         want, cal = c.business_hours, calendar
         if cal is None:

@@ -262,3 +262,15 @@ def test_ticket_references_draw_evenly_from_an_alphabet_without_look_alikes() ->
     seen = Counter("".join(r[2:] for r in refs))
     assert set(seen) == set(_REF_ALPHABET)  # 18,000 draws: every character comes up
     assert max(seen.values()) < 2 * min(seen.values())  # ~562 each; a bias would show
+
+
+def test_an_address_smtp_cannot_carry_gets_a_ticket_but_no_acknowledgement(app: App) -> None:
+    """A From that headers let through but that cannot go into RCPT TO: the mail is not
+    lost, and nothing is queued that would fail (or stop) the sender."""
+    feed(app, Uids(), customer_mail(sender="foo bar@example.com"))
+    [ticket] = tickets(app)
+    assert ticket.requester == "foo bar@example.com"
+    assert outbox(app) == []
+    with app.sessions() as s:
+        [event] = s.scalars(select(Event).where(Event.kind == "autoreply.suppressed"))
+    assert event.data["reason"] == "foo bar@example.com is not an address SMTP can carry"

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from maild.agents.parse import AgentText, Command, parse_agent_text
 from maild.domain import Address, Classification, Inbound, OutboundDraft
-from maild.outbound.compose import ascii_address
+from maild.outbound.compose import smtp_problem
 from maild.outbound.queue import enqueue
 from maild.pipeline.persist import TicketWriter
 from maild.rules.engine import Organisation
@@ -151,13 +151,14 @@ class AgentDesk:
                        events=tuple(events))
 
     def _relay(self, session: Session, ticket: Ticket, agent: Agent, text: str) -> None:
-        if ascii_address(ticket.requester) is None:
+        problem = smtp_problem(ticket.requester)
+        if problem is not None:
             repo.add_event(session, ticket, "reply.failed", self._w.clock.now(),
-                           by=agent.address, error=f"{ticket.requester} needs SMTPUTF8")
+                           by=agent.address, error=f"{ticket.requester} {problem}")
             self._w.notify(session, ticket, agent.address, author="maild",
                            headline="Your answer could not be sent",
-                           text=f"{ticket.requester} needs SMTPUTF8, which maild does not "
-                                "send. Please answer from your own mail client.")
+                           text=f"{ticket.requester} {problem}. Please answer from your own "
+                                "mail client.")
             return
         in_reply_to, references = self._w.customer_thread(session, ticket)
         draft = OutboundDraft(

@@ -17,6 +17,8 @@ from maild.domain import Address
 from maild.outbound.render import Rendered
 
 _NOT_FTEXT = re.compile(r"[^!-9;-~]")  # what may not be in a header name (RFC 5322 2.2)
+_QUOTED_LOCAL_PART = re.compile(r'^"(?:[^"\\]|\\.)*"')
+_NOT_IN_PATH = re.compile(r'[\s<>"]')
 
 
 def clean(value: str, limit: int = 900) -> str:
@@ -58,16 +60,32 @@ def _fold(name: str, value: str) -> str:
 
 
 def ascii_address(address: str) -> str | None:
-    """The address as plain SMTP can carry it (an IDNA domain), or None when its local part
-    is not ASCII (that would need SMTPUTF8, which maild does not speak)."""
+    """The address as plain SMTP can carry it (an IDNA domain), or None when it cannot go
+    between the brackets of MAIL FROM or RCPT TO: a local part that is not ASCII (that
+    would need SMTPUTF8, which maild does not speak), or a space, bracket, quote or control
+    character outside a quoted local part (mail headers let such "addresses" through; on
+    the SMTP line they would add parameters or commands)."""
     local, _, domain = address.partition("@")
     if not local.isascii():
         return None
     try:
-        return f"{local}@{domain.encode('idna').decode('ascii')}" if not domain.isascii() \
+        plain = f"{local}@{domain.encode('idna').decode('ascii')}" if not domain.isascii() \
             else address
     except UnicodeError:
         return None
+    if not plain.isprintable() or _NOT_IN_PATH.search(_QUOTED_LOCAL_PART.sub("", plain, 1)):
+        return None
+    return plain
+
+
+def smtp_problem(address: str) -> str | None:
+    """Why maild cannot send mail to `address`, said for an event or a log line; None when
+    it can."""
+    if ascii_address(address) is not None:
+        return None
+    if not address.partition("@")[0].isascii():
+        return "needs SMTPUTF8, which maild does not send"
+    return "is not an address SMTP can carry"
 
 
 class UndeliverableAddress(ValueError):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 import zlib
 from collections import defaultdict
@@ -39,6 +38,7 @@ from maild.clock import Clock
 from maild.errors import TransportError
 from maild.fetch.imap import tls_context
 from maild.metrics import Metrics
+from maild.outbound.compose import ascii_address
 from maild.settings import OutboxSettings, Security, SmtpSettings
 from maild.store.db import db_error
 from maild.store.models import Outbox
@@ -53,8 +53,6 @@ CONNECTION_ERRORS = (
 # One statement for every change of a row's state: the columns to set are the keys of the
 # parameters it is executed with, besides `row_id`.
 _UPDATE_BY_ID = update(Outbox).where(Outbox.id == bindparam("row_id"))
-_QUOTED_LOCAL_PART = re.compile(r'^"(?:[^"\\]|\\.)*"')
-_NOT_IN_PATH = re.compile(r'[\s<>"]')
 
 
 @dataclass
@@ -291,27 +289,18 @@ async def _greet(client: aiosmtplib.SMTP) -> None:
             await client.helo()
 
 
-def _sendable(address: str) -> bool:
-    """Whether `address` can stand between the brackets of MAIL FROM or RCPT TO as it is:
-    printable ASCII, and no space, bracket or quote outside a quoted local part, so that no
-    address can add parameters or commands to the line. (aiosmtplib's `sendmail` checks
-    the same, but parses every address twice with `email.utils` to get there.)"""
-    return (address.isascii() and address.isprintable()
-            and not _NOT_IN_PATH.search(_QUOTED_LOCAL_PART.sub("", address, count=1)))
-
-
 async def _send_one(client: aiosmtplib.SMTP, row: _Queued) -> _Result:
     """Send one composed row over `client`, with `sendmail`'s outcomes: refused when every
     recipient, the sender or the content is refused (with the first such answer), sent
     otherwise; after a refusal, RSET, so the next message on the connection starts clean.
 
     A composed row needs none of `sendmail`'s per-message preparation: its addresses are
-    single addresses, sent as they are once `_sendable` agrees, and its raw message has CRLF
+    single addresses, sent as they are once `ascii_address` agrees, and its raw message has CRLF
     line ends already, so its SIZE is its length (plus the final CRLF that `data` adds when
     it is missing). `data` still dot-stuffs the content.
     """
     recipients = [address.strip() for address in row.rcpt_to.split(",")]
-    unsendable = [a for a in (row.mail_from, *recipients) if not _sendable(a)]
+    unsendable = [a for a in (row.mail_from, *recipients) if ascii_address(a) != a]
     if unsendable:  # never put on the wire: a permanent failure, not a crash of the sender
         return _Result(row.id, 553, f"5.1.3 not sent: address {unsendable[0]!r} cannot be "
                                     "given to SMTP")

@@ -19,7 +19,7 @@ from maild.agents.address import reply_address
 from maild.clock import Clock
 from maild.domain import Address, Classification, Inbound, OutboundDraft, ThreadDecision
 from maild.mailsafety.limits import AutoLimiter
-from maild.outbound.compose import ascii_address
+from maild.outbound.compose import smtp_problem
 from maild.outbound.queue import Outgoing, enqueue
 from maild.pipeline import respond
 from maild.pipeline.thread import normalise_subject
@@ -101,8 +101,8 @@ class TicketWriter:
             return 0
         if inbound is not None and self.limiter.safety.trusted_authserv_ids:
             draft = dataclasses.replace(draft, sender_verified=inbound.verified_sender)
-        blocked = None if ascii_address(draft.to.address) else (
-            f"{draft.to.address} needs SMTPUTF8, which maild does not send")
+        problem = smtp_problem(draft.to.address)
+        blocked = f"{draft.to.address} {problem}" if problem else None
         blocked = blocked or self.limiter.blocked(session, ticket.id, draft.to.address,
                                                   self.clock.now(), new_ticket=True)
         if blocked:

@@ -78,6 +78,7 @@ def reload(app: App) -> bool:
 def run_once(app: App) -> OnceSummary:
     """Every message present now, every due outbox message once; then return."""
     summary = OnceSummary()
+    app.pipeline.start()
     for worker in workers_for(app):
         summary.mailboxes[worker.mailbox.name] = worker.run_once()
     summary.sla = app.sla_pass()  # before the outbox, so its notifications go out now
@@ -168,6 +169,7 @@ async def run_forever(app: App, stop: asyncio.Event | None = None) -> None:
     def on_queued() -> None:
         loop.call_soon_threadsafe(wake.set)
 
+    app.pipeline.start()
     workers = workers_for(app, on_queued)
     threads = [_in_thread(w.run_forever, f"mailbox-{w.mailbox.name}") for w in workers]
     sender_stop = asyncio.Event()  # the sender outlives the workers by the grace period

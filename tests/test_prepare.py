@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -132,3 +133,44 @@ def test_no_pool_where_processes_cannot_start(monkeypatch: pytest.MonkeyPatch) -
         assert [r.inbound.subject for r in results if isinstance(r, Prepared)] == \
             [f"n{i}" for i in range(20)]
     assert len(attempts) == 2  # a new pool once, then never again
+
+
+class SlowGuard(Guard):
+    """Takes its time over a message saying SLOW, in a worker only."""
+
+    def inspect(self, inbound: Inbound) -> tuple[Inbound, Report | None]:
+        if "SLOW" in inbound.body_text and multiprocessing.parent_process() is not None:
+            time.sleep(1.5)
+        return super().inspect(inbound)
+
+
+def test_results_come_in_groups_without_waiting_for_the_whole_batch() -> None:
+    """The runner gets the first messages while later ones are still being parsed: a
+    group ends before a chunk that is not ready."""
+    raws = [customer_mail(subject=f"n{i}", body="SLOW" if i == 20 else "fine")
+            for i in range(40)]
+    preparer = Preparer(options(SlowGuard(frozenset())), workers=1, min_batch=1)
+    try:
+        groups = list(preparer.submit(items(raws)).groups())
+    finally:
+        preparer.close()
+    assert len(groups[0]) <= 16  # not the chunk of message 20, nor anything after it
+    flat = [r for g in groups for r in g]
+    assert [r.inbound.subject for r in flat if isinstance(r, Prepared)] == \
+        [f"n{i}" for i in range(40)]
+    assert all(isinstance(r, Prepared) and r.inbound.raw == raw
+               for r, raw in zip(flat, raws, strict=True))
+
+
+def test_workers_can_be_started_before_the_first_batch() -> None:
+    preparer = Preparer(options(), workers=1, min_batch=1)
+    try:
+        preparer.start()  # in the background: returns at once
+        deadline = time.monotonic() + 30
+        while not preparer.worker_pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(preparer.worker_pids()) == 1
+        [result] = list(preparer.results(items([customer_mail()])))
+        assert isinstance(result, Prepared)
+    finally:
+        preparer.close()

@@ -3,10 +3,11 @@ it is, for a whole batch, in worker processes while the runner writes to the dat
 
 Parsing (mail-parser) and the inspection for auto-replies and delivery reports need no
 database and no shared state, and they are about a third of the CPU time of a message.
-Python runs one thread at a time, so a backlog gets its parsing done in other processes:
-the runner takes the results in order, writing message 1 while messages 2… are still being
-parsed. A small batch (mail arriving one by one while the daemon IDLEs) is parsed in the
-runner itself: handing it to another process would only add latency.
+Python runs one thread at a time, so a backlog gets its parsing done in other processes,
+started with the daemon: the runner takes the results in order, a group of ready ones at a
+time, writing the first messages while later ones are still being parsed. A small batch
+(mail arriving one by one while the daemon IDLEs) is parsed in the runner itself: handing
+it to another process would only add latency.
 
 Whatever happens in a worker comes back as that message's result: a reason it cannot be
 parsed, or the exception it raised (which the runner handles exactly as if it had been
@@ -19,7 +20,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -69,7 +70,7 @@ def prepare(item: Fetched, options: PrepareOptions) -> Prepared | Unparseable:
 
 
 def _prepare_chunk(items: Sequence[Fetched], options: PrepareOptions) -> list[Result]:
-    """In a worker: every message's result, an exception included as a value."""
+    """Every message's result, an exception included as a value."""
     out: list[Result] = []
     for item in items:
         try:
@@ -79,24 +80,58 @@ def _prepare_chunk(items: Sequence[Fetched], options: PrepareOptions) -> list[Re
     return out
 
 
-class PreparedBatch:
-    """The results of one submitted batch. They are kept as they come, so that a second
-    pass (the runner's retry with savepoints) gets them again without parsing again."""
+def _prepare_remote(items: Sequence[Fetched], options: PrepareOptions) -> list[Result]:
+    """`_prepare_chunk` in a worker. The raw bytes do not travel back: the daemon has them
+    (`_with_raw`), and the results are sent through a pipe the daemon must also read."""
+    return [Prepared(replace(r.inbound, raw=b""), r.report) if isinstance(r, Prepared) else r
+            for r in _prepare_chunk(items, options)]
 
-    def __init__(self, pending: list[tuple[Sequence[Fetched], Future[list[Result]] | None]],
-                 collect: Callable[[Sequence[Fetched], Future[list[Result]] | None],
-                                   list[Result]]) -> None:
+
+def _with_raw(results: list[Result], chunk: Sequence[Fetched]) -> list[Result]:
+    return [Prepared(replace(r.inbound, raw=item.raw), r.report) if isinstance(r, Prepared)
+            else r for r, item in zip(results, chunk, strict=True)]
+
+
+# Where a chunk's results come from: a worker's future, or None (parsed at home when its
+# turn comes).
+Source = Future[list[Result]] | None
+
+
+class PreparedBatch:
+    """The results of one submitted batch, in order. They are kept as they come, so that a
+    second pass (the runner's retry with savepoints) gets them again without parsing again.
+    """
+
+    def __init__(self, pending: list[tuple[Sequence[Fetched], Source]], preparer: Preparer,
+                 ) -> None:
         self._pending = pending
-        self._collect = collect
+        self._preparer = preparer
         self._done: list[Result] = []
 
-    def results(self) -> Iterator[Result]:
-        yield from self._done[:]
+    def groups(self) -> Iterator[list[Result]]:
+        """The results a group at a time: the next chunk's (waited for), and those of the
+        chunks after it that are ready by then. The runner reads ahead what a group will
+        look up, without waiting for the whole batch."""
+        if self._done:
+            yield self._done[:]
         while self._pending:
-            chunk, future = self._pending.pop(0)
-            got = self._collect(chunk, future)
-            self._done.extend(got)
-            yield from got
+            group = self._take()
+            while self._pending and _ready(self._pending[0][1]):
+                group += self._take()
+            self._done.extend(group)
+            yield group
+
+    def results(self) -> Iterator[Result]:
+        for group in self.groups():
+            yield from group
+
+    def _take(self) -> list[Result]:
+        chunk, source = self._pending.pop(0)
+        return self._preparer.collect(chunk, source)
+
+
+def _ready(source: Source) -> bool:
+    return source is None or source.done()
 
 
 def default_workers() -> int:
@@ -122,16 +157,32 @@ class Preparer:
         """
         chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
         if self._workers <= 0 or len(items) < self._min_batch:
-            futures: list[Future[list[Result]] | None] = [None] * len(chunks)  # at home
+            sources: list[Source] = [None] * len(chunks)  # at home
         else:
-            futures = self._submit(chunks)
-        return PreparedBatch(list(zip(chunks, futures, strict=True)), self._collect)
+            sources = list(self._submit(chunks))
+        return PreparedBatch(list(zip(chunks, sources, strict=True)), self)
+
+    def start(self) -> None:
+        """Start the worker processes now, in the background, rather than when the first
+        backlog arrives: starting them (and the fork server) takes a few tenths of a
+        second, which a daemon spends better before the mail is there."""
+        if self._workers > 0:
+            threading.Thread(target=self._warm_up, name="parse-workers-start",
+                             daemon=True).start()
+
+    def _warm_up(self) -> None:
+        try:
+            pool = self._pool_for_use()
+            for future in [pool.submit(os.getpid) for _ in range(self._workers)]:
+                future.result()
+        except Exception as exc:  # noqa: BLE001 - the first batch tries again and says so
+            log.info("parse_pool.not_started", error=f"{type(exc).__name__}: {exc}")
 
     def results(self, items: Sequence[Fetched]) -> Iterator[Result]:
         """Each item's result, in order, as soon as it is ready."""
         return self.submit(items).results()
 
-    def _submit(self, chunks: list[Sequence[Fetched]]) -> list[Future[list[Result]] | None]:
+    def _submit(self, chunks: list[Sequence[Fetched]]) -> Sequence[Source]:
         """The chunks' futures; None for each where no pool takes them (parsed at home).
 
         A pool that broke (a worker died) is replaced once; when a new one cannot take
@@ -141,7 +192,7 @@ class Preparer:
         for attempt in (1, 2):
             try:
                 pool = self._pool_for_use()
-                return [pool.submit(_prepare_chunk, chunk, self.options) for chunk in chunks]
+                return [pool.submit(_prepare_remote, chunk, self.options) for chunk in chunks]
             except Exception as exc:  # noqa: BLE001 - see above: parse here instead
                 self._discard_pool()
                 if attempt == 2:
@@ -149,11 +200,11 @@ class Preparer:
                     self._workers = 0
         return [None] * len(chunks)
 
-    def _collect(self, chunk: Sequence[Fetched],
-                 future: Future[list[Result]] | None) -> list[Result]:
-        if future is not None:
+    def collect(self, chunk: Sequence[Fetched], source: Source) -> list[Result]:
+        """A chunk's results, waiting for its worker if need be."""
+        if source is not None:
             try:
-                return future.result()
+                return _with_raw(source.result(), chunk)
             except Exception as exc:  # noqa: BLE001 - a worker died or a result did not travel
                 log.warning("parse_pool.failed", error=f"{type(exc).__name__}: {exc}",
                             messages=len(chunk))

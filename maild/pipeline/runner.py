@@ -141,6 +141,10 @@ class Pipeline:
     def classify(self, inbound: Inbound) -> Classification:
         return self._classifier.classify(inbound)
 
+    def start(self) -> None:
+        """Start the parse workers (in the background) before the first backlog."""
+        self._preparer.start()
+
     def prepare(self, items: Sequence[Fetched]) -> PreparedBatch:
         """Start parsing `items` ahead of `process_batch` (in the parse workers)."""
         return self._preparer.submit(items)
@@ -167,11 +171,13 @@ class Pipeline:
             if noted is not None:
                 noted.quarantined = repo.quarantined_among(session,
                                                            [i.source.key for i in items])
-            results = list(prepared.results())
-            if noted is not None:
-                self._read_ahead(session, results)
-            for item, ready in zip(items, results, strict=True):
-                self._process_item(session, item, ready, result, savepoints)
+            done = 0
+            for group in prepared.groups():
+                if noted is not None:
+                    self._read_ahead(session, group)
+                for item, ready in zip(items[done:done + len(group)], group, strict=True):
+                    self._process_item(session, item, ready, result, savepoints)
+                done += len(group)
             if noted is not None:
                 try:
                     noted.write(session)

@@ -145,6 +145,9 @@ def maild_once(spec: dict[str, Any]) -> None:
     _configure_logs(spec["log_level"])
     settings = _settings(spec)
     app = build(settings)  # migrates the fresh database: not timed
+    # Start-up, not timed either: the parse workers start with the daemon (run_once starts
+    # them in the background too, which is then a no-op).
+    app.pipeline.start(wait=True)
     gc.freeze()  # as `maild run` does after start-up
     marks: dict[str, float] = {}
     worker_run_once = MailboxWorker.run_once

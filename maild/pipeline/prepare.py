@@ -162,11 +162,15 @@ class Preparer:
             sources = list(self._submit(chunks))
         return PreparedBatch(list(zip(chunks, sources, strict=True)), self)
 
-    def start(self) -> None:
-        """Start the worker processes now, in the background, rather than when the first
-        backlog arrives: starting them (and the fork server) takes a few tenths of a
-        second, which a daemon spends better before the mail is there."""
-        if self._workers > 0:
+    def start(self, *, wait: bool = False) -> None:
+        """Start the worker processes now (in the background unless `wait`), rather than
+        when the first backlog arrives: starting them (and the fork server) takes a few
+        tenths of a second, which a daemon spends better before the mail is there."""
+        if self._workers <= 0:
+            return
+        if wait:
+            self._warm_up()
+        else:
             threading.Thread(target=self._warm_up, name="parse-workers-start",
                              daemon=True).start()
 

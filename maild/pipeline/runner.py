@@ -141,9 +141,10 @@ class Pipeline:
     def classify(self, inbound: Inbound) -> Classification:
         return self._classifier.classify(inbound)
 
-    def start(self) -> None:
-        """Start the parse workers (in the background) before the first backlog."""
-        self._preparer.start()
+    def start(self, *, wait: bool = False) -> None:
+        """Start the parse workers before the first backlog (in the background unless
+        `wait`)."""
+        self._preparer.start(wait=wait)
 
     def prepare(self, items: Sequence[Fetched]) -> PreparedBatch:
         """Start parsing `items` ahead of `process_batch` (in the parse workers)."""

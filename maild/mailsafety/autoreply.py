@@ -17,22 +17,19 @@ true for both, which is what decides acknowledgements; `AutoVerdict.machine_gene
 two apart for callers that care, such as statistics or tests.
 
 Header values in real mail are often malformed (8-bit bytes, broken encoded words, empty
-fields). Every header access goes through `_header_values`, which never raises.
+fields). Every header access goes through a `MessageReader`, which never raises.
 """
 
 from __future__ import annotations
 
-import email.errors
-import email.header
 import email.message
-import email.utils
 import html
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from maild.mailsafety.headers import DECODE_ERRORS, MAX_HEADER_CHARS, payload_bytes, to_text
+from maild.mailsafety.headers import DECODE_ERRORS, MAX_HEADER_CHARS, MessageReader, to_text
 
 BULK_REASONS: Final[frozenset[str]] = frozenset(
     {"list-id", "list-headers", "precedence:bulk", "precedence:list", "x-loop"}
@@ -127,19 +124,52 @@ _REPLY_RE: Final = re.compile(
 
 # Challenge-response systems ("confirm you are a person") ------------------------------------
 
-_CHALLENGE_RE: Final = re.compile(
-    r"\byour\s+(?:e-?mail\s+)?address\s+added\s+to\s+(?:the\s+|my\s+|our\s+)?"
-    r"(?:recipient'?s?\s+)?(?:allowed|approved|safe|white|guest|trusted)[ -]?(?:senders?\s+)?list"
-    r"|\badd\s+yourself\s+to\s+(?:my|the|our)\s+(?:\w+\s+){0,2}"
-    r"(?:allowed|approved|safe|white|guest|trusted)[ -]?(?:senders?\s+)?list"
-    r"|\bhas\s+been\s+waitlisted\b"
-    r"|\bverify\s+(?:that\s+)?you\s+are\s+(?:a\s+)?(?:human|real\s+person|not\s+a\s+(?:robot|spammer))"
-    r"|\b(?:this|my)\s+(?:e-?mail\s+)?(?:account|mailbox|address|inbox)\s+is\s+protected\s+by\b"
-    r"|\bdamit\s+Ihre\s+(?:Nachricht|E-?Mail)\b.{0,60}\bzugestellt\s+wird\b.{0,80}"
-    r"\b(?:best(?:ä|ae)tigen|klicken)\b",
-    re.IGNORECASE | re.DOTALL,
+# The patterns a challenge notice matches, each after a phrase that any text it matches
+# contains once lower-cased: a substring test is a hundred times cheaper than a pattern, and
+# most mail has none of the phrases. The phrases have no "i" and no "s", whose
+# case-insensitive matches include the dotless i (U+0131), the dotted capital I (U+0130) and
+# the long s (U+017F), which lower-case to something else; their spaces are the single
+# spaces of the normalised text the patterns search.
+_CHALLENGES: Final = tuple(
+    (phrase, re.compile(pattern, re.IGNORECASE | re.DOTALL))
+    for phrase, pattern in (
+        (
+            "added to",
+            r"\byour\s+(?:e-?mail\s+)?address\s+added\s+to\s+(?:the\s+|my\s+|our\s+)?"
+            r"(?:recipient'?s?\s+)?(?:allowed|approved|safe|white|guest|trusted)[ -]?"
+            r"(?:senders?\s+)?list",
+        ),
+        (
+            "add your",
+            r"\badd\s+yourself\s+to\s+(?:my|the|our)\s+(?:\w+\s+){0,2}"
+            r"(?:allowed|approved|safe|white|guest|trusted)[ -]?(?:senders?\s+)?list",
+        ),
+        ("been wa", r"\bhas\s+been\s+waitlisted\b"),
+        (
+            "you are",
+            r"\bverify\s+(?:that\s+)?you\s+are\s+(?:a\s+)?"
+            r"(?:human|real\s+person|not\s+a\s+(?:robot|spammer))",
+        ),
+        (
+            "protected by",
+            r"\b(?:this|my)\s+(?:e-?mail\s+)?(?:account|mailbox|address|inbox)\s+is\s+"
+            r"protected\s+by\b",
+        ),
+        (
+            "tellt w",  # "zugestellt wird"
+            r"\bdamit\s+Ihre\s+(?:Nachricht|E-?Mail)\b.{0,60}\bzugestellt\s+wird\b.{0,80}"
+            r"\b(?:best(?:ä|ae)tigen|klicken)\b",
+        ),
+    )
 )
-_CHALLENGE_WORDS: Final = ("list", "verify", "protected", "zugestellt")
+# And one of these words is in every lower-cased text that gets the reason. The check is
+# older than the phrases and nearly redundant with them, but not quite ("list" written with
+# a dotless i matches a pattern, and is no "list" once lower-cased), so it stays. It is made
+# on the text's UTF-8 bytes with only the ASCII letters lower-cased, which finds the same
+# words: the only other characters whose lower case has an ASCII letter are the Kelvin sign
+# ("k", in no word) and the dotted capital I ("i" and a combining dot: that "i" could only
+# end a word, and none ends in one). Lower-casing a German text whole costs far more.
+_CHALLENGE_WORDS: Final = (b"list", b"verify", b"protected", b"zugestellt")
 _HTML_TAG_RE: Final = re.compile(r"<[^>]{0,2000}>")
 
 
@@ -161,23 +191,25 @@ class AutoVerdict:
 
 
 def classify_automatic(
-    msg: email.message.Message, *, own_addresses: frozenset[str] = frozenset()
+    msg: email.message.Message | MessageReader, *, own_addresses: frozenset[str] = frozenset()
 ) -> AutoVerdict:
     """Decide whether `msg` must never be answered automatically, and say why.
 
     `own_addresses` are maild's own addresses (support and team addresses); mail from them
     is our own mail coming back, the beginning of a loop. They are compared case-insensitively.
+    A reader of the message shares what is read with the other detectors.
     """
+    reader = msg if isinstance(msg, MessageReader) else MessageReader(msg)
     own = frozenset(a.strip().strip("<>").lower() for a in own_addresses if a.strip())
     reasons = [
-        *_auto_submitted(msg),
-        *_precedence(msg),
-        *_autoreply_headers(msg),
-        *_list_headers(msg),
-        *_senders(msg, own),
-        *_content_type(msg),
-        *_subject(msg),
-        *_challenge_response(msg),
+        *_auto_submitted(reader),
+        *_precedence(reader),
+        *_autoreply_headers(reader),
+        *_list_headers(reader),
+        *_senders(reader, own),
+        *_content_type(reader),
+        *_subject(reader),
+        *_challenge_response(reader),
     ]
     unique = tuple(dict.fromkeys(reasons))
     return AutoVerdict(automatic=bool(unique), reasons=unique)
@@ -185,81 +217,71 @@ def classify_automatic(
 
 # Header access ---------------------------------------------------------------------------------
 
-
-def _header_values(msg: email.message.Message, name: str) -> tuple[str, ...]:
-    """All values of header `name` as text, encoded words decoded; never raises."""
-    try:
-        raw = msg.get_all(name) or []
-    except DECODE_ERRORS:
-        return ()
-    return tuple(to_text(value) for value in raw)
+_COMMENT_RE: Final = re.compile(r"\([^)]*\)")
+_NULL_PATH_RE: Final = re.compile(r"\s*<\s*>\s*")
+_LOOP_ADDRESS_RE: Final = re.compile(r"[^\s<>,;\"'()]+@[^\s<>,;\"'()]+")
 
 
 def _first_token(value: str) -> str:
     """The first word of a structured value, without comments or parameters, lower-cased."""
-    cleaned = re.sub(r"\([^)]*\)", " ", value).split(";", 1)[0].strip().lower()
+    cleaned = _COMMENT_RE.sub(" ", value).split(";", 1)[0].strip().lower()
     return cleaned.split()[0] if cleaned.split() else ""
 
 
-def _addresses(msg: email.message.Message, *names: str) -> Iterator[tuple[str, str]]:
+def _addresses(reader: MessageReader, *names: str) -> Iterator[tuple[str, str]]:
     """(display name, lower-cased address) pairs from the named headers; never raises."""
     for name in names:
-        for value in _header_values(msg, name):
-            try:
-                pairs = email.utils.getaddresses([value])
-            except DECODE_ERRORS:
-                continue
-            for display, address in pairs:
-                yield display, address.strip().strip("<>").lower()
+        for display, address in reader.addresses(name):
+            yield display, address.strip().strip("<>").lower()
 
 
 # Rules -----------------------------------------------------------------------------------------
 
 
-def _auto_submitted(msg: email.message.Message) -> Iterator[str]:
+def _auto_submitted(reader: MessageReader) -> Iterator[str]:
     """RFC 3834: anything but "no" means a machine sent it."""
-    for value in _header_values(msg, "auto-submitted"):
+    for value in reader.texts("auto-submitted"):
         token = _first_token(value)
         if token in ("", "no"):
             continue
         yield f"auto-submitted:{token}" if _TOKEN_RE.fullmatch(token) else "auto-submitted:other"
 
 
-def _precedence(msg: email.message.Message) -> Iterator[str]:
+def _precedence(reader: MessageReader) -> Iterator[str]:
     """`Precedence: bulk|list` is list or bulk mail; `junk` and `auto_reply` are robots."""
-    for value in _header_values(msg, "precedence"):
+    for value in reader.texts("precedence"):
         token = _first_token(value)
         if token in ("bulk", "list", "junk", "auto_reply"):
             yield f"precedence:{token}"
-    for value in _header_values(msg, "x-precedence"):
+    for value in reader.texts("x-precedence"):
         if _first_token(value) == "auto_reply":
             yield "precedence:auto_reply"
 
 
-def _autoreply_headers(msg: email.message.Message) -> Iterator[str]:
+def _autoreply_headers(reader: MessageReader) -> Iterator[str]:
     """Vendor headers that auto-responders add instead of (or besides) `Auto-Submitted`."""
-    for value in _header_values(msg, "x-auto-response-suppress"):
+    for value in reader.texts("x-auto-response-suppress"):
         if _first_token(value) not in ("", "none"):
             yield "x-auto-response-suppress"
     for name in _AUTOREPLY_HEADERS:
-        if any(_first_token(v) not in _FALSE_VALUES or "@" in v for v in _header_values(msg, name)):
+        if any(_first_token(v) not in _FALSE_VALUES or "@" in v for v in reader.texts(name)):
             yield name
-    for value in _header_values(msg, "x-post-messageclass"):
+    for value in reader.texts("x-post-messageclass"):
         if "autoresponder" in value.lower():
             yield "x-autoresponder"
 
 
-def _list_headers(msg: email.message.Message) -> Iterator[str]:
+def _list_headers(reader: MessageReader) -> Iterator[str]:
     """List mail: a person may have written it, but an answer would go to many."""
-    if any(v.strip() for v in _header_values(msg, "list-id")):
+    if any(v.strip() for v in reader.texts("list-id")):
         yield "list-id"
-    if any(any(v.strip() for v in _header_values(msg, name)) for name in _LIST_HEADERS):
+    if any(v.strip() for name in _LIST_HEADERS for v in reader.texts(name)):
         yield "list-headers"
 
 
-def _senders(msg: email.message.Message, own: frozenset[str]) -> Iterator[str]:
+def _senders(reader: MessageReader, own: frozenset[str]) -> Iterator[str]:
     """Daemons, the null reverse path, and our own addresses coming back."""
-    for display, address in _addresses(msg, "from", "sender", "return-path"):
+    for display, address in _addresses(reader, "from", "sender", "return-path"):
         local = address.rsplit("@", 1)[0]
         if _DAEMON_LOCAL_RE.fullmatch(local) or _DAEMON_NAME_RE.match(display):
             yield "sender:mailer-daemon"
@@ -267,22 +289,19 @@ def _senders(msg: email.message.Message, own: frozenset[str]) -> Iterator[str]:
             yield "sender:postmaster"
         if address and address in own:
             yield "own-address"
-    if any(re.fullmatch(r"\s*<\s*>\s*", v) for v in _header_values(msg, "return-path")):
+    if any(_NULL_PATH_RE.fullmatch(v) for v in reader.texts("return-path")):
         yield "return-path:null"
-    for value in _header_values(msg, "x-loop"):
-        tokens = {t.strip(".") for t in re.findall(r"[^\s<>,;\"'()]+@[^\s<>,;\"'()]+", value)}
+    for value in reader.texts("x-loop"):
+        tokens = {t.strip(".") for t in _LOOP_ADDRESS_RE.findall(value)}
         if {t.lower() for t in tokens} & own:
             yield "own-address"
         elif value.strip():
             yield "x-loop"
 
 
-def _content_type(msg: email.message.Message) -> Iterator[str]:
+def _content_type(reader: MessageReader) -> Iterator[str]:
     """Delivery, feedback and read reports are machine reports by definition."""
-    try:
-        ctype = msg.get_content_type()
-    except DECODE_ERRORS:
-        return
+    ctype = reader.content_type(reader.msg)
     if ctype == "multipart/report" or ctype in (
         "message/delivery-status",
         "message/disposition-notification",
@@ -324,55 +343,59 @@ def _subject_prefix(text: str) -> str | None:
     return "subject:out-of-office" if match.group("ooo") else "subject:auto-reply"
 
 
-def _subject(msg: email.message.Message) -> Iterator[str]:
-    for value in _header_values(msg, "subject")[:1]:
+def _subject(reader: MessageReader) -> Iterator[str]:
+    for value in reader.texts("subject")[:1]:
         token = subject_verdict(value)
         if token:
             yield token
 
 
-def _challenge_response(msg: email.message.Message) -> Iterator[str]:
+def _challenge_response(reader: MessageReader) -> Iterator[str]:
     """Challenge-response filters ask a person to click a link: answering them is a loop."""
-    text = _leading_text(msg)
-    # Every alternative of the pattern has one of these words: most mail has none of them,
-    # and a substring test is a hundred times cheaper than the pattern.
+    text = _leading_text(reader)
+    # The words have no white space: they are found as well before it is normalised.
+    folded = text.encode("utf-8", "surrogatepass").lower()
+    if not any(word in folded for word in _CHALLENGE_WORDS):
+        return
+    text = " ".join(text.split())
     lowered = text.lower()
-    if any(word in lowered for word in _CHALLENGE_WORDS) and _CHALLENGE_RE.search(text):
+    if any(phrase in lowered and pattern.search(text) for phrase, pattern in _CHALLENGES):
         yield "challenge-response"
 
 
-def _leading_text(msg: email.message.Message) -> str:
-    """The first text parts of the message (not of attached messages), as plain text."""
+def _leading_text(reader: MessageReader) -> str:
+    """The first text parts of the message (not of attached messages), as plain text, white
+    space as it is."""
     chunks: list[str] = []
     size = 0
-    for part in _top_level_parts(msg):
-        try:
-            ctype = part.get_content_type()
-        except DECODE_ERRORS:
-            continue
+    for part in _top_level_parts(reader):
+        ctype = reader.content_type(part)
         if ctype not in ("text/plain", "text/html"):
             continue
-        text = _decode_payload(part)
+        text = _decode_payload(part, reader)
         if ctype == "text/html":
             text = html.unescape(_HTML_TAG_RE.sub(" ", text))
         chunks.append(text)
         size += len(text)
         if size >= _MAX_BODY_CHARS:
             break
-    return " ".join(" ".join(chunks)[:_MAX_BODY_CHARS].split())
+    return " ".join(chunks)[:_MAX_BODY_CHARS]
 
 
-def _top_level_parts(msg: email.message.Message) -> Iterable[email.message.Message]:
-    """Leaf parts in document order without descending into attached messages; bounded."""
-    stack: list[email.message.Message] = [msg]
+def _top_level_parts(reader: MessageReader) -> Iterable[email.message.Message]:
+    """Leaf parts in document order without descending into attached messages; bounded.
+    A part whose payload or type cannot be read is left out."""
+    stack: list[email.message.Message] = [reader.msg]
     seen = 0
     while stack and seen < _MAX_PARTS:
         part = stack.pop()
         seen += 1
         try:
             payload = part.get_payload()
-            ctype = part.get_content_type()
         except DECODE_ERRORS:
+            continue
+        ctype = reader.content_type(part)
+        if ctype is None:
             continue
         if isinstance(payload, list):
             if ctype.startswith("multipart/"):
@@ -381,16 +404,12 @@ def _top_level_parts(msg: email.message.Message) -> Iterable[email.message.Messa
         yield part
 
 
-def _decode_payload(part: email.message.Message) -> str:
+def _decode_payload(part: email.message.Message, reader: MessageReader) -> str:
     """A part's text, decoded with its declared charset, falling back to UTF-8 then Latin-1."""
-    data = payload_bytes(part)
+    data, charset = reader.payload(part)
     if data is None:
         return ""
     data = data[: _MAX_BODY_CHARS * 4]
-    try:
-        charset = part.get_content_charset() or "utf-8"
-    except DECODE_ERRORS:
-        charset = "utf-8"
     for candidate in (charset, "utf-8"):
         try:
             return data.decode(candidate)

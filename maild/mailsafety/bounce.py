@@ -37,16 +37,15 @@ import email.header
 import email.message
 import email.parser
 import email.policy
-import email.utils
 import functools
 import html
 import json
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final, Literal
 
-from maild.mailsafety.headers import DECODE_ERRORS, payload_bytes, to_text
+from maild.mailsafety.headers import DECODE_ERRORS, MessageReader, to_text
 
 ReportKind = Literal["failure", "delay", "success", "feedback", "mdn"]
 
@@ -104,9 +103,14 @@ class Report:
     reason: str
 
 
-def parse_report(msg: email.message.Message) -> Report | None:
-    """The report `msg` is, or None when it is not a machine report; never raises."""
-    return _parse(_without_bom(msg), depth=0)
+def parse_report(msg: email.message.Message | MessageReader) -> Report | None:
+    """The report `msg` is, or None when it is not a machine report; never raises.
+
+    A reader of the message shares what is read with the other detectors.
+    """
+    reader = msg if isinstance(msg, MessageReader) else MessageReader(msg)
+    readable = _without_bom(reader.msg)
+    return _parse(reader if readable is reader.msg else MessageReader(readable), depth=0)
 
 
 def _without_bom(msg: email.message.Message) -> email.message.Message:
@@ -123,8 +127,8 @@ def _without_bom(msg: email.message.Message) -> email.message.Message:
     return msg
 
 
-def _parse(msg: email.message.Message, *, depth: int) -> Report | None:
-    view = _View.of(msg, depth=depth)
+def _parse(reader: MessageReader, *, depth: int) -> Report | None:
+    view = _View(reader, depth=depth)
     return (
         _from_mdn(view)
         or _from_feedback(view)
@@ -134,46 +138,87 @@ def _parse(msg: email.message.Message, *, depth: int) -> Report | None:
     )
 
 
-# A read-only view of the message: everything the rules look at, gathered once --------------
+# A read-only view of the message: what the rules look at, each read when first asked for ---
 
 
-@dataclass
 class _View:
-    """The parts of a message that matter to the report rules, extracted defensively."""
+    """The parts of a message that matter to the report rules, extracted defensively.
 
-    subject: str = ""
-    raw_from: str = ""
-    report_type: str = ""
-    senders: list[tuple[str, str]] = field(default_factory=list)  # (display, address)
-    headers: email.message.Message = field(default_factory=email.message.Message)
-    null_sender: bool = False
-    failed_header: list[str] = field(default_factory=list)  # X-Failed-Recipients
-    structured: dict[str, list[str]] = field(default_factory=dict)  # dsn/arf/mdn -> texts
-    texts: list[str] = field(default_factory=list)  # notification texts, in order
-    attached: list[email.message.Message] = field(default_factory=list)  # returned messages
-    embedded: list[email.message.Message] = field(default_factory=list)  # headers in the text
-    nested_recipients: list[str] = field(default_factory=list)  # from a report in a report
-    nested_ids: list[str] = field(default_factory=list)
+    The headers and the MIME structure are read at once; the rest when a rule first asks
+    for it. Most mail is from a person, and for it the rules are settled by the headers and
+    the structure alone: its texts are never searched for returned headers and its
+    attached messages never parsed as reports (only the first text is decoded, to see
+    whether it is JSON).
+    """
 
-    @classmethod
-    def of(cls, msg: email.message.Message, *, depth: int = 0) -> _View:
-        view = cls()
-        view.subject = " ".join(_header(msg, "subject").split())
-        view.raw_from = _header(msg, "from")
-        view.report_type = _param(msg, "report-type").lower()
-        view.senders = _addresses(msg, "from", "sender", keep_empty=True)
-        view.null_sender = _header(msg, "return-path").replace(" ", "") == "<>"
-        view.headers = msg
-        view.failed_header = [a for _d, a in _addresses(msg, "x-failed-recipients") if "@" in a]
-        for part in _walk(msg):
-            view._add_part(part, is_root=part is msg)
-        view.embedded = [h for h in (_embedded_headers(t) for t in view.texts[:3]) if h]
-        if depth < _MAX_NESTING:
-            view._add_nested(depth)
-        return view
+    def __init__(self, reader: MessageReader, *, depth: int = 0) -> None:
+        self.reader = reader
+        self.msg = reader.msg
+        self._depth = depth
+        self.subject = " ".join(reader.first("subject").split())
+        self.raw_from = reader.first("from")
+        self.report_type = _param(self.msg, "report-type").lower()
+        self.senders = _addresses(reader, "from", "sender", keep_empty=True)  # (display, address)
+        self.null_sender = reader.first("return-path").replace(" ", "") == "<>"
+        self.failed_header = [  # X-Failed-Recipients
+            a for _d, a in _addresses(reader, "x-failed-recipients") if "@" in a
+        ]
+        self._leaves = list(_walk(reader))
 
-    def _add_nested(self, depth: int) -> None:
-        """A relay that wraps a bounce in its own bounce: the inner one names the recipient."""
+    @functools.cached_property
+    def structured(self) -> dict[str, list[str]]:
+        """The texts of the report parts, by kind (dsn, arf, mdn)."""
+        out: dict[str, list[str]] = {}
+        for part, ctype in self._leaves:
+            if ctype in _REPORT_PARTS:
+                out.setdefault(_REPORT_PARTS[ctype], []).append(_structured_text(part, self.reader))
+        return out
+
+    @functools.cached_property
+    def attached(self) -> list[email.message.Message]:
+        """The returned messages (or their headers), in order."""
+        out: list[email.message.Message] = []
+        for part, ctype in self._leaves:
+            if part is not self.msg and _header(part, "message-id"):
+                # A returned message pasted into a part without a blank line first: its
+                # headers became the part's headers.
+                out.append(part)
+            if ctype in _ATTACHED_MESSAGE_TYPES or ctype in _ATTACHED_HEADER_TYPES:
+                out.extend(_attached_messages(part, self.reader))
+        return out
+
+    def _texts(self) -> Iterator[str]:
+        """The notification texts, in order, decoded one by one."""
+        for part, ctype in self._leaves:
+            if _is_text(ctype):
+                text = _part_text(part, self.reader)
+                if ctype == "text/html":
+                    text = _strip_html(text)
+                if text.strip():
+                    yield text
+
+    @functools.cached_property
+    def texts(self) -> list[str]:
+        return list(self._texts())
+
+    @functools.cached_property
+    def first_text(self) -> str:
+        """texts[0], or "" when there is none; the others stay undecoded."""
+        return next(self._texts(), "")
+
+    @functools.cached_property
+    def embedded(self) -> list[email.message.Message]:
+        """Header blocks of returned messages quoted in the text."""
+        return [h for h in (_embedded_headers(t) for t in self.texts[:3]) if h]
+
+    @functools.cached_property
+    def _nested(self) -> tuple[list[str], list[str]]:
+        """A relay that wraps a bounce in its own bounce: the inner one names the recipient.
+        The recipients and ids of the inner reports."""
+        recipients: list[str] = []
+        ids: list[str] = []
+        if self._depth >= _MAX_NESTING:
+            return recipients, ids
         for attached in self.attached[:2]:
             try:
                 payload = attached.get_payload()
@@ -181,10 +226,19 @@ class _View:
                 continue
             if not payload:
                 continue  # headers only
-            inner = _parse(attached, depth=depth + 1)
+            inner = _parse(MessageReader(attached), depth=self._depth + 1)
             if inner is not None and inner.kind in ("failure", "delay"):
-                self.nested_recipients.extend(r.address for r in inner.recipients)
-                self.nested_ids.extend(inner.original_message_ids)
+                recipients.extend(r.address for r in inner.recipients)
+                ids.extend(inner.original_message_ids)
+        return recipients, ids
+
+    @property
+    def nested_recipients(self) -> list[str]:
+        return self._nested[0]
+
+    @property
+    def nested_ids(self) -> list[str]:
+        return self._nested[1]
 
     @property
     def daemon_sender(self) -> bool:
@@ -198,14 +252,18 @@ class _View:
         return any(_NOREPLY_LOCAL_RE.search(a.rsplit("@", 1)[0]) for _d, a in self.senders)
 
     @functools.cached_property
+    def looks_like_bounce(self) -> bool:
+        return _looks_like_bounce(self)
+
+    @functools.cached_property
     def own_side(self) -> frozenset[str]:
         """Addresses that cannot be the failed recipient: the notice's own sender and
         recipients (that is us), and the senders of the returned message (us again)."""
-        mine = _addresses(self.headers, "from", "to", "cc", "sender", "return-path")
+        mine = _addresses(self.reader, "from", "to", "cc", "sender", "return-path")
         theirs = [
             pair
             for original in self.originals
-            for pair in _addresses(original, "from", "sender", "return-path")
+            for pair in _addresses(MessageReader(original), "from", "sender", "return-path")
         ]
         return frozenset(address for _display, address in (*mine, *theirs))
 
@@ -213,41 +271,36 @@ class _View:
     def originals(self) -> list[email.message.Message]:
         return [*self.attached, *self.embedded]
 
-    def _add_part(self, part: email.message.Message, *, is_root: bool) -> None:
-        ctype = _content_type(part)
-        if not is_root and _header(part, "message-id"):
-            # A returned message pasted into a part without a blank line first: its
-            # headers became the part's headers.
-            self.attached.append(part)
-        if ctype in _REPORT_PARTS:
-            self.structured.setdefault(_REPORT_PARTS[ctype], []).append(_structured_text(part))
-        elif ctype in _ATTACHED_MESSAGE_TYPES or ctype in _ATTACHED_HEADER_TYPES:
-            self.attached.extend(_attached_messages(part))
-        elif ctype.startswith(("text/", "multipart/")):
-            text = _part_text(part)
-            if ctype == "text/html":
-                text = _strip_html(text)
-            if text.strip():
-                self.texts.append(text)
-
-    @property
+    @functools.cached_property
     def notification(self) -> str:
         """The human-readable notice, cut before the returned copy of the message."""
         return "\n".join(_cut_original(t) for t in self.texts[:3])
 
-    @property
+    @functools.cached_property
     def all_text(self) -> str:
         return "\n".join(self.texts)
 
 
-def _walk(msg: email.message.Message) -> Iterator[email.message.Message]:
-    """Leaf parts in document order; attached messages and report parts are leaves here."""
-    stack: list[email.message.Message] = [msg]
+def _is_text(ctype: str) -> bool:
+    """Whether a leaf of this type is notification text (not a report part or a returned
+    message, some of which are text/ types too)."""
+    return (
+        ctype.startswith(("text/", "multipart/"))
+        and ctype not in _REPORT_PARTS
+        and ctype not in _ATTACHED_MESSAGE_TYPES
+        and ctype not in _ATTACHED_HEADER_TYPES
+    )
+
+
+def _walk(reader: MessageReader) -> Iterator[tuple[email.message.Message, str]]:
+    """Leaf parts and their types in document order; attached messages and report parts
+    are leaves here. A type that cannot be read is text/plain."""
+    stack: list[email.message.Message] = [reader.msg]
     seen = 0
     while stack and seen < _MAX_PARTS:
         part = stack.pop()
         seen += 1
-        ctype = _content_type(part)
+        ctype = reader.content_type(part) or "text/plain"
         try:
             payload = part.get_payload()
         except DECODE_ERRORS:
@@ -255,7 +308,7 @@ def _walk(msg: email.message.Message) -> Iterator[email.message.Message]:
         if ctype.startswith("multipart/") and isinstance(payload, list):
             stack.extend(reversed([p for p in payload if isinstance(p, email.message.Message)]))
         else:
-            yield part
+            yield part, ctype
 
 
 # Layer 1: structured report parts ------------------------------------------------------------
@@ -302,7 +355,7 @@ def _from_hotmail_jmrp(view: _View) -> Report | None:
     recipients = [
         FailedRecipient(address, None, "abuse", None, permanent=False)
         for original in view.attached
-        for _display, address in _addresses(original, "x-hmxmroriginalrecipient")
+        for _display, address in _addresses(MessageReader(original), "x-hmxmroriginalrecipient")
         if "@" in address
     ]
     if not recipients:
@@ -328,10 +381,12 @@ def _from_dsn(view: _View) -> Report | None:
     """RFC 3464, or the same fields written into the text of a bounce."""
     texts = view.structured.get("dsn", [])
     groups = _recipient_groups(_fields("\n".join(texts)))
-    if not groups and _RECIPIENT_FIELD_RE.search(view.notification):
-        text_groups = _recipient_groups(_fields(view.notification))
-        if text_groups and (texts or _looks_like_bounce(view)):
-            groups = text_groups
+    # The same fields in the notice count only in a report or in what looks like a bounce;
+    # asked in this order, mail from a person never has its text decoded here.
+    if not groups and (texts or view.looks_like_bounce) and _RECIPIENT_FIELD_RE.search(
+        view.notification
+    ):
+        groups = _recipient_groups(_fields(view.notification))
     if not groups and not texts:
         return None
     recipients = [r for r in (_dsn_recipient(g) for g in groups) if r is not None]
@@ -425,6 +480,7 @@ _SES_KINDS: Final[dict[str, ReportKind]] = {
 _SES_TYPE_RE: Final = re.compile(r'"notificationType"\s*:\s*"(Bounce|Complaint|Delivery)"')
 _SES_OBJECT_RE: Final = re.compile(r'\{[^{}]*"emailAddress"\s*:\s*"([^"]{1,300})"[^{}]*\}')
 _SES_DELIVERED_RE: Final = re.compile(r'"recipients"\s*:\s*\[([^\]]{0,5000})\]')
+_SES_ADDRESS_RE: Final = re.compile(r'"([^"]+@[^"]+)"')
 _SES_MSGID_RE: Final = re.compile(
     r'"name"\s*:\s*"Message-ID"\s*,\s*"value"\s*:\s*"([^"]{1,900})"', re.IGNORECASE
 )
@@ -436,7 +492,7 @@ def _from_ses_json(view: _View) -> Report | None:
     Only a body that *is* JSON counts: a person pasting such an event into a question to
     the help desk writes some words first.
     """
-    if not view.texts or not view.texts[0].lstrip().startswith("{"):
+    if not view.first_text.lstrip().startswith("{"):
         return None
     # Through SNS the event is a JSON string inside a JSON envelope: unescape once.
     text = view.all_text[:_MAX_TEXT].replace('\\"', '"')
@@ -455,7 +511,7 @@ def _from_ses_json(view: _View) -> Report | None:
         recipients.append(FailedRecipient(obj.group(1), status, action, diagnostic, permanent))
     if kind == "success" and not recipients:
         delivered = _SES_DELIVERED_RE.search(text)
-        for address in re.findall(r'"([^"]+@[^"]+)"', delivered.group(1) if delivered else ""):
+        for address in _SES_ADDRESS_RE.findall(delivered.group(1) if delivered else ""):
             recipients.append(FailedRecipient(address, "2.0.0", "delivered", None, False))
     ids = _ids(*_SES_MSGID_RE.findall(text), *_attached_ids(view))
     if kind == "failure" and transient and not any(r.permanent for r in recipients):
@@ -603,7 +659,7 @@ def _text_kind(view: _View) -> ReportKind:
 
 
 def _from_text(view: _View) -> Report | None:
-    if not _looks_like_bounce(view):
+    if not view.looks_like_bounce:
         return None
     kind = _text_kind(view)
     return _report(kind, _text_recipients(view, kind), _original_ids(view), view)
@@ -618,6 +674,7 @@ _ADDR: Final = (
     r"@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{1,24}"
 )
 _ADDR_RE: Final = re.compile(rf"({_ADDR})(?![\w-])")
+_ADDRESS_LINE_RE: Final = re.compile(rf"[\s:.<>'\"]*{_ADDR}[\s:.<>'\"]*")
 _EXPANDED_RE: Final = re.compile(rf"\(expanded\s+from:?\s*<?({_ADDR})>?\s*\)", re.IGNORECASE)
 # qmail, Postfix (text), Yahoo, Sina and friends: "<user@example.com>: reason".
 _ANGLE_COLON_RE: Final = re.compile(
@@ -672,6 +729,7 @@ _HEADING_RE: Final = re.compile(
 )
 _BARE_NAME_RE: Final = re.compile(r"^\s*([A-Za-z0-9][\w.+-]{0,63})(?:\s{2,}|\s*$)")
 _STATUS_RE: Final = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+_SMTP_REPLY_RE: Final = re.compile(r"(?<![\d.])[45]\d\d[ -]\S")
 _SMTP_CODE_RE: Final = re.compile(r"(?<![\d.])([245])[0-5]\d(?=[ -]|$)", re.MULTILINE)
 _TIMEOUT_RE: Final = re.compile(
     r"retry\s+time(?:out)?\s+(?:not\s+reached|exceeded)|in\s+the\s+queue\s+too\s+long"
@@ -741,7 +799,7 @@ def _original_recipients(view: _View) -> list[str]:
     maild writes one customer per message, so a short list here is the failed recipient.
     """
     for original in view.originals:
-        addresses = [a for _d, a in _addresses(original, "to", "cc") if "@" in a]
+        addresses = [a for _d, a in _addresses(MessageReader(original), "to", "cc") if "@" in a]
         if 0 < len(addresses) <= 5:
             return addresses
     return []
@@ -777,7 +835,7 @@ def _after_heading(text: str, view: _View) -> list[tuple[str, str | None]]:
 def _listed(lines: Sequence[str], view: _View) -> list[tuple[str, str | None]]:
     out: list[tuple[str, str | None]] = []
     for index, line in enumerate(lines[:40]):
-        if index == 0 and not re.fullmatch(rf"[\s:.<>'\"]*{_ADDR}[\s:.<>'\"]*", line):
+        if index == 0 and not _ADDRESS_LINE_RE.fullmatch(line):
             continue  # the rest of the heading's own line
         if not line.strip():
             if out:
@@ -837,13 +895,15 @@ def _first_diagnostic(text: str) -> str | None:
     for line in text.split("\n")[:400]:
         if _HEADER_LINE_RE.match(line):
             continue
-        if _status(line, classes="45") or re.search(r"(?<![\d.])[45]\d\d[ -]\S", line):
+        if _status(line, classes="45") or _SMTP_REPLY_RE.search(line):
             return _clean_diagnostic(line)
     return None
 
 
 # Original message ids --------------------------------------------------------------------------
 
+_SPACE_RE: Final = re.compile(r"\s")
+_BRACKETED_ID_RE: Final = re.compile(r"<\s*([^<>\s]{1,900})\s*>")
 _MSGID_LINE_RE: Final = re.compile(
     r"^[ \t>]*(?:Original-)?Message-I[Dd][ \t]*:[ \t]*(?:\n[ \t]+)?<([^<>\s]{1,900})>",
     re.MULTILINE | re.IGNORECASE,
@@ -867,7 +927,7 @@ def _attached_ids(view: _View) -> list[str]:
     for original in view.attached:
         value = _header(original, "message-id").strip()
         bare = value.strip("<> \t")
-        if bare and not re.search(r"\s", bare):
+        if bare and not _SPACE_RE.search(bare):
             out.append(f"<{bare}>")
         elif value:
             out.append(value)
@@ -889,7 +949,7 @@ def _ids(*values: str | None) -> tuple[str, ...]:
     for value in values:
         if not value:
             continue
-        found = re.findall(r"<\s*([^<>\s]{1,900})\s*>", value)
+        found = _BRACKETED_ID_RE.findall(value)
         if not found and "@" in value:
             found = [value.strip()]
         out.extend(i for i in found if len(i) > 2 and " " not in i)
@@ -942,9 +1002,15 @@ def _status(value: str, classes: str = "245") -> str | None:
     return None
 
 
+_RULE_RE: Final = re.compile(r"[-=*_#~|]{3,}")
+_DIAGNOSTIC_TYPE_RE: Final = re.compile(
+    r"^(?:smtp|x-[\w-]+|x-unix|x-postfix)\s*;\s*", re.IGNORECASE
+)
+
+
 def _clean_diagnostic(value: str) -> str | None:
-    text = " ".join(re.sub(r"[-=*_#~|]{3,}", " ", value).split())
-    text = re.sub(r"^(?:smtp|x-[\w-]+|x-unix|x-postfix)\s*;\s*", "", text, flags=re.IGNORECASE)
+    text = " ".join(_RULE_RE.sub(" ", value).split())
+    text = _DIAGNOSTIC_TYPE_RE.sub("", text)
     return text[:_MAX_REASON] or None
 
 
@@ -973,6 +1039,10 @@ def _decode_words(text: str) -> str:
         return text
 
 
+_FIELD_RE: Final = re.compile(r"^([A-Za-z][A-Za-z0-9-]{0,60})[ \t]*:[ \t]*(.*)$")
+_FIELD_START_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,60}:")
+
+
 def _fields(text: str) -> list[tuple[str, str]]:
     """Header-style fields of a report text, continuation lines unfolded, names lower-cased."""
     out: list[tuple[str, str]] = []
@@ -981,7 +1051,7 @@ def _fields(text: str) -> list[tuple[str, str]]:
             name, value = out[-1]
             out[-1] = (name, f"{value} {line.strip()}")
             continue
-        match = re.match(r"^([A-Za-z][A-Za-z0-9-]{0,60})[ \t]*:[ \t]*(.*)$", line)
+        match = _FIELD_RE.match(line)
         if match:
             out.append((match.group(1).lower(), match.group(2).strip()))
     return out
@@ -1016,14 +1086,17 @@ _CUT_RE: Final = re.compile(
 )
 
 
+_QUOTE_MARK_RE: Final = re.compile(r"(?m)^> ?")
+
+
 def _embedded_headers(text: str) -> email.message.Message | None:
     """The header block of a message returned inline after a cut line, if there is one."""
     match = _CUT_RE.search(text[:_MAX_TEXT])
     if match is None:
         return None
     rest = text[match.end() :].split("\n", 1)[-1].lstrip("\n=-* \t")
-    rest = re.sub(r"(?m)^> ?", "", rest[:20_000])
-    if not re.match(r"[A-Za-z][A-Za-z0-9-]{0,60}:", rest):
+    rest = _QUOTE_MARK_RE.sub("", rest[:20_000])
+    if not _FIELD_START_RE.match(rest):
         return None
     return _parse_headers(rest)
 
@@ -1034,15 +1107,15 @@ def _cut_original(text: str) -> str:
     return text[: match.start()] if match and match.start() > 0 else text[:_MAX_TEXT]
 
 
-def _content_type(part: email.message.Message) -> str:
-    try:
-        return part.get_content_type()
-    except DECODE_ERRORS:
-        return "text/plain"
-
-
 def _param(msg: email.message.Message, name: str) -> str:
+    """A Content-Type parameter (`name` in lower case), "" when there is none.
+
+    Parameter names are read from the header's text and compared lower-cased, so a name that
+    is not in the lower-cased text cannot be there: most mail is answered without parsing it.
+    """
     try:
+        if name not in str(msg.get("content-type", "")).lower():
+            return ""
         value = msg.get_param(name)
     except DECODE_ERRORS:
         return ""
@@ -1061,26 +1134,21 @@ def _header(msg: email.message.Message, name: str) -> str:
 
 
 def _addresses(
-    msg: email.message.Message, *names: str, keep_empty: bool = False
+    reader: MessageReader, *names: str, keep_empty: bool = False
 ) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for name in names:
-        try:
-            values = msg.get_all(name) or []
-        except DECODE_ERRORS:
-            continue
-        for value in values:
-            try:
-                pairs = email.utils.getaddresses([to_text(value)])
-            except DECODE_ERRORS:
-                continue
-            out.extend(
-                (d, a.strip().strip("<>").lower()) for d, a in pairs if keep_empty or a.strip()
-            )
+        out.extend(
+            (d, a.strip().strip("<>").lower())
+            for d, a in reader.addresses(name)
+            if keep_empty or a.strip()
+        )
     return out
 
 
-def _attached_messages(part: email.message.Message) -> list[email.message.Message]:
+def _attached_messages(
+    part: email.message.Message, reader: MessageReader
+) -> list[email.message.Message]:
     try:
         payload = part.get_payload()
     except DECODE_ERRORS:
@@ -1088,7 +1156,7 @@ def _attached_messages(part: email.message.Message) -> list[email.message.Messag
     if isinstance(payload, list):
         return [p for p in payload[:1] if isinstance(p, email.message.Message)]
     if isinstance(payload, str):
-        parsed = _parse_headers(_part_text(part))
+        parsed = _parse_headers(_part_text(part, reader))
         return [parsed] if parsed is not None else []
     return []
 
@@ -1102,14 +1170,14 @@ def _parse_headers(text: str) -> email.message.Message | None:
         return None
 
 
-def _structured_text(part: email.message.Message) -> str:
+def _structured_text(part: email.message.Message, reader: MessageReader) -> str:
     """A report part's text; compat32 parses delivery-status blocks as header-only messages."""
     try:
         payload = part.get_payload()
     except DECODE_ERRORS:
         return ""
     if not isinstance(payload, list):
-        return _part_text(part)
+        return _part_text(part, reader)
     blocks: list[str] = []
     for block in payload:
         if not isinstance(block, email.message.Message):
@@ -1129,16 +1197,12 @@ def _unfold(value: str) -> str:
     return " ".join(value.split())
 
 
-def _part_text(part: email.message.Message) -> str:
+def _part_text(part: email.message.Message, reader: MessageReader) -> str:
     """A leaf part's decoded text with newlines normalised; "" when it has none."""
-    data = payload_bytes(part)
+    data, charset = reader.payload(part)
     if data is None:
         return ""
     data = data[: _MAX_TEXT * 2]
-    try:
-        charset = part.get_content_charset() or "utf-8"
-    except DECODE_ERRORS:
-        charset = "utf-8"
     text = None
     for candidate in (charset, "utf-8"):
         try:
@@ -1151,8 +1215,12 @@ def _part_text(part: email.message.Message) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")[:_MAX_TEXT]
 
 
+_HTML_BREAK_RE: Final = re.compile(r"(?i)<br\s*/?>|</p>|</div>|</tr>|</li>")
+_HTML_TAG_RE: Final = re.compile(r"<[^>]{0,2000}>")
+
+
 def _strip_html(text: str) -> str:
-    text = re.sub(r"(?i)<br\s*/?>|</p>|</div>|</tr>|</li>", "\n", text)
-    return html.unescape(re.sub(r"<[^>]{0,2000}>", "", text))
+    text = _HTML_BREAK_RE.sub("\n", text)
+    return html.unescape(_HTML_TAG_RE.sub("", text))
 
 

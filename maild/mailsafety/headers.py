@@ -7,6 +7,8 @@ import contextlib
 import email.errors
 import email.header
 import email.message
+import email.utils
+import re
 from typing import Final
 
 DECODE_ERRORS: Final = (
@@ -19,6 +21,17 @@ DECODE_ERRORS: Final = (
     email.errors.MessageError,
 )
 MAX_HEADER_CHARS: Final = 4_000  # a header longer than this is cut before any regex sees it
+
+# One address the way nearly every From and To is written: "Name <local@domain>", "<...>" or
+# a bare "local@domain", in atoms separated by single spaces (the name) or dots. The
+# characters are those that email.utils' parser takes into an atom (no specials, no
+# white space, no backslash), so it returns the name and the address unchanged.
+_ATOM: Final = r"[^\s()<>@,:;.\"\[\]\\]+"
+_NAME_WORD: Final = r"[^\s()<>@,:;\"\[\]\\]+"  # a dot is part of a word in a name
+_DOT_ATOM_ADDRESS: Final = rf"{_ATOM}(?:\.{_ATOM})*@{_ATOM}(?:\.{_ATOM})*"
+_SIMPLE_ADDRESS_RE: Final = re.compile(
+    rf"(?:({_NAME_WORD}(?: {_NAME_WORD})*) ?)?<({_DOT_ATOM_ADDRESS})>|({_DOT_ATOM_ADDRESS})"
+)
 
 
 def to_text(value: object, limit: int = MAX_HEADER_CHARS) -> str:
@@ -41,6 +54,8 @@ def to_text(value: object, limit: int = MAX_HEADER_CHARS) -> str:
     if "=?" in text:
         with contextlib.suppress(*DECODE_ERRORS):
             text = str(email.header.make_header(email.header.decode_header(text)))
+    if text.isascii():  # nothing to make harmless
+        return text
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
@@ -70,3 +85,98 @@ def payload_bytes(part: email.message.Message) -> bytes | None:
     except (*DECODE_ERRORS, binascii.Error):
         return None
     return data if isinstance(data, bytes) else None
+
+
+def addresses_of(value: str) -> list[tuple[str, str]]:
+    """`email.utils.getaddresses([value])`, the common one-address forms read directly.
+
+    The stdlib parser walks the value one character at a time in Python; for a plain
+    "Name <local@domain>" it would return the name and the address exactly as written.
+    Raises what the stdlib raises (DECODE_ERRORS).
+    """
+    match = _SIMPLE_ADDRESS_RE.fullmatch(value)
+    if match is None:
+        return email.utils.getaddresses([value])
+    name, bracketed, bare = match.groups()
+    return [(name or "", bracketed or bare)]
+
+
+class MessageReader:
+    """One message as the detectors read it, each piece once: its header fields as text and
+    as addresses, and the types and decoded payloads of its parts.
+
+    The report and the auto-reply detector read the same headers (From, Subject...) and
+    decode the same first text part; given one reader (pipeline.guard does), they share the
+    work. They also ask for dozens of header names, most of them absent, and
+    `Message.get_all` would scan every field for each: the names present are known here
+    from the start.
+    """
+
+    def __init__(self, msg: email.message.Message) -> None:
+        self.msg = msg
+        self._names = {name.lower() for name in msg}  # the field names, as they are
+        self._texts: dict[str, tuple[str, ...]] = {}
+        self._addresses: dict[str, list[tuple[str, str]]] = {}
+        # by id(part); the part is kept with its result, so that no id is reused meanwhile
+        self._types: dict[int, tuple[email.message.Message, str | None]] = {}
+        self._payloads: dict[int, tuple[email.message.Message, bytes | None, str]] = {}
+
+    def texts(self, name: str) -> tuple[str, ...]:
+        """All values of the header `name` (lower-case) as text (see `to_text`); () when
+        there is none or they cannot be read."""
+        if name not in self._names:
+            return ()
+        if name not in self._texts:
+            try:
+                values = self.msg.get_all(name) or []
+            except DECODE_ERRORS:
+                values = []
+            self._texts[name] = tuple(map(to_text, values))
+        return self._texts[name]
+
+    def first(self, name: str) -> str:
+        """The first value of the header `name` (lower-case) as text, as `Message.get` finds
+        it; "" when there is none or it cannot be read."""
+        texts = self.texts(name)
+        if texts or name not in self._names:
+            return texts[0] if texts else ""
+        try:  # the other values could not be read: perhaps the first can
+            value = self.msg.get(name)
+        except DECODE_ERRORS:
+            return ""
+        return "" if value is None else to_text(value)
+
+    def addresses(self, name: str) -> list[tuple[str, str]]:
+        """The (display name, address) pairs of every value of the header `name`
+        (lower-case), as `addresses_of` gives them; a value it cannot read is left out."""
+        if name not in self._addresses:
+            pairs: list[tuple[str, str]] = []
+            for value in self.texts(name):
+                try:
+                    pairs.extend(addresses_of(value))
+                except DECODE_ERRORS:
+                    continue
+            self._addresses[name] = pairs
+        return self._addresses[name]
+
+    def content_type(self, part: email.message.Message) -> str | None:
+        """A part's content type (`Message.get_content_type`), None when it cannot be read."""
+        if id(part) not in self._types:
+            try:
+                ctype: str | None = part.get_content_type()
+            except DECODE_ERRORS:
+                ctype = None
+            self._types[id(part)] = (part, ctype)
+        return self._types[id(part)][1]
+
+    def payload(self, part: email.message.Message) -> tuple[bytes | None, str]:
+        """A leaf part's decoded bytes (`payload_bytes`) and its charset, "utf-8" when it
+        declares none or one that cannot be read."""
+        if id(part) not in self._payloads:
+            try:
+                charset = part.get_content_charset() or "utf-8"
+            except DECODE_ERRORS:
+                charset = "utf-8"
+            self._payloads[id(part)] = (part, payload_bytes(part), charset)
+        _part, data, charset = self._payloads[id(part)]
+        return data, charset

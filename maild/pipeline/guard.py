@@ -14,6 +14,7 @@ from maild.domain import Inbound
 from maild.mailsafety.authres import sender_verified
 from maild.mailsafety.autoreply import classify_automatic
 from maild.mailsafety.bounce import Report, parse_report
+from maild.mailsafety.headers import MessageReader
 
 
 class Guard:
@@ -26,8 +27,9 @@ class Guard:
         """Mark machine-generated mail; parse a delivery report when it is one."""
         if inbound.mime is None:
             return inbound, None
-        report = parse_report(inbound.mime)
-        verdict = classify_automatic(inbound.mime, own_addresses=self._own)
+        reader = MessageReader(inbound.mime)  # both detectors read From, Subject, the text...
+        report = parse_report(reader)
+        verdict = classify_automatic(reader, own_addresses=self._own)
         reasons = verdict.reasons if verdict.automatic else ()
         if report is not None:
             reasons = (f"report:{report.kind}", *reasons)

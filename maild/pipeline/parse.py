@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import email.message
+import email.utils
 import hashlib
 import html
 import logging
@@ -18,11 +19,12 @@ from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 
 import mailparser
 
 from maild.domain import Address, Attachment, Inbound, SourceRef
+from maild.mailsafety.headers import addresses_of
 from maild.pipeline.language import detect_language
 
 _MSGID = re.compile(r"<\s*([^<>\s]+?)\s*>")
@@ -30,6 +32,8 @@ _MSGID = re.compile(r"<\s*([^<>\s]+?)\s*>")
 # the Message-ID, for clients that drop In-Reply-To and References but quote the text.
 MARKER = re.compile(r"\[maild:([0-9a-f]{20}\.[0-9a-f]{16})\]")
 _TAG = re.compile(r"<[^>]{0,2000}>")
+_SCRIPT = re.compile(r"(?is)<(script|style)\b.*?</\1>")
+_LINE_END = re.compile(r"(?i)<br\s*/?>|</p>|</div>|</tr>")
 _SPACES = re.compile(r"[ \t]+")
 MAX_BODY_CHARS = 200_000
 MAX_ADDRESS = 320  # RFC 5321: longer is not an address
@@ -48,7 +52,7 @@ def decode_header_value(value: object) -> str:
         with contextlib.suppress(ValueError, LookupError, UnicodeError, AssertionError,
                                  MessageError):
             text = str(make_header(decode_header(text)))
-    return " ".join(text.replace("\x00", "").replace("\r", " ").replace("\n", " ").split())
+    return " ".join(text.replace("\x00", "").split())
 
 
 def message_ids(value: str | None) -> tuple[str, ...]:
@@ -64,12 +68,14 @@ def message_ids(value: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
-def _addresses(msg: email.message.Message, name: str) -> tuple[Address, ...]:
-    """The addresses of one header; a header too broken to read counts as absent."""
-    values = [decode_header_value(v) for v in msg.get_all(name, [])]
+def _addresses(values: list[str]) -> tuple[Address, ...]:
+    """The addresses of one header's decoded values; a header too broken to read counts as
+    absent."""
+    if not values:
+        return ()
     out: list[Address] = []
     try:
-        pairs = getaddresses(values)
+        pairs = addresses_of(values[0]) if len(values) == 1 else email.utils.getaddresses(values)
     except (RecursionError, ValueError, IndexError, TypeError):
         return ()  # e.g. a thousand nested groups
     for display, addr in pairs:
@@ -91,17 +97,18 @@ def _date(msg: email.message.Message) -> datetime | None:
 
 
 def _html_to_text(markup: str) -> str:
-    markup = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", markup)
-    markup = re.sub(r"(?i)<br\s*/?>|</p>|</div>|</tr>", "\n", markup)
+    markup = _SCRIPT.sub(" ", markup)
+    markup = _LINE_END.sub("\n", markup)
     return html.unescape(_TAG.sub(" ", markup))
 
 
 def _body(parsed: mailparser.MailParser) -> str:
     plain = [p for p in parsed.text_plain if isinstance(p, str)]
     text = "\n".join(plain) if plain else _html_to_text("\n".join(parsed.text_html))
-    text = _SPACES.sub(" ", text.replace("\r\n", "\n"))  # once, not line by line
-    lines = (line.rstrip() for line in text.split("\n"))
-    return "\n".join(lines).strip()[:MAX_BODY_CHARS]
+    if "\t" in text or "  " in text:  # else every run is a single space already
+        text = _SPACES.sub(" ", text)  # once, not line by line
+    # a CR before a line's LF goes with the white space at its end
+    return "\n".join([line.rstrip() for line in text.split("\n")]).strip()[:MAX_BODY_CHARS]
 
 
 def _attachments(parsed: mailparser.MailParser) -> tuple[Attachment, ...]:
@@ -121,6 +128,14 @@ def _headers(msg: email.message.Message) -> tuple[tuple[str, str], ...]:
     for key, value in msg.items():
         out.append((str(key), decode_header_value(value)))
     return tuple(out)
+
+
+def _by_name(headers: tuple[tuple[str, str], ...]) -> dict[str, list[str]]:
+    """The decoded values by lower-cased name, in order: what `Message.get_all` finds."""
+    out: dict[str, list[str]] = {}
+    for key, value in headers:
+        out.setdefault(key.lower(), []).append(value)
+    return out
 
 
 def _headers_only(raw: bytes, note: str) -> tuple[email.message.Message, str, list[str]]:
@@ -144,7 +159,9 @@ def parse(raw: bytes, source: SourceRef | None, *, default_language: str = "en",
             raw, f"message of {len(raw)} bytes is over the limit of {max_bytes}: its body "
             "and attachments were not processed")
     else:
-        logging.getLogger("mailparser").setLevel(logging.ERROR)
+        logger = logging.getLogger("mailparser")
+        if logger.level != logging.ERROR:  # setting it clears every logger's cache
+            logger.setLevel(logging.ERROR)
         try:
             parsed = mailparser.parse_from_bytes(raw)
         except RecursionError:
@@ -164,9 +181,11 @@ def parse(raw: bytes, source: SourceRef | None, *, default_language: str = "en",
             attachments = attachments[:max_attachments]
     if not msg.keys():
         raise ParseError("no headers found")
-    senders = _addresses(msg, "From") or _addresses(msg, "Sender")
-    subject = decode_header_value(msg.get("Subject"))
-    mids = message_ids(decode_header_value(msg.get("Message-ID")))
+    headers = _headers(msg)
+    decoded = _by_name(headers)
+    senders = _addresses(decoded.get("from", [])) or _addresses(decoded.get("sender", []))
+    subject = decoded.get("subject", [""])[0]
+    mids = message_ids(decoded.get("message-id", [""])[0])
     return Inbound(
         source=source,
         raw=raw,
@@ -175,17 +194,17 @@ def parse(raw: bytes, source: SourceRef | None, *, default_language: str = "en",
         in_reply_to=message_ids(str(msg.get("In-Reply-To") or "")),
         references=message_ids(str(msg.get("References") or "")),
         sender=senders[0] if senders else None,
-        to=_addresses(msg, "To"),
-        cc=_addresses(msg, "Cc"),
-        reply_to=_addresses(msg, "Reply-To"),
+        to=_addresses(decoded.get("to", [])),
+        cc=_addresses(decoded.get("cc", [])),
+        reply_to=_addresses(decoded.get("reply-to", [])),
         subject=subject,
         date=_date(msg),
         body_text=body,
         language=detect_language(
-            f"{subject}\n{body}", decode_header_value(msg.get("Content-Language")),
+            f"{subject}\n{body}", decoded.get("content-language", [""])[0],
             default=default_language,
         ),
-        headers=_headers(msg),
+        headers=headers,
         attachments=attachments,
         defects=defects,
         mime=msg,

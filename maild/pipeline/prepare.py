@@ -80,18 +80,6 @@ def _prepare_chunk(items: Sequence[Fetched], options: PrepareOptions) -> list[Re
     return out
 
 
-def _prepare_remote(items: Sequence[Fetched], options: PrepareOptions) -> list[Result]:
-    """`_prepare_chunk` in a worker. The raw bytes do not travel back: the daemon has them
-    (`_with_raw`), and the results are sent through a pipe the daemon must also read."""
-    return [Prepared(replace(r.inbound, raw=b""), r.report) if isinstance(r, Prepared) else r
-            for r in _prepare_chunk(items, options)]
-
-
-def _with_raw(results: list[Result], chunk: Sequence[Fetched]) -> list[Result]:
-    return [Prepared(replace(r.inbound, raw=item.raw), r.report) if isinstance(r, Prepared)
-            else r for r, item in zip(results, chunk, strict=True)]
-
-
 # Where a chunk's results come from: a worker's future, or None (parsed at home when its
 # turn comes).
 Source = Future[list[Result]] | None
@@ -196,7 +184,7 @@ class Preparer:
         for attempt in (1, 2):
             try:
                 pool = self._pool_for_use()
-                return [pool.submit(_prepare_remote, chunk, self.options) for chunk in chunks]
+                return [pool.submit(_prepare_chunk, chunk, self.options) for chunk in chunks]
             except Exception as exc:  # noqa: BLE001 - see above: parse here instead
                 self._discard_pool()
                 if attempt == 2:
@@ -208,7 +196,7 @@ class Preparer:
         """A chunk's results, waiting for its worker if need be."""
         if source is not None:
             try:
-                return _with_raw(source.result(), chunk)
+                return source.result()
             except Exception as exc:  # noqa: BLE001 - a worker died or a result did not travel
                 log.warning("parse_pool.failed", error=f"{type(exc).__name__}: {exc}",
                             messages=len(chunk))

@@ -7,6 +7,7 @@ subject or a name can inject a header. Automatic mail carries the RFC 3834 heade
 from __future__ import annotations
 
 import base64
+import functools
 import quopri
 import re
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ def _fold(name: str, value: str) -> str:
     return "\r\n".join(lines)
 
 
+@functools.lru_cache(maxsize=4096)  # pure: each message asks for the same few addresses again
 def ascii_address(address: str) -> str | None:
     """The address as plain SMTP can carry it (an IDNA domain), or None when it cannot go
     between the brackets of MAIL FROM or RCPT TO: a local part that is not ASCII (that
@@ -92,6 +94,7 @@ class UndeliverableAddress(ValueError):
     """An address maild cannot send to (see ascii_address)."""
 
 
+@functools.lru_cache(maxsize=1024)  # pure: the sender is the same on every message
 def _address(name: str, address: str) -> str:
     plain = ascii_address(address)
     if plain is None:

@@ -32,7 +32,7 @@ from maild.pipeline.guard import Guard
 from maild.pipeline.parse import ParseError, parse
 
 log = structlog.get_logger("maild.pipeline")
-CHUNK = 8  # messages a worker parses per round trip
+CHUNK = 16  # messages a worker parses per round trip
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            # The WAL is copied back into the database when it reaches this many pages (40
+            # MB; SQLite's default is 1,000): a page that a backlog's batches change again
+            # and again (indexes) is copied back once, not once every few batches.
+            cur.execute("PRAGMA wal_autocheckpoint=10000")
             cur.close()
 
         @event.listens_for(engine, "begin")

@@ -14,11 +14,11 @@ from datetime import datetime
 
 from maild.clock import Clock
 from maild.domain import Classification, Inbound, RuleHit
-from maild.rules.literals import Lower, prefiltered_search
+from maild.rules.literals import Texts, has_troublesome, prefiltered_search
 from maild.rules.schema import Actions, Agent, Condition, Management, Matcher
 from maild.sla.calendar import BusinessCalendar, is_open
 
-Test = Callable[[str, Lower], bool]  # a value and `Facts.lower`
+Test = Callable[[str, Texts], bool]  # a value and the message's `Facts`
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ class Facts:
     automatic: bool
     _lowered: dict[str, str] = field(default_factory=dict, init=False, repr=False,
                                      compare=False)
+    _troubled: dict[str, bool] = field(default_factory=dict, init=False, repr=False,
+                                       compare=False)
 
     def lower(self, text: str) -> str:
         """`text.lower()`, computed once per message: every regex rule over the body that
@@ -48,6 +50,13 @@ class Facts:
         if lowered is None:
             lowered = self._lowered[text] = text.lower()
         return lowered
+
+    def troubled(self, text: str) -> bool:
+        """`rules.literals.has_troublesome(text)`, once per message."""
+        troubled = self._troubled.get(text)
+        if troubled is None:
+            troubled = self._troubled[text] = has_troublesome(text)
+        return troubled
 
 
 Predicate = Callable[[Facts], bool]
@@ -61,30 +70,30 @@ def compile_matcher(m: Matcher) -> Test:
         return prefiltered_search(re.compile(m.regex, 0 if m.case_sensitive else re.IGNORECASE))
     if m.equals is not None:
         want = fold(m.equals)
-        return lambda v, _lower: fold(v) == want
+        return lambda v, _texts: fold(v) == want
     if m.contains is not None:
         part = fold(m.contains)
-        return lambda v, _lower: part in fold(v)
+        return lambda v, _texts: part in fold(v)
     choices = frozenset(fold(x) for x in m.any_of or ())
-    return lambda v, _lower: fold(v) in choices
+    return lambda v, _texts: fold(v) in choices
 
 
 def _any(values: Callable[[Facts], tuple[str, ...]], test: Test) -> Predicate:
-    return lambda f: any(test(v, f.lower) for v in values(f))
+    return lambda f: any(test(v, f) for v in values(f))
 
 
 def _one(value: Callable[[Facts], str], test: Test) -> Predicate:
-    return lambda f: test(value(f), f.lower)
+    return lambda f: test(value(f), f)
 
 
 def _special(c: Condition, calendar: BusinessCalendar | None) -> Predicate | None:
     """Tests that are not a matcher over one message field."""
     if c.header is not None:
         name, test = c.header.name.lower(), compile_matcher(c.header)
-        return lambda f: any(test(v, f.lower) for v in f.headers.get(name, ()))
+        return lambda f: any(test(v, f) for v in f.headers.get(name, ()))
     if c.customer is not None:
         attr, test = c.customer.attribute, compile_matcher(c.customer)
-        return lambda f: attr in f.customer and test(f.customer[attr], f.lower)
+        return lambda f: attr in f.customer and test(f.customer[attr], f)
     if c.business_hours is not None:
         want, cal = c.business_hours, calendar
         if cal is None:

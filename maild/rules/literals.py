@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from importlib import import_module
-from typing import Any
+from typing import Any, Protocol
 
 MIN_LENGTH = 3  # a shorter literal is in almost every body: not worth testing for
 _PARSER = import_module("re._parser")
@@ -36,8 +36,31 @@ _SRE = import_module("_sre")
 _EXTRA_CASES: Mapping[int, tuple[int, ...]] = import_module("re._casefix")._EXTRA_CASES
 _REPEATS = (_OPS.MAX_REPEAT, _OPS.MIN_REPEAT, _OPS.POSSESSIVE_REPEAT)
 
-Lower = Callable[[str], str]  # str.lower, possibly memoised per message
-Search = Callable[[str, Lower], bool]
+
+
+class Texts(Protocol):
+    """A message's texts as the pre-filter reads them: `lower` is `str.lower` and
+    `troubled` is `has_troublesome`, each worked out once per text and message when many
+    rules ask (rules.engine.Facts)."""
+
+    def lower(self, text: str) -> str: ...
+
+    def troubled(self, text: str) -> bool: ...
+
+
+class Plain:
+    """`Texts` without memory: for one search."""
+
+    @staticmethod
+    def lower(text: str) -> str:
+        return text.lower()
+
+    @staticmethod
+    def troubled(text: str) -> bool:
+        return has_troublesome(text)
+
+
+Search = Callable[[str, Texts], bool]
 
 
 def fold_key(code: int) -> str:
@@ -66,6 +89,18 @@ def _troublesome_by_key() -> Mapping[str, str]:
         if char.lower() != key:
             table[key] = table.get(key, "") + char
     return table
+
+
+@cache
+def _all_troublesome() -> str:
+    return "".join(sorted(set("".join(_troublesome_by_key().values()))))
+
+
+def has_troublesome(text: str) -> bool:
+    """Whether `text` holds any troublesome character at all. None of them is ASCII, and
+    none is Latin-1 either, so for most mail each test below costs nothing: a str knows
+    its widest character, and looking for a wider one is answered without reading."""
+    return not text.isascii() and any(char in text for char in _all_troublesome())
 
 
 def troublesome(literals: Iterable[str]) -> str:
@@ -132,19 +167,20 @@ def _node(op: Any, av: Any, fold: Callable[[int], str]) -> frozenset[str] | None
 
 def prefiltered_search(pattern: re.Pattern[str]) -> Search:
     """`pattern.search(value) is not None`, but the search runs only when `value` holds a
-    necessary literal. `lower` is `str.lower`, shared so a body is lowered once per message.
+    necessary literal. `texts` lowers a text and looks for troublesome characters once per
+    message, however many rules ask.
     """
     literals = necessary_literals(pattern)
     if literals is None:
-        return lambda value, lower: pattern.search(value) is not None
+        return lambda value, texts: pattern.search(value) is not None
     if not pattern.flags & re.IGNORECASE:
-        return lambda value, lower: (any(lit in value for lit in literals)
+        return lambda value, texts: (any(lit in value for lit in literals)
                                      and pattern.search(value) is not None)
     trouble = troublesome(literals)
 
-    def search(value: str, lower: Lower) -> bool:
-        if not any(t in value for t in trouble):
-            folded = lower(value)
+    def search(value: str, texts: Texts) -> bool:
+        if not (trouble and texts.troubled(value) and any(t in value for t in trouble)):
+            folded = texts.lower(value)
             if not any(lit in folded for lit in literals):
                 return False
         return pattern.search(value) is not None

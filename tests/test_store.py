@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -37,3 +38,48 @@ def test_naive_datetimes_and_none() -> None:
         assert process is not None and process(None) is None
         with pytest.raises(ValueError, match="naive datetime"):
             process(datetime(2026, 1, 1))
+
+
+def test_batch_inserts_on_sqlite_store_what_sqlalchemy_stores(tmp_path: Path) -> None:
+    """The batch notes write SQLite rows through the driver (store/pending.py `_insert`):
+    every value must be stored exactly as SQLAlchemy's own executemany stores it."""
+    from sqlalchemy import insert, text
+
+    from maild.store import db
+    from maild.store.models import Event, Message, Outbox, Ticket
+    from maild.store.pending import _insert
+
+    at = datetime(2026, 12, 1, 10, 0, 0, 123456, tzinfo=UTC)
+    ticket = {"id": 1, "ref": "T-AAAAAA", "subject": "s", "requester": "a@example.com",
+              "requester_name": "", "status": "new", "level": 1, "priority": "normal",
+              "language": "de", "secret": "x", "created_at": at, "updated_at": at,
+              "tags": [], "sla_pauses": [], "sla_alerted": []}
+    message = {"id": 7, "ticket_id": 1, "direction": "inbound", "message_id": "m@x",
+               "source_key": None, "raw_sha256": "ab", "in_reply_to": None,
+               "references": "r1 r2", "from_addr": "a@example.com", "from_name": "Jörg",
+               "to_addrs": "s@example.test", "subject": "Grüße", "date": None,
+               "body_text": "Text „mit“ Zeichen", "automatic": None,
+               "raw": b"\x00\xff raw bytes", "created_at": at}
+    outbox = {"ticket_id": 1, "message_row_id": 7, "message_id": "o@x", "kind": "notice",
+              "mail_from": "s@example.test", "rcpt_to": "a@example.com", "raw": b"raw",
+              "status": "pending", "attempts": 0, "next_attempt_at": at, "last_error": None,
+              "created_at": at, "sent_at": None}
+    event = {"ticket_id": 1, "kind": "created", "at": at,
+             "data": {"via": "email", "flags": ["ä", 1, None], "nested": {"x": 1.5}}}
+    dumps = []
+    for name, fast in (("sqlalchemy", False), ("driver", True)):
+        engine = db.make_engine(f"sqlite:///{tmp_path / name}.db")
+        db.upgrade(engine)
+        with engine.begin() as conn:
+            conn.execute(insert(Ticket), [ticket])
+            for model, row in ((Message, message), (Outbox, outbox), (Event, event)):
+                if fast:
+                    _insert(conn, model, [dict(row)])
+                else:
+                    conn.execute(insert(model), [dict(row)])
+        with engine.connect() as conn:
+            dumps.append([list(conn.execute(text(f"SELECT * FROM {t}")))
+                          for t in ("messages", "outbox", "events")])
+        engine.dispose()
+    assert dumps[0] == dumps[1]
+    assert all(dumps[0])

@@ -71,15 +71,15 @@ def test_batch_inserts_on_sqlite_store_what_sqlalchemy_stores(tmp_path: Path) ->
         engine = db.make_engine(f"sqlite:///{tmp_path / name}.db")
         db.upgrade(engine)
         with engine.begin() as conn:
-            conn.execute(insert(Ticket), [ticket])
-            for model, row in ((Message, message), (Outbox, outbox), (Event, event)):
+            for model, row in ((Ticket, ticket), (Message, message), (Outbox, outbox),
+                               (Event, event)):
                 if fast:
                     _insert(conn, model, [dict(row)])
                 else:
                     conn.execute(insert(model), [dict(row)])
         with engine.connect() as conn:
             dumps.append([list(conn.execute(text(f"SELECT * FROM {t}")))
-                          for t in ("messages", "outbox", "events")])
+                          for t in ("tickets", "messages", "outbox", "events")])
         engine.dispose()
     assert dumps[0] == dumps[1]
     assert all(dumps[0])

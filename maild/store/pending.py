@@ -114,7 +114,7 @@ class Pending:
         fresh = [t for t in self.new_tickets if t in session.new]
         if fresh:
             columns = [c.key for c in Ticket.__table__.columns]
-            conn.execute(insert(Ticket), [{k: getattr(t, k) for k in columns} for t in fresh])
+            _insert(conn, Ticket, [{k: getattr(t, k) for k in columns} for t in fresh])
             for ticket in fresh:
                 session.expunge(ticket)
                 make_transient_to_detached(ticket)
@@ -146,8 +146,10 @@ class Pending:
         self.automatic_total += 1
 
 
-def _insert(conn: Connection, model: type[Message] | type[Outbox] | type[Event],
-            rows: list[dict[str, Any]]) -> None:
+Model = type[Ticket] | type[Message] | type[Outbox] | type[Event]
+
+
+def _insert(conn: Connection, model: Model, rows: list[dict[str, Any]]) -> None:
     """One executemany INSERT of `rows` (which all have the same keys).
 
     On SQLite the compiled statement goes to the driver as it is, each value converted by
@@ -168,7 +170,7 @@ Convert = Callable[[dict[str, Any]], tuple[Any, ...]]
 
 
 @functools.lru_cache(maxsize=32)
-def _driver_insert(dialect: Dialect, model: type[Message] | type[Outbox] | type[Event],
+def _driver_insert(dialect: Dialect, model: Model,
                    keys: tuple[str, ...]) -> tuple[str, Convert] | None:
     """The INSERT of these columns as the driver takes it (positional parameters), and
     what turns a row into its parameters; None when the statement wants more than the row

@@ -83,3 +83,34 @@ def test_batch_inserts_on_sqlite_store_what_sqlalchemy_stores(tmp_path: Path) ->
         engine.dispose()
     assert dumps[0] == dumps[1]
     assert all(dumps[0])
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_migration_0002_keeps_the_outbox_and_covers_the_recipient_count(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """An outbox written under 0001 keeps its rows; afterwards the per-recipient index
+    holds the kind too."""
+    from alembic import command
+    from sqlalchemy import inspect, text
+
+    from maild.store import db
+
+    url = f"sqlite:///{tmp_path / 'm.db'}" if kind == "sqlite" \
+        else request.getfixturevalue("pg_url")
+    engine = db.make_engine(url)
+    try:
+        command.upgrade(db.alembic_config(engine), "0001")
+        at = "2026-12-01 10:00:00"
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO outbox (message_id, kind, mail_from, rcpt_to, raw, status, "
+                "attempts, next_attempt_at, created_at) VALUES ('m@x', 'acknowledgement', "
+                f"'s@x', 'a@x', :raw, 'pending', 0, '{at}', '{at}')"), {"raw": b"raw"})
+        db.upgrade(engine)
+        indexes = {i["name"]: i["column_names"] for i in inspect(engine).get_indexes("outbox")}
+        assert indexes["ix_outbox_rcpt"] == ["rcpt_to", "created_at", "kind"]
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT message_id FROM outbox")).scalars().all() == ["m@x"]
+    finally:
+        engine.dispose()

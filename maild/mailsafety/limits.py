@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Select, and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from maild.settings import SafetySettings, WindowLimit
@@ -29,11 +29,18 @@ _SUPPRESSED = select(Suppression.address, Suppression.until, Suppression.reason)
     Suppression.address.in_(bindparam("addresses", expanding=True)))
 
 
-def _counting(limits: list[WindowLimit]) -> Select[*tuple[Any, ...]]:
-    """Automatic mail in each limit's window (one index range scan)."""
-    return select(*(func.count().filter(Outbox.created_at > bindparam(f"since{i}"))
-                    for i in range(len(limits)))).select_from(Outbox).where(
-        Outbox.kind.in_(AUTOMATIC_KINDS), Outbox.created_at > bindparam("oldest"))
+def _counting(limits: list[WindowLimit], *, keyed: bool) -> Select[*tuple[Any, ...]]:
+    """Automatic mail in each limit's window (one index range scan).
+
+    Counted for a recipient or a ticket (`keyed`), the kind is tested in the count, not in
+    WHERE: given a kind in WHERE and a long list of recipients, SQLite chose the index on
+    kind and read every automatic mail of the window instead of the recipients' own.
+    """
+    automatic = Outbox.kind.in_(AUTOMATIC_KINDS)
+    windows = [Outbox.created_at > bindparam(f"since{i}") for i in range(len(limits))]
+    counts = [func.count().filter(and_(automatic, w) if keyed else w) for w in windows]
+    query = select(*counts).select_from(Outbox).where(Outbox.created_at > bindparam("oldest"))
+    return query if keyed else query.where(automatic)
 
 
 @dataclass(frozen=True)
@@ -130,7 +137,7 @@ class AutoLimiter:
                   "in total": (self.safety.total, None)}
         statements: dict[str, tuple[list[WindowLimit], Select[*tuple[Any, ...]]]] = {}
         for label, (limits, column) in checks.items():
-            query = _counting(limits)
+            query = _counting(limits, keyed=column is not None)
             if column is not None:
                 query = query.where(column == bindparam("key"))
             statements[label] = (limits, query)
@@ -140,7 +147,7 @@ class AutoLimiter:
     def _per_recipients(self) -> Select[*tuple[Any, ...]]:
         """The per-recipient counts of many recipients at once, one row for each that has
         any (the read-ahead)."""
-        return _counting(self.safety.per_recipient).add_columns(Outbox.rcpt_to).where(
+        return _counting(self.safety.per_recipient, keyed=True).add_columns(Outbox.rcpt_to).where(
             Outbox.rcpt_to.in_(bindparam("keys", expanding=True))).group_by(Outbox.rcpt_to)
 
     @staticmethod

@@ -181,7 +181,8 @@ class Outbox(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_due", "status", "next_attempt_at"),
-        Index("ix_outbox_rcpt", "rcpt_to", "created_at"),  # the loop limits count by these
+        # The loop limits count by these; with the kind, from the index alone.
+        Index("ix_outbox_rcpt", "rcpt_to", "created_at", "kind"),
         Index("ix_outbox_ticket", "ticket_id", "created_at"),
         Index("ix_outbox_kind", "kind", "created_at"),
     )

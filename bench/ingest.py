@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.mailmix import build_mix
+from bench.mailmix import Mix, build_mix
 from tests.kit import message_id_of
 from tests.servers.dovecot import Dovecot, MailUser
 from tests.servers.postgres import PgDatabase
@@ -63,8 +63,11 @@ class BenchError(RuntimeError):
 
 @dataclass
 class SizeResult:
+    """One round for one N: the floor (best of two) and maild, on the same mailbox."""
+
     n: int
     mix: dict[str, int]
+    round: int = 1
     floor_runs: list[dict[str, Any]] = field(default_factory=list)
     maild: dict[str, Any] = field(default_factory=dict)
     load_before: dict[str, float] = field(default_factory=dict)
@@ -84,6 +87,16 @@ class SizeResult:
     @property
     def delivered_rate(self) -> float:
         return self.n / self.maild["total_seconds"]
+
+    @property
+    def ratio(self) -> float:
+        return self.ingest_rate / self.floor_rate
+
+
+def median_round(rounds: list[SizeResult]) -> SizeResult:
+    """The round with the median committed ratio (with an even count, the lower one)."""
+    ordered = sorted(rounds, key=lambda r: r.ratio)
+    return ordered[(len(ordered) - 1) // 2]
 
 
 @dataclass
@@ -201,18 +214,37 @@ def smtp_config(sink: SmtpServer) -> dict[str, Any]:
 
 def measure_size(
     n: int, args: argparse.Namespace, dovecot: Dovecot, sink: SmtpServer, runner: Runner,
-    db_url: str,
-) -> tuple[SizeResult, MailUser]:
+    stack: contextlib.ExitStack,
+) -> tuple[list[SizeResult], MailUser, str]:
+    """`args.rounds` rounds of floor and maild for one N, each on a fresh copy of the
+    mailbox and a fresh database; the user and database of the last round are returned
+    for the latency measurement."""
     print(f"\n[N={n:,}] building the mix ...", flush=True)
     mix = build_mix(n, seed=args.seed)
-    result = SizeResult(n=n, mix={"new": mix.new, "replies": mix.replies,
-                                  "duplicates": mix.duplicates, "bytes": mix.total_bytes})
+    rounds = []
+    for number in range(1, args.rounds + 1):
+        folder = runner.workdir / f"db-{n}-{number}"
+        folder.mkdir()
+        db_url = stack.enter_context(fresh_database(args.db, folder))
+        result, user = measure_round(n, number, mix, args, dovecot, sink, runner, db_url)
+        rounds.append(result)
+    return rounds, user, db_url
+
+
+def measure_round(
+    n: int, number: int, mix: Mix, args: argparse.Namespace, dovecot: Dovecot,
+    sink: SmtpServer, runner: Runner, db_url: str,
+) -> tuple[SizeResult, MailUser]:
+    label = f"[N={n:,} round {number}/{args.rounds}]"
+    result = SizeResult(n=n, round=number,
+                        mix={"new": mix.new, "replies": mix.replies,
+                             "duplicates": mix.duplicates, "bytes": mix.total_bytes})
     user = dovecot.new_user("bench")
     started = time.perf_counter()
     user.append_many(mix.messages)
     if user.count("INBOX") != n:
         raise BenchError(f"Dovecot holds {user.count('INBOX')} messages, not {n}")
-    print(f"[N={n:,}] loaded {n:,} messages ({mix.total_bytes / 2**20:.1f} MiB: "
+    print(f"{label} loaded {n:,} messages ({mix.total_bytes / 2**20:.1f} MiB: "
           f"{mix.new:,} new, {mix.replies:,} replies, {mix.duplicates:,} duplicates) in "
           f"{time.perf_counter() - started:.1f} s", flush=True)
     imap = user.imap_config()
@@ -223,21 +255,22 @@ def measure_size(
             raise BenchError(f"the floor saw {figures['messages']} messages, parsed "
                              f"{figures['parsed']}, of {n}")
         result.floor_runs.append(figures)
-        print(f"[N={n:,}] floor run {attempt}: {figures['seconds']:.2f} s, "
+        print(f"{label} floor run {attempt}: {figures['seconds']:.2f} s, "
               f"{n / figures['seconds']:,.0f} msgs/s", flush=True)
     sink.clear()
-    workdir = runner.workdir / f"maild-{n}"
+    workdir = runner.workdir / f"maild-{n}-{number}"
     workdir.mkdir()
     result.load_before["maild"] = load_average()
     spec: dict[str, Any] = {"imap": imap, "smtp": smtp_config(sink), "db_url": db_url,
                             "workdir": str(workdir)}
     if args.profile:
-        spec["profile"] = str(Path(args.profile).resolve() / f"maild-{n}-{args.db}.pstats")
+        spec["profile"] = str(Path(args.profile).resolve()
+                              / f"maild-{n}-{args.db}-{number}.pstats")
     figures = runner.run("maild", spec)
     result.maild = figures
     check_maild(result, user, sink)
-    print(f"[N={n:,}] maild: committed+queued {figures['ingest_seconds']:.2f} s, "
-          f"delivered {figures['total_seconds']:.2f} s", flush=True)
+    print(f"{label} maild: committed+queued {figures['ingest_seconds']:.2f} s, "
+          f"delivered {figures['total_seconds']:.2f} s; ratio {result.ratio:.2f}", flush=True)
     if args.profile:
         print_profile(spec["profile"])
     return result, user
@@ -354,7 +387,9 @@ def report(args: argparse.Namespace, sizes: list[SizeResult],
     print("\n" + "=" * len(head) + "\n" + title + "\n" + "=" * len(head))
     print(head)
     print("-" * len(head))
-    for s in sizes:
+    by_n = _by_n(sizes)
+    for rounds in by_n.values():
+        s = median_round(rounds)
         f, m = s.floor, s.maild
         best = s.floor_runs.index(f)
         print(_row(f"{s.n:,}", "floor: fetch + parse (best of 2)", f["seconds"], s.floor_rate,
@@ -378,7 +413,13 @@ def report(args: argparse.Namespace, sizes: list[SizeResult],
               f"at the sink {m['acks_at_sink']:,} acks + {m['others_at_sink']:,} "
               f"notifications;\n{'':>9}other floor run {s.n / other['seconds']:,.0f} msgs/s; "
               f"between ingestion and delivery (SLA pass) {m['between_seconds']:.2f} s")
-    print("\nratio = maild msgs/s / floor msgs/s.  CPU ms = CPU time of that process per "
+        if len(rounds) > 1:
+            print(f"{'':>9}the median of {len(rounds)} rounds (round {s.round}); committed "
+                  "ratio by round: " + ", ".join(f"{r.ratio:.2f}" for r in rounds)
+                  + "; incl. delivery: "
+                  + ", ".join(f"{r.delivered_rate / r.floor_rate:.2f}" for r in rounds))
+    print("\nratio = maild msgs/s / floor msgs/s, both in the same round.  CPU ms = CPU time of "
+          "that process per "
           "message\n(Dovecot's and the sink's not included; maild's parse workers on a line of "
           "their own): it is steadier than wall time "
           "when other\nwork shares the machine.  load = 1-min load average just before.  peak = "
@@ -398,8 +439,9 @@ def report(args: argparse.Namespace, sizes: list[SizeResult],
     parent = mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     print(f"\n(this process, which holds the mix and runs the SMTP sink: peak RSS "
           f"{parent:.0f} MiB)")
-    print("\nverdict against the targets:")
-    for s in sizes:
+    print("\nverdict against the targets (the median round):")
+    for rounds in by_n.values():
+        s = median_round(rounds)
         ingest, delivered = s.ingest_rate / s.floor_rate, s.delivered_rate / s.floor_rate
         cpu = s.floor["cpu_seconds"] / (s.maild["ingest_cpu_seconds"]
                                          + s.maild.get("workers_cpu_seconds", 0.0))
@@ -425,6 +467,13 @@ def report(args: argparse.Namespace, sizes: list[SizeResult],
         }))
 
 
+def _by_n(sizes: list[SizeResult]) -> dict[int, list[SizeResult]]:
+    out: dict[int, list[SizeResult]] = {}
+    for s in sizes:
+        out.setdefault(s.n, []).append(s)
+    return out
+
+
 def none_if_inf(value: float) -> float | None:
     return None if math.isinf(value) else value
 
@@ -439,6 +488,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, nargs="+", default=[1000, 10000],
                    help="mailbox sizes (default: 1000 10000)")
+    p.add_argument("--rounds", type=int, default=3, metavar="K",
+                   help="rounds of floor and maild for each N, each on a fresh mailbox and "
+                        "database; the median round is reported and judged (default 3)")
     p.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite",
                    help="sqlite: a file in a temporary directory; postgresql: a fresh database "
                         "through $MAILD_TEST_PG_DSN (default postgres@127.0.0.1:5432)")
@@ -466,6 +518,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.latency == 1:
         p.error("--latency needs at least 2 messages (or 0)")
+    if args.rounds < 1:
+        p.error("--rounds needs at least 1")
     args.rules = None if args.rules == "none" else str(Path(args.rules).resolve())
     args.sla = None if args.sla == "none" else str(Path(args.sla).resolve())
     if args.profile:
@@ -491,11 +545,8 @@ def main(argv: list[str] | None = None) -> int:
         with Dovecot() as dovecot, SmtpServer() as sink, contextlib.ExitStack() as stack:
             last: tuple[int, MailUser, str] | None = None
             for n in args.n:
-                folder = workdir / f"db-{n}"
-                folder.mkdir()
-                db_url = stack.enter_context(fresh_database(args.db, folder))
-                result, user = measure_size(n, args, dovecot, sink, runner, db_url)
-                sizes.append(result)
+                rounds, user, db_url = measure_size(n, args, dovecot, sink, runner, stack)
+                sizes.extend(rounds)
                 last = (n, user, db_url)
             if args.latency and last is not None:
                 latency = measure_latency(args.latency, last[0], args, last[1], sink, runner,

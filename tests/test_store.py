@@ -40,26 +40,36 @@ def test_naive_datetimes_and_none() -> None:
             process(datetime(2026, 1, 1))
 
 
-def test_batch_inserts_on_sqlite_store_what_sqlalchemy_stores(tmp_path: Path) -> None:
-    """The batch notes write SQLite rows through the driver (store/pending.py `_insert`):
-    every value must be stored exactly as SQLAlchemy's own executemany stores it."""
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_batch_inserts_store_what_sqlalchemy_stores(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A batch's rows go in through store/bulk.py (SQLite: the driver's own executemany;
+    PostgreSQL: one JSON document): every value must be stored exactly as SQLAlchemy's own
+    executemany stores it, bytes, datetimes, JSON and None included."""
     from sqlalchemy import insert, text
 
     from maild.store import db
+    from maild.store.bulk import insert_rows
     from maild.store.models import Event, Message, Outbox, Ticket
-    from maild.store.pending import _insert
 
     at = datetime(2026, 12, 1, 10, 0, 0, 123456, tzinfo=UTC)
     ticket = {"id": 1, "ref": "T-AAAAAA", "subject": "s", "requester": "a@example.com",
-              "requester_name": "", "status": "new", "level": 1, "priority": "normal",
-              "language": "de", "secret": "x", "created_at": at, "updated_at": at,
-              "tags": [], "sla_pauses": [], "sla_alerted": []}
+              "requester_name": "", "status": "new", "level": 1, "department": None,
+              "priority": "normal", "language": "de", "mailbox": "support", "secret": "x",
+              "assignee": None, "created_at": at, "updated_at": at,
+              "first_response_at": None, "resolved_at": None, "closed_at": None,
+              "tags": ["ä", "b"], "awaiting_reply_since": None, "sla_policy": "standard",
+              "sla_first_response_due": at, "sla_next_response_due": None,
+              "sla_resolution_due": at, "sla_next_check_at": at,
+              "sla_pauses": [["2026-12-01T10:00:00+00:00", None]], "sla_alerted": [],
+              "linked_ticket_id": None}
     message = {"id": 7, "ticket_id": 1, "direction": "inbound", "message_id": "m@x",
                "source_key": None, "raw_sha256": "ab", "in_reply_to": None,
                "references": "r1 r2", "from_addr": "a@example.com", "from_name": "Jörg",
                "to_addrs": "s@example.test", "subject": "Grüße", "date": None,
-               "body_text": "Text „mit“ Zeichen", "automatic": None,
-               "raw": b"\x00\xff raw bytes", "created_at": at}
+               "body_text": "Text „mit“ Zeichen\nund \\x Backslash", "automatic": None,
+               "raw": b"\x00\xff raw \\x bytes", "created_at": at}
     outbox = {"ticket_id": 1, "message_row_id": 7, "message_id": "o@x", "kind": "notice",
               "mail_from": "s@example.test", "rcpt_to": "a@example.com", "raw": b"raw",
               "status": "pending", "attempts": 0, "next_attempt_at": at, "last_error": None,
@@ -67,22 +77,34 @@ def test_batch_inserts_on_sqlite_store_what_sqlalchemy_stores(tmp_path: Path) ->
     event = {"ticket_id": 1, "kind": "created", "at": at,
              "data": {"via": "email", "flags": ["ä", 1, None], "nested": {"x": 1.5}}}
     dumps = []
-    for name, fast in (("sqlalchemy", False), ("driver", True)):
-        engine = db.make_engine(f"sqlite:///{tmp_path / name}.db")
+    for name, ours in (("sqlalchemy", False), ("bulk", True)):
+        url = f"sqlite:///{tmp_path / name}.db" if kind == "sqlite" \
+            else request.getfixturevalue("pg_url") if ours else _second_pg(request)
+        engine = db.make_engine(url)
         db.upgrade(engine)
         with engine.begin() as conn:
             for model, row in ((Ticket, ticket), (Message, message), (Outbox, outbox),
                                (Event, event)):
-                if fast:
-                    _insert(conn, model, [dict(row)])
+                if ours:
+                    insert_rows(conn, model, [dict(row)])
                 else:
                     conn.execute(insert(model), [dict(row)])
         with engine.connect() as conn:
-            dumps.append([list(conn.execute(text(f"SELECT * FROM {t}")))
+            dumps.append([[tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)
+                           for r in conn.execute(text(f"SELECT * FROM {t} ORDER BY id"))]
                           for t in ("tickets", "messages", "outbox", "events")])
         engine.dispose()
     assert dumps[0] == dumps[1]
     assert all(dumps[0])
+
+
+def _second_pg(request: pytest.FixtureRequest) -> str:
+    """Another fresh PostgreSQL database for the same test (dropped after it)."""
+    from tests.servers.postgres import PgDatabase
+
+    database = PgDatabase.create()
+    request.addfinalizer(database.drop)
+    return database.url
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])

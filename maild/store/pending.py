@@ -16,16 +16,16 @@ no notes are kept, the lookups autoflush as before.
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, func, insert, select, text
+from sqlalchemy import Connection, func, insert, select, text
 from sqlalchemy.orm import Session, make_transient_to_detached
 
+from maild.store.bulk import insert_rows
 from maild.store.models import Event, Message, Outbox, Ticket
 
 _KEY = "maild.pending"
@@ -114,7 +114,7 @@ class Pending:
         fresh = [t for t in self.new_tickets if t in session.new]
         if fresh:
             columns = [c.key for c in Ticket.__table__.columns]
-            _insert(conn, Ticket, [{k: getattr(t, k) for k in columns} for t in fresh])
+            insert_rows(conn, Ticket, [{k: getattr(t, k) for k in columns} for t in fresh])
             for ticket in fresh:
                 session.expunge(ticket)
                 make_transient_to_detached(ticket)
@@ -131,62 +131,19 @@ class Pending:
             else:
                 for row, row_id in zip(self.messages, ids, strict=True):
                     row["id"] = row_id
-                _insert(conn, Message, self.messages)
+                insert_rows(conn, Message, self.messages)
             for index, row in self.outbox:
                 row["message_row_id"] = ids[index]
         if self.outbox:
-            _insert(conn, Outbox, [row for _, row in self.outbox])
+            insert_rows(conn, Outbox, [row for _, row in self.outbox])
         if self.events:
-            _insert(conn, Event, self.events)
+            insert_rows(conn, Event, self.events)
         self.messages, self.outbox, self.events = [], [], []  # nothing is written twice
 
     def automatic(self, ticket_id: int, recipient: str) -> None:
         self.automatic_to[recipient.lower()] += 1
         self.automatic_for[ticket_id] += 1
         self.automatic_total += 1
-
-
-Model = type[Ticket] | type[Message] | type[Outbox] | type[Event]
-
-
-def _insert(conn: Connection, model: Model, rows: list[dict[str, Any]]) -> None:
-    """One executemany INSERT of `rows` (which all have the same keys).
-
-    On SQLite the compiled statement goes to the driver as it is, each value converted by
-    its column type's own bind processor, as SQLAlchemy converts it: what SQLAlchemy adds
-    for every row of an executemany (the parameters built anew through the compiled
-    statement) cost about as much as SQLite's insert itself.
-    """
-    driver = _driver_insert(conn.dialect, model, tuple(rows[0])) \
-        if conn.dialect.name == "sqlite" else None
-    if driver is None:
-        conn.execute(insert(model), rows)
-        return
-    sql, convert = driver
-    conn.exec_driver_sql(sql, [convert(row) for row in rows])
-
-
-Convert = Callable[[dict[str, Any]], tuple[Any, ...]]
-
-
-@functools.lru_cache(maxsize=32)
-def _driver_insert(dialect: Dialect, model: Model,
-                   keys: tuple[str, ...]) -> tuple[str, Convert] | None:
-    """The INSERT of these columns as the driver takes it (positional parameters), and
-    what turns a row into its parameters; None when the statement wants more than the row
-    gives (a column default), which only SQLAlchemy's own path fills in."""
-    compiled = insert(model).compile(dialect=dialect, column_keys=list(keys))
-    order = compiled.positiontup or []
-    if set(order) != set(keys):
-        return None
-    table = model.__table__
-    steps = [(key, table.c[key].type.dialect_impl(dialect).bind_processor(dialect))
-             for key in order]
-
-    def convert(row: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple([process(row[key]) if process else row[key] for key, process in steps])
-
-    return str(compiled), convert
 
 
 def _next_ids(conn: Connection, model: type[Ticket] | type[Message], n: int, *,

@@ -1,0 +1,141 @@
+"""Many rows in one go: the inserts of a batch, and the JSON recordset behind them on
+PostgreSQL.
+
+A batch writes hundreds of rows a table (ingestion: tickets, messages, outbox rows, events;
+the SLA pass: alerts, events). How they reach the database decides what a row costs:
+
+* PostgreSQL: one statement with one parameter, the rows as a JSON document that the server
+  turns back into typed rows (`json_to_recordset`). The obvious alternatives cost per row in
+  the daemon: `executemany` without RETURNING makes the driver send one execution per row;
+  with RETURNING it becomes a VALUES list with thousands of placeholders that SQLAlchemy
+  expands and the driver parses anew for every batch; arrays per column (`unnest`) have the
+  driver quote every element in Python.
+* SQLite: `executemany` in process, with the compiled INSERT handed to the driver as it is
+  and each value converted by its column type's own bind processor, as SQLAlchemy converts
+  it: what SQLAlchemy adds per row of an executemany (the parameters built anew through the
+  compiled statement) cost about as much as SQLite's insert itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Dialect,
+    Integer,
+    Select,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    column,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import TableValuedAlias
+
+from maild.store.models import Base
+
+Row = Mapping[str, Any]
+
+
+def table(model: type[Base]) -> Table:
+    """The model's table, for Core statements: a batch of plain rows needs none of the
+    ORM's per-object bookkeeping."""
+    found = model.__table__
+    assert isinstance(found, Table)
+    return found
+
+
+def insert_rows(conn: Connection, model: type[Base], rows: Sequence[Row]) -> None:
+    """Insert `rows` (the same keys in each), in the order given (ids follow it)."""
+    if not rows:
+        return
+    target = table(model)
+    dialect = conn.dialect
+    if dialect.name == "postgresql":
+        source = Recordset(target, rows)
+        conn.execute(insert(target).from_select(source.names, source.select()), source.params)
+        return
+    driver = _driver_insert(dialect, target, tuple(rows[0])) if dialect.name == "sqlite" \
+        else None
+    if driver is None:
+        conn.execute(insert(target), rows)
+        return
+    sql, convert = driver
+    conn.exec_driver_sql(sql, [convert(row) for row in rows])
+
+
+Convert = Callable[[Row], tuple[Any, ...]]
+
+
+@functools.lru_cache(maxsize=32)
+def _driver_insert(dialect: Dialect, target: Table,
+                   keys: tuple[str, ...]) -> tuple[str, Convert] | None:
+    """The INSERT of these columns as the driver takes it (positional parameters), and
+    what turns a row into its parameters; None when the statement wants more than the row
+    gives (a column default), which only SQLAlchemy's own path fills in."""
+    compiled = insert(target).compile(dialect=dialect, column_keys=list(keys))
+    order = compiled.positiontup or []
+    if set(order) != set(keys):
+        return None
+    steps = [(key, target.c[key].type.dialect_impl(dialect).bind_processor(dialect))
+             for key in order]
+
+    def convert(row: Row) -> tuple[Any, ...]:
+        return tuple([process(row[key]) if process else row[key] for key, process in steps])
+
+    return str(compiled), convert
+
+
+class Recordset:
+    """Rows given as dicts (the same keys in each) as one JSON document, and the table
+    PostgreSQL makes of it (`json_to_recordset`), typed like the target's columns; a row
+    number keeps their order for INSERT ... SELECT.
+
+    One text parameter, which json.dumps writes in C. Datetimes travel in ISO 8601 with their
+    offset (exact to the microsecond, as the columns store them), JSON columns as JSON (the
+    text json.dumps gives, as the engine writes them), bytes in bytea's hex form. `key` names
+    a value that is not a column of the table, and the column whose type it has.
+    """
+
+    ORDER = "_row"
+
+    def __init__(self, target: Table, rows: Sequence[Row],
+                 key: tuple[str, str] | None = None) -> None:
+        self.names = list(rows[0])
+        columns = [column(n, target.c[key[1] if key and n == key[0] else n].type)
+                   for n in self.names]
+        document = cast(bindparam("rows", type_=Text()), JSON)
+        self.alias: TableValuedAlias = func.json_to_recordset(document).table_valued(
+            *columns, column(self.ORDER, Integer())).render_derived(with_types=True)
+        self.params = {"rows": json.dumps([{**r, self.ORDER: i} for i, r in enumerate(rows)],
+                                          default=_json_value)}
+
+    def values(self) -> dict[str, ColumnElement[Any]]:
+        """Each value's column of the recordset, by name."""
+        return {n: self.alias.c[n] for n in self.names}
+
+    def select(self) -> Select[Any]:
+        """The rows, in their order, for INSERT ... SELECT."""
+        return select(*self.values().values()).order_by(self.alias.c[self.ORDER])
+
+
+def _json_value(value: object) -> str:
+    """A datetime or bytes for the JSON document; naive datetimes are refused, as
+    UtcDateTime does."""
+    if isinstance(value, bytes):
+        return "\\x" + value.hex()  # bytea's input form
+    if not isinstance(value, datetime):
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("naive datetime given to the database")
+    return value.isoformat()

@@ -20,7 +20,7 @@ from maild.app import App, build
 from maild.clock import FixedClock
 from maild.domain import Fetched, SourceRef
 from maild.outbound.sender import DrainStats, OutboxSender
-from maild.store.models import Event, Outbox
+from maild.store.models import Event, Outbox, Ticket
 from tests.kit import SUPPORT, customer_mail, settings_for
 from tests.servers.dovecot import HOST, free_port
 from tests.servers.smtp import SmtpServer
@@ -42,11 +42,12 @@ def app(tmp_path: Path, sqlite_url: str, smtp_server: SmtpServer) -> Iterator[Ap
     application.dispose()
 
 
-def queue(app: App, rcpt_to: str, raw: bytes = RAW, mail_from: str = SUPPORT) -> int:
+def queue(app: App, rcpt_to: str, raw: bytes = RAW, mail_from: str = SUPPORT,
+          ticket_id: int | None = None) -> int:
     """An outbox row as maild composes them, due now; its id."""
     now = app.clock.now()
     with app.sessions() as session:
-        row = Outbox(ticket_id=None, message_row_id=None,
+        row = Outbox(ticket_id=ticket_id, message_row_id=None,
                      message_id=f"{uuid.uuid4().hex}@example.test", kind="notification",
                      mail_from=mail_from, rcpt_to=rcpt_to, raw=raw, status="pending",
                      attempts=0, next_attempt_at=now, last_error=None, created_at=now,
@@ -177,6 +178,85 @@ def test_an_address_smtp_cannot_carry_fails_its_row_and_the_rest_is_sent(
     states = {r.id: (r.status, (r.last_error or "")[:3]) for r in rows(app)}
     assert [states[i] for i in bad] == [("failed", "553")] * 3
     assert [m.rcpt_tos for m in smtp_server.messages] == [["erika@example.com"]]
+
+
+def add_tickets(app: App, count: int) -> list[int]:
+    now = app.clock.now()
+    with app.sessions() as session, session.begin():
+        tickets = [Ticket(ref=f"T-{i}", subject=f"Request {i}", requester=f"c{i}@example.com",
+                          secret=f"{i:032x}", status="new", created_at=now, updated_at=now,
+                          tags=[], sla_pauses=[], sla_alerted=[]) for i in range(count)]
+        session.add_all(tickets)
+        session.flush()
+        return [t.id for t in tickets]
+
+
+def test_a_backlog_goes_over_connections_kept_from_batch_to_batch(
+    tmp_path: Path, sqlite_url: str, smtp_server: SmtpServer
+) -> None:
+    """Three batches over one connection: connecting and EHLO once per drain, not per batch."""
+    app = make_app(tmp_path, sqlite_url, smtp_server.host, smtp_server.port,
+                   batch_size=3, connections=1)
+    try:
+        for i in range(9):
+            queue(app, f"c{i}@example.com")
+        assert drain(app).sent == 9
+    finally:
+        app.dispose()
+    assert len(smtp_server.messages) == 9
+    assert len({m.peer for m in smtp_server.messages}) == 1
+
+
+def test_a_kept_connection_the_server_closed_is_opened_anew(
+    tmp_path: Path, sqlite_url: str, smtp_server: SmtpServer
+) -> None:
+    """The server restarts while the first batch is being recorded: the second batch goes
+    out over a new connection, and no row waits for a retry."""
+    app = make_app(tmp_path, sqlite_url, smtp_server.host, smtp_server.port,
+                   batch_size=3, connections=1)
+    record = app.sender._record
+    restarted: list[bool] = []
+
+    def record_then_restart(*args: Any) -> None:
+        record(*args)
+        if not restarted:
+            smtp_server.stop()
+            smtp_server.start()
+            restarted.append(True)
+
+    app.sender._record = record_then_restart  # type: ignore[method-assign]
+    try:
+        for i in range(6):
+            queue(app, f"c{i}@example.com")
+        stats = drain(app)
+        assert (stats.sent, stats.unreachable) == (6, False)
+        assert [r.status for r in rows(app)] == ["sent"] * 6
+    finally:
+        app.dispose()
+    assert len({m.peer for m in smtp_server.messages}) == 2
+
+
+def test_one_address_gets_each_tickets_mail_in_order_over_several_connections(
+    tmp_path: Path, sqlite_url: str, smtp_server: SmtpServer
+) -> None:
+    """A team address gets the notifications of many tickets: they spread over the
+    connections, and each ticket's mail still arrives in the order it was queued."""
+    app = make_app(tmp_path, sqlite_url, smtp_server.host, smtp_server.port,
+                   batch_size=200, connections=4)
+    try:
+        tickets = add_tickets(app, 8)
+        for i in range(80):
+            ticket = tickets[i % len(tickets)]
+            queue(app, "team@example.com", f"Subject: {ticket} {i}\r\n\r\nx\r\n".encode(),
+                  ticket_id=ticket)
+        assert drain(app).sent == 80
+    finally:
+        app.dispose()
+    received = [m.message["Subject"].split() for m in smtp_server.messages]
+    for ticket in tickets:
+        numbers = [int(n) for t, n in received if int(t) == ticket]
+        assert numbers == sorted(numbers) and len(numbers) == 10
+    assert len({m.peer for m in smtp_server.messages}) > 1
 
 
 # -- a peer that shows the envelope and answers EHLO and HELO as told ----------------------

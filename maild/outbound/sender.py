@@ -4,10 +4,10 @@ On PostgreSQL a batch of due rows is locked with `FOR UPDATE SKIP LOCKED` for as
 is being sent, so several daemons on one database never send the same row, and the locks of
 a daemon that dies go with its connection. SQLite serves one daemon per database, so there it
 claims without locking (a write lock held while talking SMTP would stall ingestion). A batch
-is sent over a few SMTP connections at once and its results written back in one
-transaction. A 4xx answer is retried with exponential backoff; a 5xx answer, or too many
-attempts, marks the row failed and records it on the ticket. A server that cannot be
-reached does not use up attempts.
+is sent over a few SMTP connections at once, kept open for the next batch of the same drain,
+and its results written back in one transaction. A 4xx answer is retried with exponential
+backoff; a 5xx answer, or too many attempts, marks the row failed and records it on the
+ticket. A server that cannot be reached does not use up attempts.
 
 Sending is the hot path of a backlog, so it does per message only what a composed row
 needs: rows are read and written with Core statements rather than as ORM objects, and the
@@ -21,6 +21,7 @@ import contextlib
 import time
 import zlib
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -126,34 +127,26 @@ class OutboxSender:
         )
 
     async def drain_once(self) -> DrainStats:
-        """Try every due message once."""
+        """Try every due message once, over connections kept from one batch to the next."""
         stats = DrainStats()
         last = 0
-        while True:
-            with self.sessions() as session:
-                rows = await asyncio.to_thread(self._claim, session, last)
-                if not rows:
+        connections = _Connections(self._connect)
+        try:
+            while True:
+                with self.sessions() as session:
+                    rows = await asyncio.to_thread(self._claim, session, last)
+                    if not rows:
+                        return stats
+                    last = rows[-1].id
+                    results = await self._send(rows, stats, connections)
+                    await asyncio.to_thread(self._record, session, rows, results, stats)
+                if stats.unreachable:
                     return stats
-                last = rows[-1].id
-                results = await self._send(rows, stats)
-                await asyncio.to_thread(self._record, session, rows, results, stats)
-            if stats.unreachable:
-                return stats
+        finally:
+            await connections.close()
 
-    async def _send(self, rows: list[_Queued], stats: DrainStats) -> list[_Result]:
-        """Send `rows` over up to `outbox.connections` SMTP connections at once: each
-        message costs several round trips, and a backlog should not wait for them one
-        after the other. All mail to one recipient goes over one connection, in id order,
-        so nobody gets our messages out of order."""
-        n = max(1, min(self.policy.connections, len(rows) // 10 or 1))
-        shares: list[list[_Queued]] = [[] for _ in range(n)]
-        for row in rows:
-            shares[zlib.crc32(row.rcpt_to.lower().encode()) % n].append(row)
-        done = await asyncio.gather(*(self._send_share(share, stats) for share in shares))
-        return [result for share in done for result in share]
-
-    async def _send_share(self, rows: list[_Queued], stats: DrainStats) -> list[_Result]:
-        results: list[_Result] = []
+    async def _connect(self) -> aiosmtplib.SMTP:
+        """A connection ready for MAIL: connected, logged in where configured, greeted."""
         client = self._client()
         try:
             await client.connect()
@@ -164,22 +157,54 @@ class OutboxSender:
             elif username and password is not None:
                 await client.login(username, password)
             await _greet(client)
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    async def _send(self, rows: list[_Queued], stats: DrainStats,
+                    connections: _Connections) -> list[_Result]:
+        """Send `rows` over up to `outbox.connections` SMTP connections at once: each
+        message costs several round trips, and a backlog should not wait for them one
+        after the other. The mail of one ticket to one recipient goes over one connection,
+        in id order, so nobody reads a ticket's messages out of order; different tickets
+        spread over the connections even when they go to one team address."""
+        n = max(1, min(self.policy.connections, len(rows) // 10 or 1))
+        shares: list[list[_Queued]] = [[] for _ in range(n)]
+        for row in rows:
+            key = f"{row.rcpt_to.lower()} {row.ticket_id}".encode()
+            shares[zlib.crc32(key) % n].append(row)
+        done = await asyncio.gather(*(self._send_share(connections, index, share, stats)
+                                      for index, share in enumerate(shares) if share))
+        return [result for share in done for result in share]
+
+    async def _send_share(self, connections: _Connections, index: int, rows: list[_Queued],
+                          stats: DrainStats) -> list[_Result]:
+        results: list[_Result] = []
+        try:
+            client, kept = await connections.get(index)
             for row in rows:
-                results.append(await _send_one(client, row))
+                try:
+                    result = await _send_one(client, row)
+                except CONNECTION_ERRORS:
+                    if not kept or results:
+                        raise
+                    # The server closed the connection kept from the last batch as this
+                    # batch began: once more, on a new one.
+                    connections.discard(index)
+                    client, kept = await connections.get(index)
+                    result = await _send_one(client, row)
+                results.append(result)
         except CONNECTION_ERRORS as exc:
+            connections.discard(index)
             stats.unreachable = True
             stats.error = f"{type(exc).__name__}: {exc}"
             log.warning("smtp.unreachable", error=stats.error)
         except (aiosmtplib.SMTPException, TransportError) as exc:  # no STARTTLS, login refused
+            connections.discard(index)
             stats.unreachable = True
             stats.error = f"{type(exc).__name__}: {exc}"
             log.error("smtp.refused_session", error=stats.error)
-        finally:
-            if client.is_connected:
-                try:
-                    await client.quit()
-                except (aiosmtplib.SMTPException, *CONNECTION_ERRORS):
-                    client.close()
         return results
 
     def _next_attempt(self, now: datetime, attempts: int) -> datetime:
@@ -276,6 +301,39 @@ class OutboxSender:
             finally:
                 for w in waiters:
                     w.cancel()
+
+
+class _Connections:
+    """One drain's SMTP connections by share index, opened when first needed and kept for
+    the next batch: a backlog of thousands pays for connecting, logging in and EHLO once
+    per connection, not once per batch. One the server closed meanwhile is opened anew."""
+
+    def __init__(self, connect: Callable[[], Awaitable[aiosmtplib.SMTP]]) -> None:
+        self._connect = connect
+        self._open: dict[int, aiosmtplib.SMTP] = {}
+
+    async def get(self, index: int) -> tuple[aiosmtplib.SMTP, bool]:
+        """The connection for share `index`, and whether it was kept from a batch before."""
+        client = self._open.get(index)
+        if client is not None and client.is_connected:
+            return client, True
+        self.discard(index)
+        client = self._open[index] = await self._connect()
+        return client, False
+
+    def discard(self, index: int) -> None:
+        client = self._open.pop(index, None)
+        if client is not None:
+            client.close()
+
+    async def close(self) -> None:
+        clients, self._open = list(self._open.values()), {}
+        for client in clients:
+            if client.is_connected:
+                try:
+                    await client.quit()
+                except (aiosmtplib.SMTPException, *CONNECTION_ERRORS):
+                    client.close()
 
 
 async def _greet(client: aiosmtplib.SMTP) -> None:

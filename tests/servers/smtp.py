@@ -45,6 +45,8 @@ class ReceivedMessage:
     """The message as received (dot-unstuffed), CRLF line endings as sent."""
     tls: bool
     """Whether the session had switched to TLS (STARTTLS or implicit TLS)."""
+    peer: tuple[str, int] | None = None
+    """The client's address and port: messages with the same peer came over one connection."""
 
     @functools.cached_property
     def message(self) -> EmailMessage:
@@ -116,6 +118,7 @@ class _Handler:
                 rcpt_tos=list(envelope.rcpt_tos),
                 data=data,
                 tls=_is_tls(server, session),
+                peer=tuple(session.peer) if session.peer else None,
             )
         )
         return "250 OK message accepted"

@@ -45,8 +45,9 @@ def test_batch_inserts_store_what_sqlalchemy_stores(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     """A batch's rows go in through store/bulk.py (SQLite: the driver's own executemany;
-    PostgreSQL: one JSON document): every value must be stored exactly as SQLAlchemy's own
-    executemany stores it, bytes, datetimes, JSON and None included."""
+    PostgreSQL: COPY, or one JSON document when a column default is to be filled in):
+    every value must be stored exactly as SQLAlchemy's own executemany stores it, bytes,
+    datetimes, JSON, defaults and None included."""
     from sqlalchemy import insert, text
 
     from maild.store import db
@@ -83,8 +84,9 @@ def test_batch_inserts_store_what_sqlalchemy_stores(
         engine = db.make_engine(url)
         db.upgrade(engine)
         with engine.begin() as conn:
+            defaulted = {k: v for k, v in event.items() if k != "data"}
             for model, row in ((Ticket, ticket), (Message, message), (Outbox, outbox),
-                               (Event, event)):
+                               (Event, event), (Event, defaulted)):
                 if ours:
                     insert_rows(conn, model, [dict(row)])
                 else:

@@ -4,12 +4,16 @@ PostgreSQL.
 A batch writes hundreds of rows a table (ingestion: tickets, messages, outbox rows, events;
 the SLA pass: alerts, events). How they reach the database decides what a row costs:
 
-* PostgreSQL: one statement with one parameter, the rows as a JSON document that the server
-  turns back into typed rows (`json_to_recordset`). The obvious alternatives cost per row in
-  the daemon: `executemany` without RETURNING makes the driver send one execution per row;
+* PostgreSQL: COPY, each value converted by its column type's bind processor and written
+  by psycopg in C: 200 messages with their raw bytes in 60 ms where the JSON document below
+  took 95 ms (and half the daemon's CPU). The obvious alternatives cost per row in the
+  daemon: `executemany` without RETURNING makes the driver send one execution per row;
   with RETURNING it becomes a VALUES list with thousands of placeholders that SQLAlchemy
   expands and the driver parses anew for every batch; arrays per column (`unnest`) have the
-  driver quote every element in Python.
+  driver quote every element in Python. Where a statement must do more than insert (the
+  SLA pass's INSERT ... ON CONFLICT and UPDATE ... FROM), or a column default has to be
+  filled in, the rows go as one JSON document that the server turns back into typed rows
+  (`json_to_recordset`): one statement with one parameter.
 * SQLite: `executemany` in process, with the compiled INSERT handed to the driver as it is
   and each value converted by its column type's own bind processor, as SQLAlchemy converts
   it: what SQLAlchemy adds per row of an executemany (the parameters built anew through the
@@ -61,17 +65,23 @@ def insert_rows(conn: Connection, model: type[Base], rows: Sequence[Row]) -> Non
         return
     target = table(model)
     dialect = conn.dialect
-    if dialect.name == "postgresql":
+    driver = _driver_insert(dialect, target, tuple(rows[0])) \
+        if dialect.name in ("sqlite", "postgresql") else None
+    if driver is None and dialect.name == "postgresql":
         source = Recordset(target, rows)
         conn.execute(insert(target).from_select(source.names, source.select()), source.params)
-        return
-    driver = _driver_insert(dialect, target, tuple(rows[0])) if dialect.name == "sqlite" \
-        else None
-    if driver is None:
+    elif driver is None:
         conn.execute(insert(target), rows)
-        return
-    sql, convert = driver
-    conn.exec_driver_sql(sql, [convert(row) for row in rows])
+    elif dialect.name == "postgresql":
+        sql, convert = driver
+        psycopg_connection = conn.connection.driver_connection  # in the same transaction
+        assert psycopg_connection is not None
+        with psycopg_connection.cursor() as cursor, cursor.copy(sql) as copy:
+            for row in rows:  # psycopg writes each value in COPY's text form, in C
+                copy.write_row(convert(row))
+    else:
+        sql, convert = driver
+        conn.exec_driver_sql(sql, [convert(row) for row in rows])
 
 
 Convert = Callable[[Row], tuple[Any, ...]]
@@ -80,20 +90,25 @@ Convert = Callable[[Row], tuple[Any, ...]]
 @functools.lru_cache(maxsize=32)
 def _driver_insert(dialect: Dialect, target: Table,
                    keys: tuple[str, ...]) -> tuple[str, Convert] | None:
-    """The INSERT of these columns as the driver takes it (positional parameters), and
-    what turns a row into its parameters; None when the statement wants more than the row
-    gives (a column default), which only SQLAlchemy's own path fills in."""
+    """The statement that inserts these columns as the driver takes it (SQLite: an INSERT
+    with positional parameters; PostgreSQL: COPY of the columns in that order), and what
+    turns a row into its values; None when the INSERT wants more than the row gives (a
+    column default), which only SQLAlchemy fills in."""
     compiled = insert(target).compile(dialect=dialect, column_keys=list(keys))
-    order = compiled.positiontup or []
-    if set(order) != set(keys):
+    order = compiled.positiontup or [c.key for c in target.c if c.key in keys]
+    if set(compiled.params) != set(keys):
         return None
     steps = [(key, target.c[key].type.dialect_impl(dialect).bind_processor(dialect))
              for key in order]
+    sql = str(compiled)
+    if dialect.name == "postgresql":
+        names = ", ".join(dialect.identifier_preparer.quote(key) for key in order)
+        sql = f"COPY {dialect.identifier_preparer.format_table(target)} ({names}) FROM STDIN"
 
     def convert(row: Row) -> tuple[Any, ...]:
         return tuple([process(row[key]) if process else row[key] for key, process in steps])
 
-    return str(compiled), convert
+    return sql, convert
 
 
 class Recordset:

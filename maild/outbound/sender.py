@@ -195,16 +195,14 @@ class OutboxSender:
                     client, kept = await connections.get(index)
                     result = await _send_one(client, row)
                 results.append(result)
-        except CONNECTION_ERRORS as exc:
+        except (*CONNECTION_ERRORS, aiosmtplib.SMTPException, TransportError) as exc:
             connections.discard(index)
             stats.unreachable = True
             stats.error = f"{type(exc).__name__}: {exc}"
-            log.warning("smtp.unreachable", error=stats.error)
-        except (aiosmtplib.SMTPException, TransportError) as exc:  # no STARTTLS, login refused
-            connections.discard(index)
-            stats.unreachable = True
-            stats.error = f"{type(exc).__name__}: {exc}"
-            log.error("smtp.refused_session", error=stats.error)
+            if isinstance(exc, CONNECTION_ERRORS):
+                log.warning("smtp.unreachable", error=stats.error)
+            else:  # no STARTTLS, login refused
+                log.error("smtp.refused_session", error=stats.error)
         return results
 
     def _next_attempt(self, now: datetime, attempts: int) -> datetime:

@@ -92,6 +92,10 @@ class SizeResult:
     def ratio(self) -> float:
         return self.ingest_rate / self.floor_rate
 
+    @property
+    def delivered_ratio(self) -> float:
+        return self.delivered_rate / self.floor_rate
+
 
 def median_round(rounds: list[SizeResult]) -> SizeResult:
     """The round with the median committed ratio (with an even count, the lower one)."""
@@ -401,11 +405,11 @@ def report(args: argparse.Namespace, sizes: list[SizeResult],
                    f"{mib(f['peak_rss_kib']):.0f} ({mib(f['rss_before_kib']):.0f}) MiB",
                    f"{s.load_before[f'floor{best + 1}']:.1f}"))
         print(_row("", "maild: committed, acks queued", m["ingest_seconds"], s.ingest_rate,
-                   s.ingest_rate / s.floor_rate, 1000 * m["ingest_cpu_seconds"] / s.n,
+                   s.ratio, 1000 * m["ingest_cpu_seconds"] / s.n,
                    f"{mib(m['ingest_peak_rss_kib']):.0f} ({mib(m['rss_before_kib']):.0f}) MiB",
                    f"{s.load_before['maild']:.1f}"))
         print(_row("", "maild: + outbox delivered", m["total_seconds"], s.delivered_rate,
-                   s.delivered_rate / s.floor_rate, 1000 * m["cpu_seconds"] / s.n,
+                   s.delivered_ratio, 1000 * m["cpu_seconds"] / s.n,
                    f"{mib(m['peak_rss_kib']):.0f} MiB"))
         delivered = m["acks_at_sink"] + m["others_at_sink"]
         print(f"{'':>9}+ the SMTP sink (aiosmtpd, in the benchmark's process): "
@@ -426,7 +430,7 @@ def report(args: argparse.Namespace, sizes: list[SizeResult],
             print(f"{'':>9}the median of {len(rounds)} rounds (round {s.round}); committed "
                   "ratio by round: " + ", ".join(f"{r.ratio:.2f}" for r in rounds)
                   + "; incl. delivery: "
-                  + ", ".join(f"{r.delivered_rate / r.floor_rate:.2f}" for r in rounds))
+                  + ", ".join(f"{r.delivered_ratio:.2f}" for r in rounds))
     print("\nratio = maild msgs/s / floor msgs/s, both in the same round.  CPU ms = CPU time of "
           "that process per "
           "message\n(Dovecot's and the sink's not included; maild's parse workers on a line of "
@@ -451,7 +455,7 @@ def report(args: argparse.Namespace, sizes: list[SizeResult],
     print("\nverdict against the targets (the median round):")
     for rounds in by_n.values():
         s = median_round(rounds)
-        ingest, delivered = s.ingest_rate / s.floor_rate, s.delivered_rate / s.floor_rate
+        ingest, delivered = s.ratio, s.delivered_ratio
         cpu = s.floor["cpu_seconds"] / (s.maild["ingest_cpu_seconds"]
                                          + s.maild.get("workers_cpu_seconds", 0.0))
         print(f"  N={s.n:>6,}: maild/floor {ingest:.2f} committed "

@@ -8,11 +8,15 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from maild.settings import Settings, load_settings
+from maild.store.models import Ticket
+
+if TYPE_CHECKING:
+    from maild.app import App
 
 SUPPORT = "support@example.test"
 
@@ -115,3 +119,19 @@ def write_config(
 
 def settings_for(folder: Path, **kwargs: Any) -> Settings:
     return load_settings(write_config(folder, **kwargs))
+
+
+def add_tickets(app: App, count: int, created: datetime | None = None) -> list[int]:
+    """Open tickets as the pipeline leaves them (SLA columns computed by `refresh`), created
+    at `created` (the app's clock by default); their ids."""
+    at = created or app.clock.now()
+    with app.sessions() as s, s.begin():
+        tickets = [Ticket(ref=f"T-{i}", subject=f"Request {i}", requester=f"c{i}@example.com",
+                          secret=f"{i:032x}", status="new", created_at=at, updated_at=at,
+                          tags=[], sla_pauses=[], sla_alerted=[])
+                   for i in range(count)]
+        for t in tickets:
+            app.sla.refresh(t)
+        s.add_all(tickets)
+        s.flush()
+        return [t.id for t in tickets]

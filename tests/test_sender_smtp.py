@@ -20,8 +20,8 @@ from maild.app import App, build
 from maild.clock import FixedClock
 from maild.domain import Fetched, SourceRef
 from maild.outbound.sender import DrainStats, OutboxSender
-from maild.store.models import Event, Outbox, Ticket
-from tests.kit import SUPPORT, customer_mail, settings_for
+from maild.store.models import Event, Outbox
+from tests.kit import SUPPORT, add_tickets, customer_mail, settings_for
 from tests.servers.dovecot import HOST, free_port
 from tests.servers.smtp import SmtpServer
 
@@ -178,17 +178,6 @@ def test_an_address_smtp_cannot_carry_fails_its_row_and_the_rest_is_sent(
     states = {r.id: (r.status, (r.last_error or "")[:3]) for r in rows(app)}
     assert [states[i] for i in bad] == [("failed", "553")] * 3
     assert [m.rcpt_tos for m in smtp_server.messages] == [["erika@example.com"]]
-
-
-def add_tickets(app: App, count: int) -> list[int]:
-    now = app.clock.now()
-    with app.sessions() as session, session.begin():
-        tickets = [Ticket(ref=f"T-{i}", subject=f"Request {i}", requester=f"c{i}@example.com",
-                          secret=f"{i:032x}", status="new", created_at=now, updated_at=now,
-                          tags=[], sla_pauses=[], sla_alerted=[]) for i in range(count)]
-        session.add_all(tickets)
-        session.flush()
-        return [t.id for t in tickets]
 
 
 def test_a_backlog_goes_over_connections_kept_from_batch_to_batch(

@@ -24,7 +24,7 @@ from maild.sla.engine import load_sla
 from maild.sla.policy import TicketFacts, choose, deadlines, parse_duration
 from maild.sla.writes import BatchWrites
 from maild.store.models import Event, SlaAlert, Ticket
-from tests.kit import customer_mail, settings_for, write_config
+from tests.kit import add_tickets, customer_mail, settings_for, write_config
 from tests.servers.dovecot import MailUser
 from tests.servers.smtp import SmtpServer
 from tests.test_agents import RULES, agent_reply, sent_to
@@ -262,20 +262,6 @@ def quiet_desk(tmp_path: Path, db_url: str) -> Iterator[tuple[App, FixedClock]]:
                 clock=clock)
     yield app, clock
     app.dispose()
-
-
-def add_tickets(app: App, count: int, created: datetime) -> list[int]:
-    """Open tickets as the pipeline leaves them: SLA columns computed by `refresh`."""
-    with app.sessions() as s, s.begin():
-        tickets = [Ticket(ref=f"T-{i}", subject=f"Request {i}", requester=f"c{i}@example.com",
-                          secret=f"{i:032x}", status="new", created_at=created,
-                          updated_at=created, tags=[], sla_pauses=[], sla_alerted=[])
-                   for i in range(count)]
-        for t in tickets:
-            app.sla.refresh(t)
-        s.add_all(tickets)
-        s.flush()
-        return [t.id for t in tickets]
 
 
 def test_pass_in_batches_leaves_tickets_a_breach_moved_to_the_next_pass(

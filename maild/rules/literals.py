@@ -37,7 +37,6 @@ _EXTRA_CASES: Mapping[int, tuple[int, ...]] = import_module("re._casefix")._EXTR
 _REPEATS = (_OPS.MAX_REPEAT, _OPS.MIN_REPEAT, _OPS.POSSESSIVE_REPEAT)
 
 
-
 class Texts(Protocol):
     """A message's texts as the pre-filter reads them: `lower` is `str.lower` and
     `troubled` is `has_troublesome`, each worked out once per text and message when many
@@ -46,18 +45,6 @@ class Texts(Protocol):
     def lower(self, text: str) -> str: ...
 
     def troubled(self, text: str) -> bool: ...
-
-
-class Plain:
-    """`Texts` without memory: for one search."""
-
-    @staticmethod
-    def lower(text: str) -> str:
-        return text.lower()
-
-    @staticmethod
-    def troubled(text: str) -> bool:
-        return has_troublesome(text)
 
 
 Search = Callable[[str, Texts], bool]

@@ -2,9 +2,9 @@
 
 A pass writes three kinds of rows per batch: the alerts it claims (`sla_alerts`, INSERT ...
 ON CONFLICT DO NOTHING RETURNING: the unique key decides who acts), the tickets' new SLA
-columns (UPDATE by id) and its events (INSERT). On PostgreSQL each is one statement with one
-parameter, the batch's rows as a JSON document (store/bulk.py says why); on SQLite, in
-process, `executemany`.
+columns (UPDATE by id) and its events (INSERT, as ingestion writes them: store/bulk.py). On
+PostgreSQL the claim and the update are one statement with one parameter each, the batch's
+rows as a JSON document (store/bulk.py says why); on SQLite, in process, `executemany`.
 """
 
 from __future__ import annotations
@@ -57,6 +57,4 @@ class BatchWrites:
 
     def insert_events(self, conn: Connection, rows: Sequence[Row]) -> None:
         """Insert the events, in the order given (their ids follow it)."""
-        if not rows:
-            return
         insert_rows(conn, Event, rows)

@@ -1,5 +1,5 @@
-"""Many rows in one go: the inserts of a batch, and the JSON recordset behind them on
-PostgreSQL.
+"""Many rows in one go: the inserts of a batch (COPY on PostgreSQL, the driver's executemany
+on SQLite), and the JSON recordset for PostgreSQL statements that do more than insert.
 
 A batch writes hundreds of rows a table (ingestion: tickets, messages, outbox rows, events;
 the SLA pass: alerts, events). How they reach the database decides what a row costs:
@@ -65,23 +65,26 @@ def insert_rows(conn: Connection, model: type[Base], rows: Sequence[Row]) -> Non
         return
     target = table(model)
     dialect = conn.dialect
+    postgresql = dialect.name == "postgresql"
     driver = _driver_insert(dialect, target, tuple(rows[0])) \
-        if dialect.name in ("sqlite", "postgresql") else None
-    if driver is None and dialect.name == "postgresql":
-        source = Recordset(target, rows)
-        conn.execute(insert(target).from_select(source.names, source.select()), source.params)
-    elif driver is None:
-        conn.execute(insert(target), rows)
-    elif dialect.name == "postgresql":
-        sql, convert = driver
-        psycopg_connection = conn.connection.driver_connection  # in the same transaction
-        assert psycopg_connection is not None
-        with psycopg_connection.cursor() as cursor, cursor.copy(sql) as copy:
-            for row in rows:  # psycopg writes each value in COPY's text form, in C
-                copy.write_row(convert(row))
-    else:
-        sql, convert = driver
+        if postgresql or dialect.name == "sqlite" else None
+    if driver is None:  # a column default to fill in, or another database
+        if postgresql:
+            source = Recordset(target, rows)
+            conn.execute(insert(target).from_select(source.names, source.select()),
+                         source.params)
+        else:
+            conn.execute(insert(target), rows)
+        return
+    sql, convert = driver
+    if not postgresql:
         conn.exec_driver_sql(sql, [convert(row) for row in rows])
+        return
+    psycopg_connection = conn.connection.driver_connection  # in the same transaction
+    assert psycopg_connection is not None
+    with psycopg_connection.cursor() as cursor, cursor.copy(sql) as copy:
+        for row in rows:  # psycopg writes each value in COPY's text form, in C
+            copy.write_row(convert(row))
 
 
 Convert = Callable[[Row], tuple[Any, ...]]

@@ -103,7 +103,7 @@ class Pending:
         return self._last_id
 
     def write(self, session: Session) -> None:
-        """Write what waits, one multi-row INSERT a table: the new tickets, their messages,
+        """Write what waits, one insert a table (store/bulk.py): the new tickets, their messages,
         outbox rows and events; then the session's other changes (the flush). Whoever reads
         tickets, messages, outbox rows or events back within the batch, beyond what the
         notes answer, calls this first (`settle`)."""

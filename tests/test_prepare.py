@@ -125,7 +125,7 @@ def test_no_pool_where_processes_cannot_start(monkeypatch: pytest.MonkeyPatch) -
             attempts.append(1)
             raise OSError("no shared memory here")
 
-    monkeypatch.setattr(prepare_module, "ProcessPoolExecutor", NoProcesses)
+    monkeypatch.setattr(prepare_module, "WorkerPool", NoProcesses)
     preparer = Preparer(options(), workers=1, min_batch=1)
     raws = [customer_mail(subject=f"n{i}") for i in range(20)]
     for _ in range(3):

@@ -21,7 +21,6 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 
 import structlog
@@ -30,6 +29,7 @@ from maild.domain import Fetched, Inbound
 from maild.mailsafety.bounce import Report
 from maild.pipeline.guard import Guard
 from maild.pipeline.parse import ParseError, parse
+from maild.pipeline.workers import Ticket, WorkerPool
 
 log = structlog.get_logger("maild.pipeline")
 CHUNK = 16  # messages a worker parses per round trip
@@ -80,9 +80,9 @@ def _prepare_chunk(items: Sequence[Fetched], options: PrepareOptions) -> list[Re
     return out
 
 
-# Where a chunk's results come from: a worker's future, or None (parsed at home when its
+# Where a chunk's results come from: a worker's ticket, or None (parsed at home when its
 # turn comes).
-Source = Future[list[Result]] | None
+Source = Ticket | None
 
 
 class PreparedBatch:
@@ -134,7 +134,7 @@ class Preparer:
         self.options = options
         self._workers = workers
         self._min_batch = min_batch
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: WorkerPool | None = None
         self._lock = threading.Lock()  # mailbox workers are threads sharing one pool
 
     def submit(self, items: Sequence[Fetched]) -> PreparedBatch:
@@ -165,8 +165,8 @@ class Preparer:
     def _warm_up(self) -> None:
         try:
             pool = self._pool_for_use()
-            for future in [pool.submit(os.getpid) for _ in range(self._workers)]:
-                future.result()
+            for ticket in [pool.call(os.getpid) for _ in range(self._workers)]:
+                ticket.result()
         except Exception as exc:  # noqa: BLE001 - the first batch tries again and says so
             log.info("parse_pool.not_started", error=f"{type(exc).__name__}: {exc}")
 
@@ -175,7 +175,7 @@ class Preparer:
         return self.submit(items).results()
 
     def _submit(self, chunks: list[Sequence[Fetched]]) -> Sequence[Source]:
-        """The chunks' futures; None for each where no pool takes them (parsed at home).
+        """The chunks' tickets; None for each where no pool takes them (parsed at home).
 
         A pool that broke (a worker died) is replaced once; when a new one cannot take
         work either (no processes, no shared memory where the daemon runs), parsing stays
@@ -184,7 +184,7 @@ class Preparer:
         for attempt in (1, 2):
             try:
                 pool = self._pool_for_use()
-                return [pool.submit(_prepare_chunk, chunk, self.options) for chunk in chunks]
+                return [pool.call(_prepare_chunk, chunk, self.options) for chunk in chunks]
             except Exception as exc:  # noqa: BLE001 - see above: parse here instead
                 self._discard_pool()
                 if attempt == 2:
@@ -196,14 +196,15 @@ class Preparer:
         """A chunk's results, waiting for its worker if need be."""
         if source is not None:
             try:
-                return source.result()
+                results: list[Result] = source.result()
+                return results
             except Exception as exc:  # noqa: BLE001 - a worker died or a result did not travel
                 log.warning("parse_pool.failed", error=f"{type(exc).__name__}: {exc}",
                             messages=len(chunk))
                 self._discard_pool()
         return _prepare_chunk(chunk, self.options)
 
-    def _pool_for_use(self) -> ProcessPoolExecutor:
+    def _pool_for_use(self) -> WorkerPool:
         with self._lock:
             if self._pool is None:
                 # Workers are forked from a fork server, a single-threaded process that has
@@ -213,20 +214,19 @@ class Preparer:
                 # main module again in every worker.
                 context = multiprocessing.get_context("forkserver")
                 context.set_forkserver_preload([__name__])
-                self._pool = ProcessPoolExecutor(max_workers=self._workers, mp_context=context)
+                self._pool = WorkerPool(self._workers, context)
             return self._pool
 
     def _discard_pool(self, *, wait: bool = False) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=wait, cancel_futures=True)
+            pool.close(wait=wait)
 
     def worker_pids(self) -> list[int]:
         """The worker processes' ids (for measuring them: bench/phases.py)."""
         pool = self._pool
-        processes = getattr(pool, "_processes", None) or {}
-        return sorted(int(pid) for pid in processes)
+        return pool.pids() if pool is not None else []
 
     def close(self) -> None:
         self._discard_pool(wait=True)

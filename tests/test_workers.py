@@ -74,12 +74,20 @@ def test_an_answer_that_cannot_travel_loses_only_that_call(pool: WorkerPool) -> 
 def test_a_killed_worker_is_reported_not_waited_for(pool: WorkerPool) -> None:
     victim, _ = pool.call(pid).result(), pool.call(pid).result()  # one each, in turn
     os.kill(victim, signal.SIGKILL)
-    ticket = pool.call(echo, b"never", 1)  # to the victim (the pipe may still take it)
-    other = pool.call(echo, b"fine", 1)  # to the other worker
-    with pytest.raises(WorkerLost):
-        ticket.result()
-    assert ticket.done()
-    assert other.result() == b"fine"
+    with pytest.raises(WorkerLost):  # from call() if its pipe is closed already, else result()
+        pool.call(echo, b"never", 1).result()  # to the victim
+    assert pool.call(echo, b"fine", 1).result() == b"fine"  # to the other worker
+
+
+def test_a_worker_outlives_the_signals_a_stopping_service_sends(pool: WorkerPool) -> None:
+    """systemd sends SIGTERM to every process of the service, a terminal SIGINT to the
+    group: the daemon still finishes its batch with its workers, and ends them itself."""
+    assert len({pool.call(pid).result() for _ in range(2)}) == 2  # both serving
+    for number in (signal.SIGTERM, signal.SIGINT):
+        for worker in pool.pids():
+            os.kill(worker, number)
+    assert [pool.call(echo, b"still here", 1).result() for _ in range(4)] == \
+        [b"still here"] * 4
 
 
 def test_threads_sharing_a_pool_get_their_own_answers(pool: WorkerPool) -> None:

@@ -23,6 +23,7 @@ import fcntl
 import os
 import pickle
 import select
+import signal
 import struct
 import threading
 from collections.abc import Callable
@@ -116,7 +117,14 @@ def serve(inbox: Connection, outbox: Connection) -> None:
 
     Results are buffered, never written blockingly: the daemon reads them only when it
     asks for one, and meanwhile may still be writing more calls.
+
+    SIGTERM and SIGINT are ignored: systemd (KillMode=control-group) and a terminal's
+    Ctrl-C signal the whole group, and the daemon, stopping cleanly, still finishes its
+    batch with the workers' help before it closes their pipes. A daemon killed outright
+    closes them too (the kernel does), and the worker ends at that end of its input.
     """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     frames = _Frames(inbox.fileno(), outbox.fileno())
     try:
         while True:

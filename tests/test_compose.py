@@ -62,3 +62,16 @@ def test_non_ascii_words_are_short_and_whole() -> None:
     assert str(msg["Subject"]) == subject.strip() and msg["To"].addresses[0].display_name \
         == "Jürgen Müller"
     assert msg.get_content().replace("\r\n", "\n") == "Grüße\n"  # type: ignore[attr-defined]
+
+
+def test_message_ids_that_are_not_ascii_are_left_out() -> None:
+    """Found by test_hostile: a customer's Message-ID decoded to `i\ufffd@` made the
+    acknowledgement impossible to compose (and the message was quarantined)."""
+    raw = compose(Rendered("Re: x", "body\n"), sender=Address("S", "support@example.test"),
+                  to=Address("", "c@example.com"), message_id="maild.x@example.test",
+                  in_reply_to="i\ufffd@", references=("ok@example.com", "\u00fc@example.com"),
+                  date=datetime(2026, 11, 22, tzinfo=UTC), automatic=True).raw
+    assert raw.isascii()
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert msg["In-Reply-To"] is None
+    assert str(msg["References"]) == "<ok@example.com>"

@@ -135,9 +135,11 @@ def compose(
         ("Date", format_datetime(date)),
         ("Message-ID", f"<{clean(message_id)}>"),
     ]
-    if in_reply_to:
+    # A Message-ID that is not ASCII (broken mail decodes to U+FFFD) cannot be named in a
+    # header of mail sent without SMTPUTF8: it is left out, the subject's reference threads.
+    if in_reply_to and in_reply_to.isascii():
         fields.append(("In-Reply-To", f"<{clean(in_reply_to)}>"))
-    refs = [clean(r) for r in references if r][-20:]
+    refs = [clean(r) for r in references if r and r.isascii()][-20:]
     if refs:
         fields.append(("References", " ".join(f"<{r}>" for r in refs)))
     if automatic:

@@ -76,15 +76,17 @@ def reload(app: App) -> bool:
     return True
 
 
-# How long a thread may hold the GIL while another waits for it. The parse pool's threads in
-# this process (sending chunks to the workers, taking their results) need it briefly and
-# often; at Python's default of 5 ms a worker would sit idle waiting for its next chunk.
+# How long a thread may hold the GIL while another waits for it. The outbox sender and the
+# scheduler run in threads of their own beside the mailbox threads: each SMTP command gives
+# the GIL up and asks for it again, and while a mailbox thread works through a backlog, at
+# Python's default of 5 ms every such turn could wait that long. (The parse workers are fed
+# by the mailbox thread itself, pipeline/workers.py: no thread of theirs needs it.)
 SWITCH_INTERVAL = 0.0002
 
 
 def start_workers(app: App) -> None:
-    """The parse workers, started before the mail is there, and the GIL handed to the
-    threads that feed them without delay."""
+    """The parse workers, started before the mail is there, and the GIL handed on between
+    the daemon's threads without long waits."""
     sys.setswitchinterval(SWITCH_INTERVAL)
     app.pipeline.start()
 

@@ -99,8 +99,13 @@ class _Frames:
         return frame
 
     def wait(self) -> None:
-        """Block until there is something to read, or room for what is pending."""
-        select.select([self.read_fd], [self.write_fd] if self._out else [], [])
+        """Block until there is something to read, or room for what is pending. (poll, not
+        select: a descriptor above 1023, in a daemon with many open, is fine for it.)"""
+        poller = select.poll()
+        poller.register(self.read_fd, select.POLLIN)
+        if self._out:
+            poller.register(self.write_fd, select.POLLOUT)
+        poller.poll()
 
 
 def _answer(frame: bytes) -> bytes:

@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.mailmix import build_mix
-from bench.phases import NO_BURST_LIMITS
+from bench.phases import NO_BURST_LIMITS, _process_figures
 from maild import logs
 from maild.app import App, build
 from maild.domain import Fetched, SourceRef
-from maild.pipeline.prepare import PreparedBatch, Preparer, _prepare_chunk
+from maild.pipeline.prepare import PreparedBatch
 from maild.settings import load_settings
 from tests.kit import write_config
 
@@ -66,12 +66,7 @@ def _app(folder: Path, workers: int) -> App:
 
 
 def _workers_cpu(pids: Sequence[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            fields = stat.read().rpartition(")")[2].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return sum(_process_figures(pid)[0] for pid in pids)
 
 
 def _timed(app: App, batches: list[list[Fetched]],
@@ -100,15 +95,13 @@ def _timed(app: App, batches: list[list[Fetched]],
 def floor_round(batches: list[list[Fetched]], folder: Path) -> Figures:
     app = _app(folder, workers=0)
     try:
-        preparer: Preparer = app.pipeline._preparer  # the benchmark's floor
-        ready = {id(b): _prepare_chunk(b, preparer.options) for b in batches}
-
-        def parsed(batch: list[Fetched]) -> PreparedBatch:
-            done = PreparedBatch([], preparer)
-            done._done = ready[id(batch)]  # results in hand, nothing pending
-            return done
-
-        return _timed(app, batches, parsed)
+        # Parsed here, before the clock starts: a PreparedBatch keeps its results, and
+        # hands them out again to the pass that processes it.
+        ready = {id(b): app.pipeline.prepare(b) for b in batches}
+        for prepared in ready.values():
+            for _ in prepared.results():
+                pass
+        return _timed(app, batches, lambda batch: ready[id(batch)])
     finally:
         app.dispose()
 

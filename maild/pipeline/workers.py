@@ -59,10 +59,6 @@ class _Frames:
         self._out = bytearray()
         self.eof = False
 
-    @property
-    def pending(self) -> bool:
-        return bool(self._out)
-
     def push(self, data: bytes) -> None:
         self._out += _HEAD.pack(len(data))
         self._out += data
@@ -178,6 +174,9 @@ class _Worker:
         self.received = 0
         self.answers: dict[int, bytes] = {}
 
+    def lost(self, why: object) -> WorkerLost:
+        return WorkerLost(f"worker {self.process.pid}: {why}")
+
     def take_answers(self) -> None:
         """Move every complete answer that has arrived into `answers`."""
         self.frames.flush()
@@ -228,7 +227,7 @@ class WorkerPool:
             try:
                 worker.frames.flush()
             except OSError as exc:
-                raise WorkerLost(f"worker {worker.process.pid}: {exc}") from exc
+                raise worker.lost(exc) from exc
             ticket = Ticket(self, index, worker.sent)
             worker.sent += 1
             return ticket
@@ -248,17 +247,15 @@ class WorkerPool:
             if self._closed:
                 raise WorkerLost("the pool was closed")
             worker = self._workers[ticket.worker]
-            while ticket.number not in worker.answers:
-                try:
-                    worker.take_answers()
-                    if ticket.number in worker.answers:
-                        break
+            try:
+                worker.take_answers()
+                while ticket.number not in worker.answers:
                     if worker.frames.eof:
-                        raise WorkerLost(f"worker {worker.process.pid} died "
-                                         f"(exit code {worker.process.exitcode})")
+                        raise worker.lost(f"died (exit code {worker.process.exitcode})")
                     worker.frames.wait()
-                except OSError as exc:
-                    raise WorkerLost(f"worker {worker.process.pid}: {exc}") from exc
+                    worker.take_answers()
+            except OSError as exc:
+                raise worker.lost(exc) from exc
             frame = worker.answers.pop(ticket.number)
         status, value = pickle.loads(frame)  # noqa: S301 - from our own worker
         if status != "ok":

@@ -68,24 +68,21 @@ def insert_rows(conn: Connection, model: type[Base], rows: Sequence[Row]) -> Non
     postgresql = dialect.name == "postgresql"
     driver = _driver_insert(dialect, target, tuple(rows[0])) \
         if postgresql or dialect.name == "sqlite" else None
-    if driver is None:  # a column default to fill in, or another database
-        if postgresql:
-            source = Recordset(target, rows)
-            conn.execute(insert(target).from_select(source.names, source.select()),
-                         source.params)
-        else:
-            conn.execute(insert(target), rows)
-        return
-    sql, convert = driver
-    if not postgresql:
+    if driver is None and postgresql:  # a column default to fill in: the server does it
+        source = Recordset(target, rows)
+        conn.execute(insert(target).from_select(source.names, source.select()), source.params)
+    elif driver is None:  # the same, or another database: SQLAlchemy's own executemany
+        conn.execute(insert(target), rows)
+    elif postgresql:
+        sql, convert = driver
+        psycopg_connection = conn.connection.driver_connection  # in the same transaction
+        assert psycopg_connection is not None
+        with psycopg_connection.cursor() as cursor, cursor.copy(sql) as copy:
+            for row in rows:  # psycopg writes each value in COPY's text form, in C
+                copy.write_row(convert(row))
+    else:
+        sql, convert = driver
         conn.exec_driver_sql(sql, [convert(row) for row in rows])
-        return
-    psycopg_connection = conn.connection.driver_connection  # in the same transaction
-    assert psycopg_connection is not None
-    with psycopg_connection.cursor() as cursor, cursor.copy(sql) as copy:
-        for row in rows:  # psycopg writes each value in COPY's text form, in C
-            copy.write_row(convert(row))
-
 
 Convert = Callable[[Row], tuple[Any, ...]]
 

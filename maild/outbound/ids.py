@@ -1,7 +1,8 @@
 """Message-IDs that carry a keyed signature.
 
 A reply that references one of our Message-IDs can be verified without a database lookup,
-and an id cannot be guessed: `<random.signature@our-domain>` with an HMAC over the random part.
+and an id cannot be made up: `<maild.token.signature@our-domain>` with an HMAC over the
+token.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 
 _SIG_LEN = 16
+_RANDOM_BITS = 36  # 9 hex digits; with the 11 of the time, the token's 20
 
 
 @dataclass(frozen=True)
@@ -22,9 +25,19 @@ class MessageIdFactory:
     def _sign(self, token: str) -> str:
         return hmac.new(self.secret, token.encode(), hashlib.sha256).hexdigest()[:_SIG_LEN]
 
-    def new(self) -> str:
-        """A fresh Message-ID, without angle brackets."""
-        token = "maild." + secrets.token_hex(10)
+    def new(self, at: datetime) -> str:
+        """A fresh Message-ID made at `at`, without angle brackets.
+
+        The token is the time in milliseconds followed by random bits (as a UUIDv7 is), so
+        ids made one after another sort one after another: the unique indexes on
+        Message-IDs (messages, outbox) then grow at their end, instead of every new id
+        changing a page at a random place, which made a backlog's batches write a sixth
+        more to disk. The random part keeps ids made in the same millisecond (by two
+        daemons, or under a stopped test clock) apart; it is not a counter, which would
+        tell a customer how much mail was sent between two of theirs.
+        """
+        millis = max(0, int(at.timestamp() * 1000)) % (1 << 44)
+        token = f"maild.{millis:011x}{secrets.randbits(_RANDOM_BITS):09x}"
         return f"{token}.{self._sign(token)}@{self.domain}"
 
     def verify(self, message_id: str) -> bool:

@@ -68,7 +68,7 @@ def enqueue(
     rendered = out.templates.render(
         draft.template, draft.language, context_for(ticket, out.support, customer, body, draft)
     )
-    message_id = out.ids.new()
+    message_id = out.ids.new(at)
     if draft.direction == "outbound":
         # The body marker: lets a reply from a client that drops In-Reply-To and References
         # find its ticket, verifiably (it is the signed part of our Message-ID).

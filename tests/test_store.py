@@ -138,3 +138,59 @@ def test_migration_0002_keeps_the_outbox_and_covers_the_recipient_count(
             assert conn.execute(text("SELECT message_id FROM outbox")).scalars().all() == ["m@x"]
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_migration_0003_indexes_only_the_hashes_of_messages_without_an_id(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Messages written under 0002 stay; the hash index then holds only the messages
+    without a Message-ID, and a message without one is still recognised by its bytes."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from maild.domain import Inbound, SourceRef
+    from maild.pipeline.parse import parse
+    from maild.store import db, repo
+    from maild.store.db import make_session_factory
+
+    url = f"sqlite:///{tmp_path / 'm.db'}" if kind == "sqlite" \
+        else request.getfixturevalue("pg_url")
+    def without_id(n: int) -> Inbound:
+        raw = f"From: a@x\r\nSubject: s{n}\r\n\r\nno Message-ID\r\n".encode()
+        return parse(raw, SourceRef("support", "INBOX", 1, n))
+
+    again, other = without_id(1), without_id(2)
+    engine = db.make_engine(url)
+    try:
+        command.upgrade(db.alembic_config(engine), "0002")
+        at = "2026-12-01 10:00:00"
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO tickets (ref, subject, requester, requester_name, status, level, "
+                "priority, language, secret, created_at, updated_at, tags, sla_pauses, "
+                f"sla_alerted) VALUES ('T-1', 's', 'a@x', '', 'new', 1, 'normal', 'en', 's', "
+                f"'{at}', '{at}', '[]', '[]', '[]')"))
+            for mid, sha in (("m@x", other.raw_sha256), (None, again.raw_sha256)):
+                conn.execute(text(
+                    "INSERT INTO messages (ticket_id, direction, message_id, raw_sha256, "
+                    "from_addr, from_name, to_addrs, subject, body_text, created_at) VALUES "
+                    "(1, 'inbound', :mid, :sha, 'a@x', '', '', 's', '', :at)"),
+                    {"mid": mid, "sha": sha, "at": at})
+        db.upgrade(engine)
+        with engine.connect() as conn:
+            if kind == "sqlite":
+                definition = conn.execute(text(
+                    "SELECT sql FROM sqlite_master WHERE name = 'ix_messages_raw_sha256'"
+                )).scalar_one()
+            else:
+                definition = conn.execute(text(
+                    "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_messages_raw_sha256'"
+                )).scalar_one()
+            assert "message_id IS NULL" in definition
+            assert conn.execute(text("SELECT count(*) FROM messages")).scalar_one() == 2
+        with make_session_factory(engine)() as session:
+            assert repo.delivered_before(session, again)
+            assert not repo.delivered_before(session, other)  # its twin has a Message-ID
+    finally:
+        engine.dispose()

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -128,11 +129,20 @@ class SlaAlert(Base):
     raised_at: Mapped[datetime]
 
 
+_WITHOUT_ID = text("message_id IS NULL")
+
+
 class Message(Base):
     """A message of a ticket: inbound (from the customer), outbound, or an internal note."""
 
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_ticket", "ticket_id", "id"),)
+    __table_args__ = (
+        Index("ix_messages_ticket", "ticket_id", "id"),
+        # Only a message without a Message-ID is looked up by its bytes (repo.delivered_before):
+        # indexing the others' hashes would only change a page at a random place per row.
+        Index("ix_messages_raw_sha256", "raw_sha256", sqlite_where=_WITHOUT_ID,
+              postgresql_where=_WITHOUT_ID),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
@@ -140,7 +150,7 @@ class Message(Base):
     direction: Mapped[str] = mapped_column(String(12))
     message_id: Mapped[str | None] = mapped_column(String(998), unique=True)
     source_key: Mapped[str | None] = mapped_column(String(400), unique=True)
-    raw_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    raw_sha256: Mapped[str | None] = mapped_column(String(64))
     in_reply_to: Mapped[str | None] = mapped_column(Text)
     references: Mapped[str | None] = mapped_column(Text)
     from_addr: Mapped[str] = mapped_column(String(320))

@@ -27,7 +27,7 @@ from maild.agents.address import address_pattern, find_ticket_address, reply_add
 from maild.agents.parse import Command, parse_agent_text, strip_quoted
 from maild.app import App, build
 from maild.clock import FixedClock
-from maild.store.models import Event, Quarantine, Ticket
+from maild.store.models import Event, Message, Outbox, Quarantine, Ticket
 from tests.kit import SUPPORT, customer_mail, message_id_of, settings_for, write_config
 from tests.servers.dovecot import MailUser
 from tests.servers.smtp import ReceivedMessage, SmtpServer
@@ -222,6 +222,26 @@ def test_agent_reply_in_one_batch_with_the_customers_follow_up(
     t = ticket(desk)
     assert [m.direction for m in t.messages if m.direction != "notification"] == \
         ["inbound", "outbound", "inbound", "note", "outbound"]
+
+
+def test_a_notification_is_stored_once_in_its_outbox_row(
+    desk: App, mail_user: MailUser, smtp_server: SmtpServer
+) -> None:
+    """Staff notifications are not part of the conversation: their message row keeps the
+    Message-ID (replies thread by it), their text is kept once, in the exact bytes of the
+    outbox row. The acknowledgement, which is, keeps its text on the message too."""
+    mail_user.append(customer_mail(sender=CUSTOMER, subject="Invoice", body="Twice billed."))
+    daemon.run_once(desk)
+    [sent] = sent_to(smtp_server, "level1@example.test")
+    with desk.sessions() as session:
+        rows = {m.direction: m for m in session.scalars(select(Message))}
+        outbox = {o.kind: o for o in session.scalars(select(Outbox))}
+    notification = rows["notification"]
+    assert notification.body_text == ""
+    assert f"<{notification.message_id}>" == str(sent.message["Message-ID"])
+    assert outbox["notification"].raw == sent.data
+    assert "Twice billed." in sent.message.get_content()
+    assert "Twice billed." in rows["outbound"].body_text  # the acknowledgement
 
 
 def test_forged_agent_replies_change_nothing_and_leak_nothing(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from imapclient.exceptions import IMAPClientError
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -160,6 +161,57 @@ def test_uidvalidity_change_loses_and_duplicates_nothing(
     assert subjects == ["committed, never moved", "new after the change"]
     assert mail_user.count("INBOX") == 0
     assert len(smtp_server.messages) == 2
+    app.dispose()
+
+
+def test_a_move_sent_without_waiting_is_answered_before_the_next_command(
+    tmp_path: Path, mail_user: MailUser, sqlite_url: str
+) -> None:
+    """The server moves while the daemon works; the next command reads the answer first,
+    and a move the server refused raises there, leaving the messages where they were."""
+    mail_user.append_many([customer_mail(subject=f"M{i}") for i in range(3)])
+    settings = settings_for(tmp_path, db_url=sqlite_url, imap=mail_user.imap_config())
+    source = ImapSource(settings.mailboxes[0])
+    source.open()
+    first, second, third = source.pending()
+    source.acknowledge([first, second], "Processed", wait=False)
+    [fetched] = source.fetch([third])  # answered the move first, then fetched
+    assert b"Subject: M2" in fetched.raw
+    assert (mail_user.count("Processed"), mail_user.count("INBOX")) == (2, 1)
+    source.acknowledge([third], "No such folder", wait=False)
+    with pytest.raises(IMAPClientError, match="TRYCREATE"):
+        source.pending()
+    assert source.pending() == [third]  # the connection goes on; nothing was lost
+    source.acknowledge([third], "No such folder", wait=False)
+    source.close()  # a refused move in flight does not stop the logout
+    assert (mail_user.count("Processed"), mail_user.count("INBOX")) == (2, 1)
+
+
+def test_stopped_during_a_backlog_the_batches_written_are_moved(
+    tmp_path: Path, mail_user: MailUser, smtp_server: SmtpServer, sqlite_url: str
+) -> None:
+    """SIGTERM between batches: the batch written last is moved before the worker returns
+    (its move is otherwise sent only with the next batch); the rest stays in the inbox."""
+    mail_user.append_many([customer_mail(subject=f"Backlog {i}") for i in range(9)])
+    settings = settings_for(tmp_path, db_url=sqlite_url, imap=mail_user.imap_config(),
+                            smtp=smtp_config(smtp_server), mailbox={"batch_size": 3})
+    app = build(settings, clock=FixedClock())
+    [worker] = daemon.workers_for(app)
+    process_batch = app.pipeline.process_batch
+    batches = 0
+
+    def then_stop(*args: Any, **kwargs: Any) -> Any:
+        nonlocal batches
+        result = process_batch(*args, **kwargs)
+        batches += 1
+        if batches == 2:
+            worker.stop.set()
+        return result
+
+    app.pipeline.process_batch = then_stop  # type: ignore[method-assign]
+    worker.run_once()
+    assert len(all_tickets(app)) == 6
+    assert (mail_user.count("Processed"), mail_user.count("INBOX")) == (6, 3)
     app.dispose()
 
 

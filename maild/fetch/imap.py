@@ -3,7 +3,9 @@
 Security fails closed: `tls` wraps the socket from the start, `starttls` demands the
 STARTTLS capability and upgrades before login, and only `none` talks in plain text. The
 source works in sets of UIDs: fetch a batch, then move (or copy and flag) the whole batch
-with one command once the database has committed.
+with one command once the database has committed. A move can be sent without waiting for
+its answer, which is read before the source's next command: the server moves one batch
+while the daemon writes the next.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
+from imapclient.imapclient import join_message_ids
 
 from maild.auth.oauth2 import imap_login
 from maild.auth.providers import TokenProviders
@@ -85,6 +88,7 @@ class ImapSource:
         self.uidvalidity = 0
         self._use_move = False
         self._uidplus = False
+        self._in_flight: str | None = None  # the tag of a move sent, its answer not yet read
 
     @property
     def client(self) -> IMAPClient:
@@ -110,6 +114,12 @@ class ImapSource:
         self._uidplus = client.has_capability("UIDPLUS")
 
     def close(self) -> None:
+        """Log out; a move still in flight is answered first where the connection allows
+        (what it could not move stays in the folder, and is recognised when fetched again)."""
+        if self._in_flight is not None:
+            with contextlib.suppress(*CONNECTION_ERRORS, TransportError):
+                self.settle()
+            self._in_flight = None
         client, self._client = self._client, None
         if client is None:
             return
@@ -121,10 +131,12 @@ class ImapSource:
 
     def pending(self) -> list[int]:
         """UIDs of the messages not yet acknowledged, oldest first."""
+        self.settle()
         uids = self.client.search(["NOT", "DELETED", "NOT", "KEYWORD", PROCESSED_KEYWORD])
         return sorted(int(u) for u in uids)
 
     def fetch(self, uids: Sequence[int]) -> list[Fetched]:
+        self.settle()
         data = self.client.fetch(list(uids), ["BODY.PEEK[]"])
         out = []
         for uid in uids:
@@ -135,11 +147,24 @@ class ImapSource:
             out.append(Fetched(source=source, raw=bytes(body)))
         return out
 
-    def acknowledge(self, uids: Sequence[int], folder: str) -> None:
-        """Move `uids` to `folder` in one command (or copy, flag and expunge them)."""
+    def acknowledge(self, uids: Sequence[int], folder: str, *, wait: bool = True) -> None:
+        """Move `uids` to `folder` in one command (or copy, flag and expunge them).
+
+        With `wait=False` a move is only sent: its answer is read by `settle`, which every
+        other command of this source calls first, so a failed move still raises, only
+        later. (Copy, flag and expunge, where MOVE is missing, always wait.)
+        """
         if not uids:
             return
+        self.settle()
         client = self.client
+        if self._use_move and not wait:
+            # imapclient only has commands that wait for their answer; imaplib, under it,
+            # sends a command and reads its answer by tag when asked (what imapclient's
+            # own `move` does in one go).
+            self._in_flight = client._imap._command(
+                "UID", "MOVE", join_message_ids(list(uids)), client._normalise_folder(folder))
+            return
         if self._use_move:
             client.move(list(uids), folder)
             return
@@ -148,6 +173,16 @@ class ImapSource:
         if self._uidplus:
             client.uid_expunge(list(uids))
 
+    def settle(self) -> None:
+        """Read the answer to a move sent without waiting; raise as `move` would had it
+        failed. Nothing is read twice: the move counts as answered even when it raises."""
+        tag, self._in_flight = self._in_flight, None
+        if tag is None:
+            return
+        client = self.client
+        typ, data = client._imap._command_complete("UID", tag)
+        client._checkok("move", typ, data)
+
     def wait(self, stop: Callable[[], bool]) -> None:
         """Block until the server reports a change, `idle_renew` passes, or `stop()`.
 
@@ -155,6 +190,7 @@ class ImapSource:
         server's answer in blocking mode: imapclient's idle_check can stop halfway through a
         line (imapclient issue 519). Whatever the server said, the caller searches again.
         """
+        self.settle()
         client = self.client
         deadline = time.monotonic() + (
             self.mailbox.idle_renew if self.mailbox.idle else self.mailbox.poll_interval)

@@ -128,23 +128,27 @@ class MailboxWorker:
         The next batch is fetched and handed to the parse workers before this one is
         written, so that they parse while the daemon writes. It is only fetched (a peek):
         should the daemon stop or fail before processing it, it stays in the folder.
+
+        A committed batch is moved on the server while the next one is written: its move
+        is sent after the next fetch and answered before the fetch after that (the server
+        would otherwise move while the daemon waits, and the daemon write while the server
+        waits). The last batch's move is waited for before this returns.
         """
         done = 0
         started = time.monotonic()
         batches = list(chunks(uids, self.mailbox.batch_size))
         ahead: tuple[list[Fetched], PreparedBatch, float] | None = None
+        committed: BatchResult | None = None  # processed; not yet acknowledged
         for index, chunk in enumerate(batches):
             if self.stop.is_set():
-                return  # SIGTERM: the batch in hand was finished; stop fetching
+                break  # SIGTERM: the batch in hand was finished; stop fetching
             items, prepared, fetched_at = ahead or self._fetch(source, chunk)
             ahead = None
             if index + 1 < len(batches) and not self.stop.is_set():
                 ahead = self._fetch(source, batches[index + 1])
-            result = self.pipeline.process_batch(items, prepared)
-            # Committed: now, and only now, acknowledge on the server.
-            source.acknowledge([s.uid for s in result.done], self.mailbox.processed_folder)
-            source.acknowledge([s.uid for s, _ in result.held],
-                               self.mailbox.quarantine_folder)
+            if committed is not None:
+                self._acknowledge(source, committed, wait=False)
+            result = committed = self.pipeline.process_batch(items, prepared)
             self._count(items, result, time.monotonic() - fetched_at)
             if result.queued:
                 self.on_queued()
@@ -155,6 +159,15 @@ class MailboxWorker:
                 log.info("imap.progress", mailbox=self.mailbox.name, done=done,
                          total=len(uids), per_second=round(rate, 1),
                          eta_seconds=round((len(uids) - done) / max(rate, 1e-6)))
+        if committed is not None:
+            self._acknowledge(source, committed, wait=True)
+
+    def _acknowledge(self, source: ImapSource, result: BatchResult, *, wait: bool) -> None:
+        """Committed: now, and only now, acknowledge on the server. The quarantined few
+        first, so that the batch's move can go without waiting."""
+        source.acknowledge([s.uid for s, _ in result.held], self.mailbox.quarantine_folder)
+        source.acknowledge([s.uid for s in result.done], self.mailbox.processed_folder,
+                           wait=wait)
 
     def _fetch(self, source: ImapSource, uids: list[int]
                ) -> tuple[list[Fetched], PreparedBatch, float]:

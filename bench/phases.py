@@ -174,7 +174,11 @@ def maild_once(spec: dict[str, Any]) -> None:
     cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
     run = daemon.run_once if profile is None else lambda a: profile.runcall(daemon.run_once, a)
-    summary = run(app)
+    try:
+        summary = run(app)
+    except BaseException:
+        app.dispose()  # the parse workers: else the process waits for them at its exit
+        raise
     t_end = time.perf_counter()
     cpu = _cpu_seconds() - cpu0
     if profile is not None:

@@ -188,3 +188,31 @@ def test_a_batch_decides_what_single_messages_decide(two_apps: tuple[App, App]) 
     assert inbound.count((0, "erika@example.com")) == 3  # the first, by References, by ack
     assert inbound.count((0, "greta@example.com")) == 2  # by ack, then by subject reference
     assert (1, "bob@example.org") in inbound and (2, "carol@example.net") in inbound
+
+
+def test_a_ticket_reference_drawn_twice_costs_a_retry_not_the_batch(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """References are random: with enough tickets one is drawn again (six characters of 32:
+    among 50,000 tickets, more likely than not). The batch's bulk insert (PostgreSQL: COPY)
+    then hits the unique key; the batch is run again message by message, drawing anew, and
+    every message gets its ticket."""
+    from maild.store import repo
+
+    app = build(settings_for(tmp_path, db_url=db_url), clock=FixedClock())
+    try:
+        draws = iter(["T-AAAAAA", "T-AAAAAA"])
+        real = repo.new_ref
+        monkeypatch.setattr(repo, "new_ref", lambda prefix: next(draws, None) or real(prefix))
+        items = [Fetched(SourceRef("support", "INBOX", 1, uid),
+                         customer_mail(subject=f"Question {uid}",
+                                       sender=f"c{uid}@example.com"))
+                 for uid in range(1, 41)]
+        result = app.pipeline.process_batch(items)
+        assert len(result.done) == 40 and result.tickets_created == 40 and not result.held
+        with app.sessions() as session:
+            refs = session.scalars(select(Ticket.ref)).all()
+        assert len(refs) == len(set(refs)) == 40
+        assert next(draws, None) is None  # both drawn: the first run of the batch collided
+    finally:
+        app.dispose()

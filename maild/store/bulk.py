@@ -43,6 +43,7 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import TableValuedAlias
 
@@ -77,9 +78,16 @@ def insert_rows(conn: Connection, model: type[Base], rows: Sequence[Row]) -> Non
         sql, convert = driver
         psycopg_connection = conn.connection.driver_connection  # in the same transaction
         assert psycopg_connection is not None
-        with psycopg_connection.cursor() as cursor, cursor.copy(sql) as copy:
-            for row in rows:  # psycopg writes each value in COPY's text form, in C
-                copy.write_row(convert(row))
+        try:
+            with psycopg_connection.cursor() as cursor, cursor.copy(sql) as copy:
+                for row in rows:  # psycopg writes each value in COPY's text form, in C
+                    copy.write_row(convert(row))
+        except dialect.loaded_dbapi.Error as exc:
+            # Past SQLAlchemy, the driver's own error: wrapped as SQLAlchemy would have
+            # (a unique key hit is an IntegrityError), so that callers handle it as any
+            # other statement's: the runner retries the batch message by message.
+            raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error,
+                                      dialect=dialect) from exc
     else:
         sql, convert = driver
         conn.exec_driver_sql(sql, [convert(row) for row in rows])

@@ -31,7 +31,7 @@ class MessageIdFactory:
         The token is the time in milliseconds followed by random bits (as a UUIDv7 is), so
         ids made one after another sort one after another: the unique indexes on
         Message-IDs (messages, outbox) then grow at their end, instead of every new id
-        changing a page at a random place, which made a backlog's batches write a sixth
+        changing a page at a random place, which made a backlog's batches write 14 %
         more to disk. The random part keeps ids made in the same millisecond (by two
         daemons, or under a stopped test clock) apart; it is not a counter, which would
         tell a customer how much mail was sent between two of theirs.

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, Engine
 from sqlalchemy.dialects import postgresql, sqlite
 
 from maild.store.models import UtcDateTime
@@ -109,22 +109,30 @@ def _second_pg(request: pytest.FixtureRequest) -> str:
     return database.url
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_migration_0002_keeps_the_outbox_and_covers_the_recipient_count(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
+def _engine_at(url: str, revision: str) -> Engine:
+    """An engine on `url` whose schema is migrated up to `revision` only."""
+    from alembic import command
+
+    from maild.store import db
+
+    engine = db.make_engine(url)
+    try:
+        command.upgrade(db.alembic_config(engine), revision)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def test_migration_0002_keeps_the_outbox_and_covers_the_recipient_count(db_url: str) -> None:
     """An outbox written under 0001 keeps its rows; afterwards the per-recipient index
     holds the kind too."""
-    from alembic import command
     from sqlalchemy import inspect, text
 
     from maild.store import db
 
-    url = f"sqlite:///{tmp_path / 'm.db'}" if kind == "sqlite" \
-        else request.getfixturevalue("pg_url")
-    engine = db.make_engine(url)
+    engine = _engine_at(db_url, "0001")
     try:
-        command.upgrade(db.alembic_config(engine), "0001")
         at = "2026-12-01 10:00:00"
         with engine.begin() as conn:
             conn.execute(text(
@@ -140,13 +148,11 @@ def test_migration_0002_keeps_the_outbox_and_covers_the_recipient_count(
         engine.dispose()
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_migration_0003_indexes_only_the_hashes_of_messages_without_an_id(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+    db_url: str,
 ) -> None:
     """Messages written under 0002 stay; the hash index then holds only the messages
     without a Message-ID, and a message without one is still recognised by its bytes."""
-    from alembic import command
     from sqlalchemy import text
 
     from maild.domain import Inbound, SourceRef
@@ -154,16 +160,13 @@ def test_migration_0003_indexes_only_the_hashes_of_messages_without_an_id(
     from maild.store import db, repo
     from maild.store.db import make_session_factory
 
-    url = f"sqlite:///{tmp_path / 'm.db'}" if kind == "sqlite" \
-        else request.getfixturevalue("pg_url")
     def without_id(n: int) -> Inbound:
         raw = f"From: a@x\r\nSubject: s{n}\r\n\r\nno Message-ID\r\n".encode()
         return parse(raw, SourceRef("support", "INBOX", 1, n))
 
     again, other = without_id(1), without_id(2)
-    engine = db.make_engine(url)
+    engine = _engine_at(db_url, "0002")
     try:
-        command.upgrade(db.alembic_config(engine), "0002")
         at = "2026-12-01 10:00:00"
         with engine.begin() as conn:
             conn.execute(text(
@@ -179,7 +182,7 @@ def test_migration_0003_indexes_only_the_hashes_of_messages_without_an_id(
                     {"mid": mid, "sha": sha, "at": at})
         db.upgrade(engine)
         with engine.connect() as conn:
-            if kind == "sqlite":
+            if engine.dialect.name == "sqlite":
                 definition = conn.execute(text(
                     "SELECT sql FROM sqlite_master WHERE name = 'ix_messages_raw_sha256'"
                 )).scalar_one()

@@ -116,10 +116,8 @@ class ImapSource:
     def close(self) -> None:
         """Log out; a move still in flight is answered first where the connection allows
         (what it could not move stays in the folder, and is recognised when fetched again)."""
-        if self._in_flight is not None:
-            with contextlib.suppress(*CONNECTION_ERRORS, TransportError):
-                self.settle()
-            self._in_flight = None
+        with contextlib.suppress(*CONNECTION_ERRORS, TransportError):
+            self.settle()
         client, self._client = self._client, None
         if client is None:
             return
@@ -150,23 +148,22 @@ class ImapSource:
     def acknowledge(self, uids: Sequence[int], folder: str, *, wait: bool = True) -> None:
         """Move `uids` to `folder` in one command (or copy, flag and expunge them).
 
-        With `wait=False` a move is only sent: its answer is read by `settle`, which every
-        other command of this source calls first, so a failed move still raises, only
-        later. (Copy, flag and expunge, where MOVE is missing, always wait.)
+        A move is sent, and its answer read by `settle`: at once, or with `wait=False` by
+        the source's next command (every one calls it first), so a failed move still
+        raises, only later. (Copy, flag and expunge, where MOVE is missing, always wait.)
         """
         if not uids:
             return
         self.settle()
         client = self.client
-        if self._use_move and not wait:
+        if self._use_move:
             # imapclient only has commands that wait for their answer; imaplib, under it,
             # sends a command and reads its answer by tag when asked (what imapclient's
             # own `move` does in one go).
             self._in_flight = client._imap._command(
                 "UID", "MOVE", join_message_ids(list(uids)), client._normalise_folder(folder))
-            return
-        if self._use_move:
-            client.move(list(uids), folder)
+            if wait:
+                self.settle()
             return
         client.copy(list(uids), folder)
         client.add_flags(list(uids), [b"\\Deleted", PROCESSED_KEYWORD.encode()])
@@ -174,8 +171,9 @@ class ImapSource:
             client.uid_expunge(list(uids))
 
     def settle(self) -> None:
-        """Read the answer to a move sent without waiting; raise as `move` would had it
-        failed. Nothing is read twice: the move counts as answered even when it raises."""
+        """Read the answer to a move sent (if one is still unread); raise as imapclient's
+        `move` would had it failed. Nothing is read twice: the move counts as answered
+        even when it raises."""
         tag, self._in_flight = self._in_flight, None
         if tag is None:
             return

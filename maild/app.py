@@ -21,7 +21,7 @@ from maild.outbound.queue import Outgoing
 from maild.outbound.render import Templates
 from maild.outbound.sender import OutboxSender
 from maild.pipeline.classify import Classifier
-from maild.pipeline.guard import Guard
+from maild.pipeline.guard import guard_for
 from maild.pipeline.prepare import default_workers
 from maild.pipeline.runner import Pipeline
 from maild.rules.engine import RuleSet
@@ -30,6 +30,10 @@ from maild.rules.schema import PRIORITIES, Actions
 from maild.settings import Settings
 from maild.sla.engine import Raised, SlaEngine, load_sla
 from maild.store import db, repo
+from maild.store.automail import AutomailCounter
+from maild.store.batchstore import BatchStore
+from maild.store.ticketstore import DirectStore
+from maild.tickets.service import TicketService
 
 
 @dataclass
@@ -41,6 +45,7 @@ class App:
     templates: Templates
     rules: RuleSet
     pipeline: Pipeline
+    tickets: TicketService
     sender: OutboxSender
     sla: SlaEngine
     metrics: Metrics
@@ -59,18 +64,25 @@ class App:
         rules = load_rules(self.settings.rules)
         check_templates(rules, templates.names())
         sla = load_sla(self.settings.sla)
-        old = self.pipeline.outgoing
-        self.pipeline.reload(rules, Outgoing(templates=templates, ids=old.ids,
-                                             support=old.support))
+        old = self.tickets.outgoing
+        self.tickets.outgoing = Outgoing(templates=templates, ids=old.ids, support=old.support)
+        self.pipeline.reload(rules)
         self.sla.config = sla
         self.templates, self.rules = templates, rules
 
-    def sla_pass(self) -> list[Raised]:
-        """One SLA pass over the database; warnings and breaches raised now."""
-        raised = self.sla.run_pass(self.sessions, self.pipeline.writer.sla_act)
+    def sla_pass(self, batch: int = 500) -> list[Raised]:
+        """One SLA pass over the database (`batch` due tickets a transaction); warnings and
+        breaches raised now."""
+        counter = AutomailCounter(self.settings.safety)
+        raised = self.sla.run_pass(self.sessions, self.tickets.sla_act,
+                                   lambda session: BatchStore(session, counter), batch=batch)
         for r in raised:
             self.metrics.sla.labels(r.kind, r.target).inc()
         return raised
+
+    def direct_store(self, session: Session) -> DirectStore:
+        """The ticket store for a command's transaction (one change, not a batch)."""
+        return DirectStore(session, AutomailCounter(self.settings.safety))
 
 
 def mailbox_defaults(settings: Settings, rules: RuleSet) -> dict[str, Actions]:
@@ -105,24 +117,25 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
     templates = Templates(settings.templates)
     rules = load_rules(settings.rules)
     check_templates(rules, templates.names())
-    # Customer attributes come from the rules the pipeline holds now (a reload swaps them).
+    # The organisation and customer attributes come from the rules the pipeline holds now
+    # (a reload swaps them).
     sla = SlaEngine(load_sla(settings.sla), clock, customer=lambda address: dict(
-        pipeline.writer.organisation().customer(address)))
+        pipeline.rules.organisation.customer(address)))
     support = Address(name=settings.support.name, address=settings.support.address)
-    own = frozenset({settings.support.address,
-                     *(m.imap.username or "" for m in settings.mailboxes)} - {""})
-    pipeline = Pipeline(
-        session_factory=sessions,
-        rules=rules,
-        sla=sla,
-        safety=settings.safety,
-        classifier=classifier,
-        guard=Guard(own, tuple(settings.safety.trusted_authserv_ids)),
+    tickets = TicketService(
         outgoing=Outgoing(templates=templates,
                           ids=MessageIdFactory(secret.encode(), settings.support.domain),
                           support=support),
+        clock=clock, ref_prefix=settings.support.ref_prefix,
+        organisation=lambda: pipeline.rules.organisation, sla=sla, safety=settings.safety)
+    pipeline = Pipeline(
+        session_factory=sessions,
+        rules=rules,
+        tickets=tickets,
+        safety=settings.safety,
+        classifier=classifier,
+        guard=guard_for(settings),
         clock=clock,
-        ref_prefix=settings.support.ref_prefix,
         default_language=settings.default_language,
         parse_workers=(default_workers() if settings.daemon.parse_workers is None
                        else settings.daemon.parse_workers),
@@ -135,5 +148,6 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
     sender = OutboxSender(sessions=sessions, smtp=settings.smtp, policy=settings.outbox,
                           clock=clock, metrics=metrics, tokens=tokens)
     return App(settings=settings, engine=engine, sessions=sessions, clock=clock,
-               templates=templates, rules=rules, pipeline=pipeline, sender=sender, sla=sla,
+               templates=templates, rules=rules, pipeline=pipeline, tickets=tickets,
+               sender=sender, sla=sla,
                metrics=metrics, tokens=tokens)

@@ -16,7 +16,7 @@ from maild.domain import Address
 from maild.errors import ConfigError
 from maild.outbound.queue import context_for
 from maild.outbound.render import MailContext, PersonView, Templates, TicketView
-from maild.pipeline.guard import Guard
+from maild.pipeline.guard import guard_for
 from maild.pipeline.parse import ParseError, parse
 from maild.pipeline.respond import acknowledgement
 from maild.pipeline.thread import normalise_subject
@@ -74,7 +74,7 @@ def route(settings: Settings, file: Path) -> dict[str, Any]:
         inbound = parse(raw, None, default_language=settings.default_language)
     except ParseError as exc:
         raise ConfigError(f"not a message maild can parse: {exc}", file=str(file)) from None
-    inbound, report = Guard(frozenset({settings.support.address})).inspect(inbound)
+    inbound, report = guard_for(settings).inspect(inbound)
     decision = RuleEngine(load_rules(settings.rules), SystemClock()).classify(inbound)
     draft = acknowledgement(inbound, decision, new_ticket=True) if report is None else None
     ack = None
@@ -183,30 +183,32 @@ def open_ticket(settings: Settings, *, customer: str, subject: str, level: int |
     import asyncio
     from email.message import EmailMessage
 
-    from maild.agents.handle import intake_classification
     from maild.app import build
+    from maild.tickets.intake import IntakeError, customer_address, intake_classification
 
-    if "@" not in customer:
-        raise ConfigError(f"--customer: '{customer}' is not an email address")
+    try:
+        caller = customer_address(customer)
+    except IntakeError as exc:
+        raise ConfigError(f"--customer: {exc}") from None
     app = build(settings)
     try:
         fields = {k: str(v) for k, v in (("level", level), ("department", department))
                   if v is not None}
+        # The rules decide on the call as on a mail with its subject and notes.
         draft = EmailMessage()
-        draft["From"] = customer
+        draft["From"] = caller.address
         draft["Subject"] = subject
         draft.set_content(body or subject)
         inbound = parse(draft.as_bytes(), None, default_language=settings.default_language)
-        classification = app.pipeline.classify(inbound)
         try:
-            classification = intake_classification(classification, fields,
+            classification = intake_classification(app.pipeline.classify(inbound), fields,
                                                    app.rules.organisation)
-        except ValueError as exc:
+        except IntakeError as exc:
             raise ConfigError(str(exc)) from None
         with app.sessions() as session, session.begin():
-            ticket = app.pipeline.desk.open_on_behalf(
-                session, customer=Address("", customer.lower()), subject=subject,
-                text=body, classification=classification, language=inbound.language,
+            ticket = app.tickets.intake(
+                app.direct_store(session), customer=caller, subject=subject, text=body,
+                classification=classification, language=inbound.language,
                 opened_by="intake (command line)")
             ref, number = ticket.ref, ticket.id
         stats = asyncio.run(app.sender.drain_once())

@@ -197,13 +197,14 @@ def test_a_ticket_reference_drawn_twice_costs_a_retry_not_the_batch(
     among 50,000 tickets, more likely than not). The batch's bulk insert (PostgreSQL: COPY)
     then hits the unique key; the batch is run again message by message, drawing anew, and
     every message gets its ticket."""
-    from maild.store import repo
+    from maild.tickets import service
 
     app = build(settings_for(tmp_path, db_url=db_url), clock=FixedClock())
     try:
         draws = iter(["T-AAAAAA", "T-AAAAAA"])
-        real = repo.new_ref
-        monkeypatch.setattr(repo, "new_ref", lambda prefix: next(draws, None) or real(prefix))
+        real = service.new_ref
+        monkeypatch.setattr(service, "new_ref",
+                            lambda prefix: next(draws, None) or real(prefix))
         items = [Fetched(SourceRef("support", "INBOX", 1, uid),
                          customer_mail(subject=f"Question {uid}",
                                        sender=f"c{uid}@example.com"))

@@ -83,7 +83,7 @@ def test_new_message_opens_ticket_and_queues_one_acknowledgement(app: App) -> No
     assert ack["Auto-Submitted"] == "auto-replied"
     mid = ack["Message-ID"].strip("<>")
     assert mid.endswith("@example.test")
-    assert app.pipeline.outgoing.ids.verify(mid)
+    assert app.tickets.outgoing.ids.verify(mid)
     with app.sessions() as s:
         stored = s.scalar(select(Message).where(Message.direction == "inbound"))
         assert stored is not None and stored.raw == raw  # byte for byte
@@ -254,7 +254,7 @@ def test_corpus_messages_end_in_a_ticket_or_in_quarantine(
 def test_ticket_references_draw_evenly_from_an_alphabet_without_look_alikes() -> None:
     from collections import Counter
 
-    from maild.store.repo import _REF_ALPHABET, new_ref
+    from maild.store.ids import _REF_ALPHABET, new_ref
 
     assert len(_REF_ALPHABET) == 32 and not set("01IO") & set(_REF_ALPHABET)
     refs = [new_ref("T") for _ in range(3000)]

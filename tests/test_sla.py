@@ -279,7 +279,7 @@ def test_pass_in_batches_leaves_tickets_a_breach_moved_to_the_next_pass(
             updates.append(str(args[2]))
 
     event.listen(app.engine, "before_cursor_execute", count)
-    first = app.sla.run_pass(app.sessions, app.pipeline.writer.sla_act, batch=2)
+    first = app.sla_pass(batch=2)
     event.remove(app.engine, "before_cursor_execute", count)
     # The breach (its warning overtaken) escalates and raises the priority to high: the
     # urgent policy, whose 8-hour resolution was due at 07:00. That is the next pass's, and

@@ -157,8 +157,11 @@ def test_migration_0003_indexes_only_the_hashes_of_messages_without_an_id(
 
     from maild.domain import Inbound, SourceRef
     from maild.pipeline.parse import parse
-    from maild.store import db, repo
+    from maild.settings import SafetySettings
+    from maild.store import db
+    from maild.store.automail import AutomailCounter
     from maild.store.db import make_session_factory
+    from maild.store.ticketstore import DirectStore
 
     def without_id(n: int) -> Inbound:
         raw = f"From: a@x\r\nSubject: s{n}\r\n\r\nno Message-ID\r\n".encode()
@@ -193,8 +196,9 @@ def test_migration_0003_indexes_only_the_hashes_of_messages_without_an_id(
             assert "message_id IS NULL" in definition
             assert conn.execute(text("SELECT count(*) FROM messages")).scalar_one() == 2
         with make_session_factory(engine)() as session:
-            assert repo.delivered_before(session, again)
-            assert not repo.delivered_before(session, other)  # its twin has a Message-ID
+            store = DirectStore(session, AutomailCounter(SafetySettings()))
+            assert store.delivered_before(again)
+            assert not store.delivered_before(other)  # its twin has a Message-ID
     finally:
         engine.dispose()
 

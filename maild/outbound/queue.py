@@ -1,6 +1,7 @@
-"""The write side of the transactional outbox.
+"""The write side of the transactional outbox: a decision to send mail becomes the rows of
+a rendered, composed message.
 
-A decision to send mail becomes an outbound `Message` row and an `Outbox` row in the same
+The ticket service stores them (an outbound `Message` row and an `Outbox` row) in the same
 transaction as the decision itself. Nothing is sent here: the sender drains the outbox.
 """
 
@@ -10,16 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from maild.domain import Address, OutboundDraft
-from maild.mailsafety.limits import AUTOMATIC_KINDS
 from maild.outbound.compose import compose
 from maild.outbound.ids import MessageIdFactory
 from maild.outbound.render import MailContext, PersonView, Rendered, Templates, TicketView
-from maild.store import pending
-from maild.store.models import Message, Outbox, Ticket
-from maild.store.repo import add_event
+from maild.store.models import Ticket
 
 EXCERPT_CHARS = 2000
 
@@ -55,11 +51,19 @@ def context_for(ticket: Ticket, support: Address, customer: Address, body: str,
     )
 
 
-def enqueue(
-    session: Session, ticket: Ticket, draft: OutboundDraft, out: Outgoing, *,
-    at: datetime, body: str, kind: str,
-) -> None:
-    """Render, compose and queue one message for `ticket`.
+@dataclass(frozen=True)
+class Queued:
+    """One mail to send, rendered and composed: its message row (the conversation's record,
+    and the Message-ID that replies thread by) and its outbox row (the exact bytes)."""
+
+    message: dict[str, Any]
+    outbox: dict[str, Any]
+    message_id: str
+
+
+def compose_queued(ticket: Ticket, draft: OutboundDraft, out: Outgoing, *, at: datetime,
+                   body: str, kind: str) -> Queued:
+    """Render and compose one message for `ticket`; the ticket service stores the rows.
 
     Whatever the draft says, the sender address is the support address: staff addresses
     never reach a customer-facing header.
@@ -85,7 +89,7 @@ def enqueue(
     )
     # A staff notification is not part of the conversation: its row is there for its
     # Message-ID (an agent's reply threads by it), and its text is kept once, in the exact
-    # bytes of its outbox row. Kept twice, it was 15 % of what a backlog wrote.
+    # bytes of its outbox row.
     body_text = "" if draft.direction == "notification" else rendered.body
     message: dict[str, Any] = dict(
         ticket_id=ticket.id, direction=draft.direction, message_id=message_id,
@@ -94,21 +98,10 @@ def enqueue(
         from_name=sender.name, to_addrs=draft.to.address, subject=rendered.subject, date=at,
         body_text=body_text, automatic=None, raw=None, created_at=at,
     )
-    rcpt_to = ",".join(envelope.rcpt_to)
     outbox: dict[str, Any] = dict(
         ticket_id=ticket.id, message_row_id=None, message_id=message_id, kind=kind,
-        mail_from=envelope.mail_from, rcpt_to=rcpt_to, raw=envelope.raw,
+        mail_from=envelope.mail_from, rcpt_to=",".join(envelope.rcpt_to), raw=envelope.raw,
         status="pending", attempts=0, next_attempt_at=at, last_error=None, created_at=at,
         sent_at=None,
     )
-    noted = pending.of(session)
-    if noted is not None:
-        noted.outbox.append((noted.add_message(message), outbox))
-        if kind in AUTOMATIC_KINDS:
-            noted.automatic(ticket.id, rcpt_to)
-    else:
-        row = Message(**message)
-        session.add(row)
-        session.add(Outbox(**outbox, message=row))
-    add_event(session, ticket, f"{kind}.queued", at, message_id=message_id,
-              template=draft.template, language=draft.language, to=draft.to.address)
+    return Queued(message, outbox, message_id)

@@ -28,8 +28,8 @@ from maild.sla.calendar import BusinessCalendar
 from maild.sla.policy import Deadline, Policy, SlaFile, TicketFacts, choose, deadlines
 from maild.sla.spec import build_calendar
 from maild.sla.writes import BatchWrites
-from maild.store import pending
 from maild.store.models import SlaAlert, Ticket
+from maild.store.ticketstore import TicketStore
 from maild.yamlfile import YamlDocument, load_yaml
 
 log = structlog.get_logger("maild.sla")
@@ -79,6 +79,11 @@ def sla_from_document(doc: YamlDocument) -> SlaConfig:
                             f"{', '.join(sorted(calendars))})", ("policies", i, "calendar"))
         policies.append(Policy(p, calendars[p.calendar]))
     return SlaConfig(tuple(policies), spec.check_interval, str(doc.path))
+
+
+# What a warning or breach does to its ticket (the ticket service's `sla_act`): the
+# actions taken, as "notified:TEAM", "priority:P", "escalated:N".
+Act = Callable[[TicketStore, Ticket, Policy, Deadline], tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -147,8 +152,8 @@ class SlaEngine:
             pauses[-1][1] = now.isoformat()
             t.sla_pauses = pauses
 
-    def run_pass(self, sessions: sessionmaker[Session],
-                 act: Callable[[Session, Ticket, Policy, Deadline], tuple[str, ...]],
+    def run_pass(self, sessions: sessionmaker[Session], act: Act,
+                 store_for: Callable[[Session], TicketStore],
                  batch: int = 500) -> list[Raised]:
         """One SLA pass: every due warning and breach, each acted on exactly once.
 
@@ -175,26 +180,26 @@ class SlaEngine:
                 if dialect == "postgresql":
                     query = query.with_for_update(skip_locked=True)
                 tickets = list(session.scalars(query))
-                found, still_due = self._batch(session, tickets, now, act, dialect, logger)
+                found, still_due = self._batch(store_for(session), tickets, now, act,
+                                               dialect, logger)
                 raised.extend(found)
                 skip.update(still_due)
             if len(tickets) < batch:
                 return raised
 
-    def _batch(self, session: Session, tickets: list[Ticket], now: datetime,
-               act: Callable[[Session, Ticket, Policy, Deadline], tuple[str, ...]],
+    def _batch(self, store: TicketStore, tickets: list[Ticket], now: datetime, act: Act,
                dialect: str, logger: FilteringBoundLogger) -> tuple[list[Raised], list[int]]:
         """Claim, act on and rewrite one batch; the raised alerts, and the tickets still due.
 
         The pass's own writes are one statement each per batch (`BatchWrites`): the claim,
         the tickets' new columns, the events. The actions' rows (their notifications'
-        messages and outbox rows, their events) wait in the batch's notes
-        (`maild.store.pending`, as in ingestion) and are written with one INSERT a table,
-        not flushed object by object. A ticket's deadlines are computed once, and again after
+        messages and outbox rows, their events) wait in the batch's store
+        (`maild.store.batchstore`, as in ingestion) and are written with one INSERT a
+        table, not flushed object by object. A ticket's deadlines are computed once, and again after
         its actions only if they changed what decides them (a breach that raises the priority
         may move it to another policy).
         """
-        notes = pending.start(session)
+        session = store.session
         with session.no_autoflush:
             plans = [self._plan(t, now) for t in tickets]
         writes = BatchWrites(dialect)
@@ -204,13 +209,13 @@ class SlaEngine:
         events: list[dict[str, object]] = []
         still_due: list[int] = []
         for plan in plans:
-            changed = self._act(session, plan, claimed, act, now, logger, out, events)
+            changed = self._act(store, plan, claimed, act, now, logger, out, events)
             row = self._row(plan, changed)
             rows.append(row)
             next_check = row["sla_next_check_at"]
             if isinstance(next_check, datetime) and next_check <= now:
                 still_due.append(plan.ticket.id)
-        notes.write(session)  # what the actions added (their events first, as they happened)
+        store.write()  # what the actions added (their events first, as they happened)
         session.flush()  # and anything they added to the session themselves
         writes.update_tickets(session.connection(), rows)
         writes.insert_events(session.connection(), events)
@@ -227,8 +232,8 @@ class SlaEngine:
                      {c: getattr(t, c) for c in self.ACTED})
 
     @staticmethod
-    def _act(session: Session, plan: _Plan, claimed: set[tuple[int, str]],
-             act: Callable[[Session, Ticket, Policy, Deadline], tuple[str, ...]],
+    def _act(store: TicketStore, plan: _Plan, claimed: set[tuple[int, str]],
+             act: Act,
              now: datetime, logger: FilteringBoundLogger, out: list[Raised],
              events: list[dict[str, object]]) -> bool:
         """Act on the ticket's claimed alerts (into `out`, their events into `events`);
@@ -238,7 +243,7 @@ class SlaEngine:
         for d in plan.due:
             if policy is None or d.kind == "moot" or (t.id, d.key) not in claimed:
                 continue  # a warning overtaken by its breach, or raised elsewhere
-            actions = act(session, t, policy, d)
+            actions = act(store, t, policy, d)
             changed = changed or bool(actions)
             event = "sla.breached" if d.kind == "breach" else "sla.warned"
             events.append({"ticket_id": t.id, "at": now, "kind": event, "data": {

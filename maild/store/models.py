@@ -138,7 +138,8 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         Index("ix_messages_ticket", "ticket_id", "id"),
-        # Only a message without a Message-ID is looked up by its bytes (repo.delivered_before):
+        # Only a message without a Message-ID is looked up by its bytes
+        # (TicketStore.delivered_before):
         # indexing the others' hashes would only change a page at a random place per row.
         Index("ix_messages_raw_sha256", "raw_sha256", sqlite_where=_WITHOUT_ID,
               postgresql_where=_WITHOUT_ID),

@@ -1,0 +1,106 @@
+"""What each route does (pipeline/route.py decides which): through the ticket service, the
+agents' desk and the rules. I/O happens here; the decisions were made before."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from maild.agents.handle import AgentDesk
+from maild.domain import Classification, Inbound, Outcome, Stop, ThreadDecision
+from maild.mailsafety.bounce import Report
+from maild.pipeline.batch import Processed
+from maild.pipeline.route import AgentMail, Discard, Hold, Intake, Open, RecordReport, Reply
+from maild.pipeline.route import Route as RouteType
+from maild.pipeline.thread import strip_ref
+from maild.rules.engine import Organisation
+from maild.store.ticketstore import TicketStore
+from maild.tickets.intake import IntakeError, intake_classification, read_intake_mail
+from maild.tickets.service import TicketService
+
+log = structlog.get_logger("maild.pipeline")
+
+
+@dataclass
+class Handlers:
+    tickets: TicketService
+    desk: AgentDesk
+    classify: Callable[[Inbound], Classification]
+    organisation: Callable[[], Organisation]
+    ref_re: re.Pattern[str]
+
+    def handle(self, store: TicketStore, inbound: Inbound, report: Report | None,
+               route: RouteType) -> Processed | Outcome:
+        match route:
+            case Discard(reason):
+                return Outcome(Stop.DISCARD, reason)
+            case Hold(reason):
+                return Outcome(Stop.HOLD, reason)
+            case RecordReport(ticket_id):
+                assert report is not None
+                self.tickets.record_report(store, store.ticket(ticket_id), inbound, report)
+                log.info("report.recorded", ticket_id=ticket_id, kind=report.kind)
+                return Processed(ticket_id=ticket_id, created=False, queued=0)
+            case AgentMail(ticket_id, agent):
+                applied = self.desk.handle_reply(store, store.ticket(ticket_id), agent, inbound)
+                return Processed(ticket_id=ticket_id, created=False, queued=int(applied.relayed))
+            case Intake():
+                return self.intake(store, inbound)
+            case Reply(decision):
+                return self.reply(store, inbound, decision)
+            case Open(decision):
+                return self.open(store, inbound, decision)
+        raise AssertionError(f"unknown route {route!r}")
+
+    def open(self, store: TicketStore, inbound: Inbound, decision: ThreadDecision
+             ) -> Processed:
+        sender = inbound.sender
+        assert sender is not None
+        classification = self.classify(inbound)
+        t = self.tickets
+        ticket = t.open(store, requester=sender, subject=strip_ref(inbound.subject, self.ref_re),
+                        classification=classification, language=inbound.language,
+                        mailbox=inbound.source.mailbox if inbound.source else None,
+                        decision=decision)
+        t.add_message(store, ticket, inbound)
+        if inbound.notes:
+            store.add_event(ticket.id, "limits.applied", t.clock.now(),
+                            {"notes": list(inbound.notes)})
+        queued = t.acknowledge(store, ticket, inbound, classification, sender,
+                               inbound.body_text)
+        if not inbound.automatic:
+            t.notify(store, ticket, t.default_team(ticket), headline="New ticket",
+                     text=inbound.body_text, author=sender.formatted())
+            for team in classification.notify:
+                t.notify(store, ticket, team, headline="New ticket (rule)",
+                         text=inbound.body_text, author=sender.formatted())
+        log.info("ticket.created", ticket_id=ticket.id, ref=ticket.ref,
+                 message_id=inbound.message_id, level=ticket.level, acknowledged=bool(queued))
+        return Processed(ticket_id=ticket.id, created=True, queued=queued)
+
+    def reply(self, store: TicketStore, inbound: Inbound, decision: ThreadDecision
+              ) -> Processed:
+        assert decision.ticket_id is not None
+        ticket = store.ticket(decision.ticket_id)
+        self.tickets.customer_wrote(store, ticket, inbound, decision)
+        log.info("ticket.updated", ticket_id=ticket.id, ref=ticket.ref,
+                 message_id=inbound.message_id, threaded_by=decision.by.value)
+        return Processed(ticket_id=ticket.id, created=False, queued=0)
+
+    def intake(self, store: TicketStore, inbound: Inbound) -> Processed | Outcome:
+        """The secretariat logs a call by mail (tickets/intake.py)."""
+        assert inbound.sender is not None
+        try:
+            mail = read_intake_mail(inbound.body_text)
+            classification = intake_classification(self.classify(inbound), mail.fields,
+                                                   self.organisation())
+        except IntakeError as exc:
+            return Outcome(Stop.HOLD, f"intake mail: {exc}")
+        ticket = self.tickets.intake(
+            store, customer=mail.customer, subject=strip_ref(inbound.subject, self.ref_re),
+            text=mail.text, classification=classification, language=inbound.language,
+            opened_by=inbound.sender.address, inbound=inbound)
+        return Processed(ticket_id=ticket.id, created=True, queued=1)

@@ -18,7 +18,6 @@ from maild.outbound.queue import context_for
 from maild.outbound.render import MailContext, PersonView, Templates, TicketView
 from maild.pipeline.guard import guard_for
 from maild.pipeline.parse import ParseError, parse
-from maild.pipeline.respond import acknowledgement
 from maild.pipeline.thread import normalise_subject
 from maild.rules.engine import RuleEngine
 from maild.rules.loader import check_templates, load_rules
@@ -26,6 +25,7 @@ from maild.settings import Settings
 from maild.sla.engine import breaches, load_sla
 from maild.store import db, repo
 from maild.store.models import Ticket
+from maild.tickets.respond import acknowledgement
 
 MESSAGE_DIRECTIONS = ("inbound", "outbound", "note")
 

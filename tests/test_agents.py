@@ -23,11 +23,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from maild import daemon
-from maild.agents.address import address_pattern, find_ticket_address, reply_address
 from maild.agents.parse import Command, parse_agent_text, strip_quoted
 from maild.app import App, build
 from maild.clock import FixedClock
 from maild.store.models import Event, Message, Outbox, Quarantine, Ticket
+from maild.tickets.address import address_pattern, find_ticket_address, reply_address
 from tests.kit import SUPPORT, customer_mail, message_id_of, settings_for, write_config
 from tests.servers.dovecot import MailUser
 from tests.servers.smtp import ReceivedMessage, SmtpServer

@@ -1,10 +1,13 @@
-"""A batch decides exactly what the same messages decide one at a time.
+"""The ticket store's contract: the batched store answers and writes what the direct one
+does.
 
 Within a batch, maild reads ahead what its lookups will ask (threading, participants,
 suppressions, counts of automatic mail) and keeps notes of what it has added instead of
-flushing (maild/store/pending.py). Both are shortcuts: here one sequence of mail is fed
-to two fresh databases, once one message a batch and once in two large batches, and
-everything maild wrote must come out the same. The sequence exercises every lookup the
+flushing (maild/store/batchstore.py). Both are shortcuts over the direct store
+(maild/store/ticketstore.py). Here every operation of the `TicketStore` protocol is run
+against both, and one sequence of mail is fed to two fresh databases, once one message at a
+time on the direct store and once in large batches on the batched store: everything maild
+wrote must come out the same. The sequence exercises every lookup the
 shortcuts answer, including within one batch: a duplicate and a reply of a message in the
 same batch, replies by In-Reply-To, by References and by the subject reference, a stranger
 quoting a reference, a message without Message-ID delivered twice, a delivery report that
@@ -15,6 +18,7 @@ acknowledgements reached partly by earlier batches and partly by this one.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +28,14 @@ from sqlalchemy import select
 from maild.app import App, build
 from maild.clock import FixedClock
 from maild.domain import Fetched, SourceRef
+from maild.pipeline import batch as batch_module
+from maild.pipeline.parse import parse
+from maild.settings import SafetySettings, WindowLimit
+from maild.store import db
+from maild.store.automail import AutomailCounter
+from maild.store.batchstore import BatchStore
 from maild.store.models import Event, Message, Outbox, Suppression, Ticket
+from maild.store.ticketstore import DirectStore, TicketStore
 from tests.kit import customer_mail, dsn, message_id_of, settings_for
 from tests.servers.postgres import PgDatabase
 
@@ -157,13 +168,18 @@ def _stable(data: dict[str, Any]) -> str:
                        if k not in ("message_id", "matched", "linked_ticket")))
 
 
-def test_a_batch_decides_what_single_messages_decide(two_apps: tuple[App, App]) -> None:
+def test_a_batch_decides_what_single_messages_decide(
+    two_apps: tuple[App, App], monkeypatch: pytest.MonkeyPatch
+) -> None:
     single = Mailbox(two_apps[0], one_at_a_time=True)
     batched = Mailbox(two_apps[1], one_at_a_time=False)
-    for box in (single, batched):
+    for box in (batched, single):
         box.deliver(first_batch())
         box.deliver(second_batch(box))
         box.deliver(third_batch(box))
+        # The single messages go through the direct store.
+        monkeypatch.setattr(batch_module, "BatchStore", lambda session, counter, **_: DirectStore(
+            session, counter))
     expected = snapshot(single.app)
     assert snapshot(batched.app) == expected
     # And what the sequence was built to show did happen:
@@ -217,3 +233,79 @@ def test_a_ticket_reference_drawn_twice_costs_a_retry_not_the_batch(
         assert next(draws, None) is None  # both drawn: the first run of the batch collided
     finally:
         app.dispose()
+
+
+@pytest.fixture(params=["direct", "batched"])
+def store(request: pytest.FixtureRequest, db_url: str) -> Iterator[TicketStore]:
+    """A ticket store of each kind on a fresh database, in an open transaction."""
+    engine = db.make_engine(db_url)
+    db.upgrade(engine)
+    counter = AutomailCounter(SafetySettings(per_recipient=[WindowLimit(window=3600, max=3)],
+                                             per_ticket=[WindowLimit(window=3600, max=5)],
+                                             total=[WindowLimit(window=3600, max=100)]))
+    try:
+        with db.make_session_factory(engine)() as session, session.begin():
+            yield (DirectStore(session, counter) if request.param == "direct"
+                   else BatchStore(session, counter, quarantined=["support/INBOX/1/9"]))
+    finally:
+        engine.dispose()
+
+
+def test_every_store_operation_answers_alike(store: TicketStore) -> None:
+    """What one store answers, the other does: before and after writing, for what was
+    in the database before and for what was added in the same transaction."""
+    now = FixedClock().now()
+    store.read_ahead(message_ids=["a@x"], refs=["T-AAAAAA"], recipients=["c@x"], now=now)
+    ticket = store.insert_ticket(dict(
+        ref="T-AAAAAA", subject="s", requester="c@x", requester_name="C", status="new",
+        level=1, department=None, priority="normal", language="en", mailbox=None,
+        secret="0" * 20, created_at=now, updated_at=now, linked_ticket_id=None, tags=[],
+        sla_pauses=[], sla_alerted=[]))
+    assert store.ticket(ticket.id) is ticket
+    assert store.ticket_id_by_ref("T-AAAAAA") == ticket.id
+    assert store.ticket_id_by_ref("T-BBBBBB") is None
+    inbound = parse(b"From: C <c@x>\r\nMessage-ID: <a@x>\r\nSubject: s\r\n\r\nfirst\r\n",
+                    SourceRef("support", "INBOX", 1, 1))
+    no_id = parse(b"From: d@x\r\nSubject: s\r\n\r\nno id\r\n",
+                  SourceRef("support", "INBOX", 1, 2))
+    for message, sender in ((inbound, "c@x"), (no_id, "d@x")):
+        store.add_message(dict(
+            ticket_id=ticket.id, direction="inbound", message_id=message.message_id,
+            source_key=message.source.key if message.source else None,
+            raw_sha256=message.raw_sha256, in_reply_to=None, references=None,
+            from_addr=sender, from_name="", to_addrs="", subject="s", date=now,
+            body_text=message.body_text, automatic=None, raw=message.raw, created_at=now),
+            inbound_from=sender)
+    out = {"ticket_id": ticket.id, "message_row_id": None, "message_id": "ack@x",
+           "kind": "acknowledgement", "mail_from": "s@x", "rcpt_to": "c@x", "raw": b"x",
+           "status": "pending", "attempts": 0, "next_attempt_at": now, "last_error": None,
+           "created_at": now, "sent_at": None}
+    message = {"ticket_id": ticket.id, "direction": "outbound", "message_id": "ack@x",
+               "source_key": None, "raw_sha256": None, "in_reply_to": "a@x",
+               "references": "a@x", "from_addr": "s@x", "from_name": "S", "to_addrs": "c@x",
+               "subject": "s", "date": now, "body_text": "ack", "automatic": None,
+               "raw": None, "created_at": now}
+    before = store.automatic_sent("c@x", ticket.id, now)
+    store.add_outgoing(message, out, automatic=True)
+    store.add_event(ticket.id, "created", now, {"via": "email"})
+    store.suppress("bounced@x", now + timedelta(days=7), "550 no such user", now)
+    for written in (False, True):
+        assert store.tickets_for_message_ids(["a@x", "ack@x", "zz@x"]) == {
+            "a@x": ticket.id, "ack@x": ticket.id}
+        assert store.delivered_before(no_id)
+        assert not store.delivered_before(parse(b"From: e@x\r\n\r\nother\r\n", None))
+        assert store.participants(ticket.id) == {"c@x", "d@x"}
+        assert store.first_customer_text(ticket.id) == "first"
+        assert store.quarantined_before("support/INBOX/1/9") is None
+        sent = store.automatic_sent("c@x", ticket.id, now)
+        assert sent.per_recipient == tuple(c + 1 for c in before.per_recipient) == (1,)
+        assert sent.per_ticket == (1,) and sent.total == (1,)
+        assert store.automatic_sent("c@x", None, now).per_ticket is None
+        assert store.suppression("bounced@x") == (now + timedelta(days=7), "550 no such user")
+        assert store.suppression("c@x") is None
+        if not written:
+            store.write()
+    assert store.customer_thread(ticket.id) == ("a@x", ("a@x", "ack@x"))
+    session = store.session
+    assert session.scalar(select(Outbox.message_row_id)) is not None
+    assert [e.kind for e in session.scalars(select(Event))] == ["created"]

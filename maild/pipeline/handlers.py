@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import structlog
 
 from maild.agents.handle import AgentDesk
+from maild.agents.intake import read_intake_mail
 from maild.domain import Classification, Inbound, Outcome, Stop, ThreadDecision
 from maild.mailsafety.bounce import Report
 from maild.pipeline.batch import Processed
@@ -18,7 +19,7 @@ from maild.pipeline.route import Route as RouteType
 from maild.pipeline.thread import strip_ref
 from maild.rules.engine import Organisation
 from maild.store.ticketstore import TicketStore
-from maild.tickets.intake import IntakeError, intake_classification, read_intake_mail
+from maild.tickets.intake import IntakeError, intake_classification
 from maild.tickets.service import TicketService
 
 log = structlog.get_logger("maild.pipeline")

@@ -23,12 +23,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from maild.agents.address import TicketAddress, find_ticket_address, secret_matches
 from maild.domain import Inbound, ThreadDecision, ThreadedBy
 from maild.mailsafety.bounce import Report
 from maild.pipeline.thread import RefTicket, candidate_ids, decide_thread, subject_ref
 from maild.rules.engine import Organisation
 from maild.rules.schema import Agent
+from maild.tickets.address import TicketAddress, find_ticket_address, secret_matches
 
 MAX_IDS = 200  # Message-IDs looked up for one message
 

@@ -18,7 +18,6 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from maild.agents.address import address_pattern
 from maild.agents.handle import AgentDesk
 from maild.clock import Clock
 from maild.domain import Classification, Fetched, Inbound, Outcome, Stop
@@ -42,6 +41,7 @@ from maild.rules.schema import Actions
 from maild.settings import SafetySettings
 from maild.store.automail import AutomailCounter
 from maild.store.ticketstore import TicketStore
+from maild.tickets.address import address_pattern
 from maild.tickets.service import TicketService
 
 __all__ = ["BatchResult", "Pipeline", "Processed"]

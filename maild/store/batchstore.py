@@ -249,8 +249,10 @@ class BatchStore:
         is "now", inside every window."""
         address = address.lower()
         conn, added = self._session.connection(), self._added
-        if address not in self.ahead.automatic_to:
+        if address not in self.ahead.suppressed:
             self._read_ahead_recipients([address], now)
+        if address not in self.ahead.automatic_to:  # counted anew after a write
+            self.ahead.automatic_to.update(self._counter.per_recipients(conn, [address], now))
         if self.ahead.total is None:
             self.ahead.total = self._counter.counts(conn, "total", None, now)
         per_ticket = None
@@ -363,6 +365,14 @@ class BatchStore:
         if rows.events:
             insert_rows(conn, Event, rows.events)
         self._rows = _Rows()  # nothing is written twice
+        # The automatic mail the batch queued is in the database now: counted there from
+        # here on, not twice.
+        added = self._added
+        added.automatic_to.clear()
+        added.automatic_for.clear()
+        added.automatic_total = 0
+        self.ahead.automatic_to.clear()
+        self.ahead.total = None
 
 
 def _next_ids(conn: Connection, model: type[Ticket] | type[Message], n: int, *,

@@ -1,18 +1,13 @@
-"""Intake: the secretariat logs a call as a ticket on the caller's behalf, by mail or on the
-command line. Both ways decide the ticket's place here and open it with
-`TicketService.intake`.
-
-By mail, from an `intake` address: `#customer ADDRESS` (or `Name <address>`), optionally
-`#level N`, `#department D` and `#priority P` on the first lines, then the call notes.
+"""Intake: the secretariat logs a call as a ticket on the caller's behalf, by mail
+(agents/intake.py reads the mail) or on the command line. Both decide the ticket's place
+here and open it with `TicketService.intake`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from email.utils import parseaddr
 
-from maild.agents.parse import INTAKE_COMMANDS, parse_agent_text
 from maild.domain import Address, Classification
 from maild.rules.engine import Organisation
 from maild.rules.schema import PRIORITIES
@@ -22,13 +17,6 @@ class IntakeError(ValueError):
     """What the secretariat must correct; nothing was opened."""
 
 
-@dataclass(frozen=True)
-class IntakeMail:
-    customer: Address
-    fields: dict[str, str]  # level, department, priority as written
-    text: str  # the call notes
-
-
 def customer_address(value: str) -> Address:
     """`addr` or `Name <addr>`, as given on the command line or after `#customer`."""
     name, address = parseaddr(value.strip())
@@ -36,16 +24,6 @@ def customer_address(value: str) -> Address:
     if "@" not in address:
         raise IntakeError(f"'{value.strip()}' is not an email address")
     return Address(name.strip(), address)
-
-
-def read_intake_mail(body: str) -> IntakeMail:
-    parsed = parse_agent_text(body, INTAKE_COMMANDS)
-    fields = {c.name: c.argument.strip() for c in parsed.commands}
-    customer = fields.pop("customer", "")
-    if parsed.unknown or "@" not in customer:
-        raise IntakeError("needs '#customer ADDRESS' on its first lines (and "
-                          "knows only #customer #level #department #priority)")
-    return IntakeMail(customer_address(customer), fields, parsed.text)
 
 
 def intake_classification(base: Classification, fields: dict[str, str],

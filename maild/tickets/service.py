@@ -16,14 +16,12 @@ from typing import Any
 
 import structlog
 
-from maild.agents.address import reply_address
 from maild.clock import Clock
 from maild.domain import Address, Classification, Inbound, OutboundDraft, ThreadDecision
 from maild.mailsafety import limits
 from maild.mailsafety.bounce import Report
 from maild.outbound.compose import smtp_problem
 from maild.outbound.queue import Outgoing, compose_queued
-from maild.pipeline import respond
 from maild.pipeline.thread import normalise_subject
 from maild.rules.engine import Organisation
 from maild.settings import SafetySettings
@@ -32,6 +30,8 @@ from maild.sla.policy import Deadline, Policy
 from maild.store.ids import new_ref, new_secret
 from maild.store.models import Ticket
 from maild.store.ticketstore import TicketStore
+from maild.tickets import respond
+from maild.tickets.address import reply_address
 
 log = structlog.get_logger("maild.tickets")
 STATUSES = ("new", "open", "waiting_customer", "resolved", "closed")

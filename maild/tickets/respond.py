@@ -1,4 +1,5 @@
-"""Stage 6: which messages a decision causes. Pure: the outbox writes them.
+"""Which automatic mail a new ticket causes (the pipeline's respond stage). Pure: the ticket
+service queues it.
 
 An acknowledgement goes to a person who opened a new ticket, never to a machine, and never
 twice for one ticket: replies that thread into a ticket get none.

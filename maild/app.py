@@ -5,7 +5,7 @@ Everything is built once and passed down explicitly; nothing reads settings at c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import Engine
@@ -15,6 +15,8 @@ from maild.auth.providers import TokenProviders
 from maild.clock import Clock, SystemClock
 from maild.domain import Address
 from maild.errors import ConfigError
+from maild.jobs.runner import Job, Ran, run_due
+from maild.jobs.runs import Runner
 from maild.metrics import Metrics
 from maild.outbound.ids import MessageIdFactory
 from maild.outbound.queue import Outgoing
@@ -50,6 +52,8 @@ class App:
     sla: SlaEngine
     metrics: Metrics
     tokens: TokenProviders
+    runner: Runner = field(default_factory=Runner.this_process)
+    jobs: list[Job] = field(default_factory=list)  # the scheduled jobs beside the SLA pass
 
     def dispose(self) -> None:
         self.pipeline.close()
@@ -79,6 +83,12 @@ class App:
         for r in raised:
             self.metrics.sla.labels(r.kind, r.target).inc()
         return raised
+
+    def run_jobs(self) -> list[Ran]:
+        """Every scheduled job that is due, once per due time across daemons."""
+        counter = AutomailCounter(self.settings.safety)
+        return run_due(self.sessions, self.jobs, self.clock.now(),
+                       lambda session: BatchStore(session, counter), self.runner)
 
     def direct_store(self, session: Session) -> DirectStore:
         """The ticket store for a command's transaction (one change, not a batch)."""

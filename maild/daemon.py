@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from maild.app import App
 from maild.errors import ConfigError
 from maild.fetch.worker import Counters, MailboxWorker
+from maild.jobs.runner import Ran
 from maild.metrics import serve
 from maild.outbound.sender import DrainStats
 from maild.sla.engine import Raised
@@ -51,6 +52,7 @@ def sd_notify(state: str) -> None:
 class OnceSummary:
     mailboxes: dict[str, Counters] = field(default_factory=dict)
     sla: list[Raised] = field(default_factory=list)
+    jobs: list[Ran] = field(default_factory=list)
     outbox: DrainStats = field(default_factory=DrainStats)
 
 
@@ -82,6 +84,7 @@ def reload(app: App) -> bool:
 # Python's default of 5 ms every such turn could wait that long. (The parse workers are fed
 # by the mailbox thread itself, pipeline/workers.py: no thread of theirs needs it.)
 SWITCH_INTERVAL = 0.0002
+JOBS_INTERVAL = 30.0  # seconds between asking the scheduled jobs what is due
 
 
 def start_workers(app: App) -> None:
@@ -98,12 +101,14 @@ def run_once(app: App) -> OnceSummary:
     for worker in workers_for(app):
         summary.mailboxes[worker.mailbox.name] = worker.run_once()
     summary.sla = app.sla_pass()  # before the outbox, so its notifications go out now
+    summary.jobs = app.run_jobs()
     summary.outbox = asyncio.run(app.sender.drain_once())
     return summary
 
 
 def start_scheduler(app: App, wake: Callable[[], None]) -> AsyncIOScheduler:
-    """The scheduled jobs of `maild run`: the SLA pass, at the SLA file's interval."""
+    """The scheduled jobs of `maild run`: the SLA pass, at the SLA file's interval, and the
+    other jobs (app.jobs), asked every JOBS_INTERVAL seconds what is due."""
 
     async def sla_job() -> None:
         try:
@@ -114,10 +119,23 @@ def start_scheduler(app: App, wake: Callable[[], None]) -> AsyncIOScheduler:
         if raised:
             wake()
 
+    async def scheduled_jobs() -> None:
+        try:
+            ran = await asyncio.to_thread(app.run_jobs)
+        except SQLAlchemyError as exc:
+            log.warning("jobs.pass_failed", error=db_error(exc))
+            return
+        if ran:
+            wake()
+
     scheduler = AsyncIOScheduler(timezone="UTC")
     scheduler.add_job(sla_job, "interval", seconds=app.sla.config.check_interval,
                       id="sla", max_instances=1, coalesce=True,
                       next_run_time=datetime.now(UTC))
+    # Each job knows its own due times (maild/jobs/schedule.py); this only asks often
+    # enough that none is late by more than the interval.
+    scheduler.add_job(scheduled_jobs, "interval", seconds=JOBS_INTERVAL, id="jobs",
+                      max_instances=1, coalesce=True, next_run_time=datetime.now(UTC))
     scheduler.start()
     return scheduler
 

@@ -258,3 +258,20 @@ class KeyValue(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class JobRun(Base):
+    """A scheduled job's run for one due time (or one item of it), claimed by the daemon
+    that does it: the unique key makes it happen once across restarts and daemons. The row
+    is inserted in the same transaction as what the run does (its outbox rows, events)."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (UniqueConstraint("job", "key", name="uq_job_runs_job_key"),
+                      Index("ix_job_runs_job_at", "job", "run_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(200))
+    run_at: Mapped[datetime] = mapped_column()
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)

@@ -158,3 +158,25 @@ def test_keys_are_read_once_from_the_message() -> None:
     assert keys.reported == ("maild.good3@support.test",)
     assert keys.ref == "T-K7QF2X"
     assert keys.target == TicketAddress("T-K7QF2X", SECRET)
+
+
+def test_signed_addresses_round_trip_and_do_not_pass_for_tickets() -> None:
+    from maild.outbound.ids import MessageIdFactory
+    from maild.tickets.address import (
+        address_pattern,
+        find_signed_address,
+        find_ticket_address,
+        secret_matches,
+        signed_address,
+        signed_pattern,
+    )
+
+    ids = MessageIdFactory(b"k" * 32, "support.test")
+    support = "help@support.test"
+    address = signed_address(support, "wish", "4242", ids.sign("wish-4242"))
+    found = find_signed_address(signed_pattern(support, "wish"), "wish", [address])
+    assert found is not None and found.ident == "4242"
+    assert secret_matches(found.signature, ids.sign("wish-4242"))
+    assert not secret_matches(found.signature, ids.sign("wish-4243"))
+    assert find_signed_address(signed_pattern(support, "rate"), "rate", [address]) is None
+    assert find_ticket_address(address_pattern(support), [address]) is None

@@ -82,7 +82,7 @@ class Pipeline:
         ref_re = ref_pattern(tickets.ref_prefix)
         self._key_rules = KeyRules(verify=tickets.outgoing.ids.verify,
                                    domain=support.rpartition("@")[2], ref_re=ref_re,
-                                   agent_re=address_pattern(support))
+                                   agent_re=address_pattern(support, tickets.ref_prefix))
         self._handlers = Handlers(tickets=tickets, desk=AgentDesk(tickets),
                                   classify=self.classify,
                                   organisation=lambda: self.rules.organisation, ref_re=ref_re)

@@ -209,7 +209,7 @@ def open_ticket(settings: Settings, *, customer: str, subject: str, level: int |
             ticket = app.tickets.intake(
                 app.direct_store(session), customer=caller, subject=subject, text=body,
                 classification=classification, language=inbound.language,
-                opened_by="intake (command line)")
+                opened_by="the command line")
             ref, number = ticket.ref, ticket.id
         stats = asyncio.run(app.sender.drain_once())
         return {"id": number, "ref": ref, "acknowledgement_sent": stats.sent > 0}

@@ -262,7 +262,17 @@ def test_forged_agent_replies_change_nothing_and_leak_nothing(
         mail_user.append(raw)
     daemon.run_once(desk)
     after = ticket(desk)
-    assert (len(after.messages), len(after.events), len(smtp_server.messages)) == before
+    # The agent whose address the first two carry is told why (her text quoted back, to
+    # send again the right way); the ticket changes in nothing but the record of that.
+    told = sent_to(smtp_server, "anna@example.test")
+    assert len(told) == 2 and len(smtp_server.messages) == before[2] + 2
+    for mail in told:
+        text = mail.message.get_content()
+        assert "NOT applied" in str(mail.message["Subject"]) and "> forged" in text
+    assert not sent_to(smtp_server, "mallory@evil.example")
+    assert {m.direction for m in after.messages[before[0]:]} == {"notification"}
+    assert {e.kind for e in after.events[before[1]:]} == {
+        "notification.queued", "notified", "notification.sent"}
     assert after.status == "new"
     with desk.sessions() as s:
         reasons = [q.reason for q in s.scalars(select(Quarantine))]

@@ -22,6 +22,7 @@ from maild.pipeline.route import (
     Open,
     Policy,
     RecordReport,
+    RefuseStaff,
     Reply,
     Route,
     TicketFacts,
@@ -107,8 +108,9 @@ CASES = [
     Case("agent through the secret address", message(ANNA.address), AgentMail(1, ANNA),
          keys=TO_SECRET, target_ticket=1, tickets={1: ticket()}),
     Case("agent with a wrong secret", message(ANNA.address),
-         Hold("reply address for T-AAAAAA with a wrong secret from anna@example.test: not "
-              "applied"), keys=replace(TO_SECRET, target=TicketAddress("T-AAAAAA", "b" * 20)),
+         RefuseStaff(1, ANNA, "reply address for T-AAAAAA with a wrong secret from "
+                     "anna@example.test: not applied"),
+         keys=replace(TO_SECRET, target=TicketAddress("T-AAAAAA", "b" * 20)),
          target_ticket=1, tickets={1: ticket()}),
     Case("secret address of no ticket", message(ANNA.address),
          Hold("reply address for T-AAAAAA with a wrong secret from anna@example.test: not "
@@ -121,8 +123,13 @@ CASES = [
          target_ticket=1, tickets={1: ticket()}),
     Case("agent answering a ticket without the secret", message(ANNA.address,
                                                                 in_reply_to=("p@x",)),
-         Hold("mail from agent anna@example.test refers to a ticket but not through its "
-              "reply address: not applied"), known={"p@x": 1}, tickets={1: ticket()}),
+         RefuseStaff(1, ANNA, "mail from agent anna@example.test refers to a ticket but "
+                     "was not sent to its reply address: not applied"),
+         known={"p@x": 1}, tickets={1: ticket()}),
+    Case("agent quoting only a ticket's reference", message(ANNA.address),
+         RefuseStaff(7, ANNA, "mail from agent anna@example.test refers to a ticket but "
+                     "was not sent to its reply address: not applied"),
+         keys=replace(NO_KEYS, ref="T-AAAAAA"), ref_ticket=7, tickets={7: ticket()}),
     Case("agent writing to support about nothing", message(ANNA.address),
          Open(ThreadDecision(None, ThreadedBy.NEW))),
     Case("intake", message("desk@example.test"), Intake()),

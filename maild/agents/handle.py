@@ -92,10 +92,25 @@ class AgentDesk:
             self._t.add_message(store, ticket, inbound, direction="note")
             store.add_event(ticket.id, "command.rejected", self._t.clock.now(),
                             {"by": agent.address, "error": str(exc)})
-            self._t.notify(store, ticket, agent.address, author="maild",
-                           headline="Your mail was NOT applied or sent", text=str(exc))
+            self._tell(store, ticket, agent, inbound, str(exc))
             return Applied(relayed=False, note=False, events=("command.rejected",))
         return self._apply(store, ticket, agent, inbound, parsed, org)
+
+    def refuse(self, store: TicketStore, ticket: Ticket, agent: Agent, inbound: Inbound,
+               reason: str) -> None:
+        """Staff mail that may not act on the ticket (no valid secret): nothing of it is
+        applied; the agent is told why, with their text to send again the right way."""
+        self._tell(store, ticket, agent, inbound, reason + ". Please reply to a "
+                   "notification of the ticket (its Reply-To is the ticket's own address).")
+
+    def _tell(self, store: TicketStore, ticket: Ticket, agent: Agent, inbound: Inbound,
+              why: str) -> None:
+        """The mail that tells an agent their mail was not applied: why, and what they
+        wrote quoted back, so nothing has to be typed again."""
+        quoted = "\n".join(f"> {line}" for line in inbound.body_text.strip().splitlines())
+        self._t.notify(store, ticket, agent.address, author="maild",
+                       headline="Your mail was NOT applied or sent",
+                       text=f"{why}\n\nWhat you wrote:\n{quoted}")
 
     def _apply(self, store: TicketStore, ticket: Ticket, agent: Agent, inbound: Inbound,
                parsed: AgentText, org: Organisation) -> Applied:

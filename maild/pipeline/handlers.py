@@ -14,13 +14,22 @@ from maild.agents.intake import read_intake_mail
 from maild.domain import Classification, Inbound, Outcome, Stop, ThreadDecision
 from maild.mailsafety.bounce import Report
 from maild.pipeline.batch import Processed
-from maild.pipeline.route import AgentMail, Discard, Hold, Intake, Open, RecordReport, Reply
+from maild.pipeline.route import (
+    AgentMail,
+    Discard,
+    Hold,
+    Intake,
+    Open,
+    RecordReport,
+    RefuseStaff,
+    Reply,
+)
 from maild.pipeline.route import Route as RouteType
 from maild.pipeline.thread import strip_ref
 from maild.rules.engine import Organisation
 from maild.store.ticketstore import TicketStore
 from maild.tickets.intake import IntakeError, intake_classification
-from maild.tickets.service import TicketService
+from maild.tickets.service import Notice, TicketService
 
 log = structlog.get_logger("maild.pipeline")
 
@@ -45,6 +54,9 @@ class Handlers:
                 self.tickets.record_report(store, store.ticket(ticket_id), inbound, report)
                 log.info("report.recorded", ticket_id=ticket_id, kind=report.kind)
                 return Processed(ticket_id=ticket_id, created=False, queued=0)
+            case RefuseStaff(ticket_id, agent, reason):
+                self.desk.refuse(store, store.ticket(ticket_id), agent, inbound, reason)
+                return Outcome(Stop.HOLD, reason)
             case AgentMail(ticket_id, agent):
                 applied = self.desk.handle_reply(store, store.ticket(ticket_id), agent, inbound)
                 return Processed(ticket_id=ticket_id, created=False, queued=int(applied.relayed))
@@ -70,14 +82,20 @@ class Handlers:
         if inbound.notes:
             store.add_event(ticket.id, "limits.applied", t.clock.now(),
                             {"notes": list(inbound.notes)})
-        queued = t.acknowledge(store, ticket, inbound, classification, sender,
-                               inbound.body_text)
+        if sender.address in self.organisation().agents:
+            # Staff are never acknowledged as customers (an agent's own question to the
+            # desk is a ticket like any other, without the customer's mail).
+            store.add_event(ticket.id, "acknowledgement.skipped", t.clock.now(),
+                            {"reason": "the sender is in the agents directory"})
+            queued = 0
+        else:
+            queued = t.acknowledge(store, ticket, inbound, classification, sender,
+                                   inbound.body_text)
         if not inbound.automatic:
-            t.notify(store, ticket, t.default_team(ticket), headline="New ticket",
-                     text=inbound.body_text, author=sender.formatted())
-            for team in classification.notify:
-                t.notify(store, ticket, team, headline="New ticket (rule)",
-                         text=inbound.body_text, author=sender.formatted())
+            t.notify_each(store, ticket, [
+                Notice(t.default_team(ticket), "New ticket", inbound.body_text),
+                *(Notice(team, "New ticket (rule)", inbound.body_text)
+                  for team in classification.notify)], author=sender.formatted())
         log.info("ticket.created", ticket_id=ticket.id, ref=ticket.ref,
                  message_id=inbound.message_id, level=ticket.level, acknowledged=bool(queued))
         return Processed(ticket_id=ticket.id, created=True, queued=queued)

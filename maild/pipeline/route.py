@@ -8,8 +8,9 @@ the spirit of Mailman's chains: each step may decide, in a fixed order.
 4. Threading (pipeline/thread.py), then the lifecycle: a ticket closed longer ago than the
    reopen window is not continued; a new ticket links to it.
 5. Staff mail (to a ticket's secret address, or from the agents directory): applied only
-   with both the directory and the right secret; otherwise held, or (an agent writing to
-   support like anyone, about nothing) treated as a customer's.
+   with both the directory and the right secret; otherwise held (and an agent who wrote
+   about a ticket told why). An agent writing to support about no ticket opens one of
+   their own, never acknowledged as a customer's.
 6. Only a participant, or someone holding one of our signed Message-IDs, writes into a
    ticket by its headers: a stranger gets a new, linked, flagged ticket.
 7. The intake's mail opens a ticket on a caller's behalf.
@@ -115,6 +116,15 @@ class AgentMail:
 
 
 @dataclass(frozen=True)
+class RefuseStaff:
+    """Staff mail about a ticket without its valid secret: held, and the agent told why."""
+
+    ticket_id: int
+    agent: Agent
+    reason: str
+
+
+@dataclass(frozen=True)
 class Intake:
     pass
 
@@ -129,7 +139,7 @@ class Open:
     decision: ThreadDecision  # why new, and what it links to
 
 
-Route = Discard | Hold | RecordReport | AgentMail | Intake | Reply | Open
+Route = Discard | Hold | RecordReport | AgentMail | RefuseStaff | Intake | Reply | Open
 
 
 @dataclass(frozen=True)
@@ -203,14 +213,21 @@ def _staff_mail(inbound: Inbound, keys: Keys, facts: Facts, decision: ThreadDeci
         return Discard("automatic mail on the agents' path (" +
                        ", ".join(inbound.automatic) + ")")
     if target is None:
-        if decision.ticket_id is not None:
-            return Hold(f"mail from agent {sender} refers to a ticket but not through its "
-                        "reply address: not applied")
-        return None  # an agent writing to support like anyone else: a new ticket
+        about = decision.ticket_id or decision.linked_ticket_id
+        if about is not None and agent is not None:
+            # Staff mail, never a customer's: by its headers or only by the reference in
+            # its subject, it is about a ticket, but it lacks the ticket's secret.
+            return RefuseStaff(about, agent, f"mail from agent {sender} refers to a ticket "
+                               "but was not sent to its reply address: not applied")
+        return None  # an agent writing to support about nothing: a ticket of their own
     ticket = facts.tickets.get(facts.target_ticket) if facts.target_ticket else None
     if ticket is None or not secret_matches(target.secret, ticket.secret):
-        return Hold(f"reply address for {target.ref} with a wrong secret from {sender}: "
-                    "not applied")
+        reason = (f"reply address for {target.ref} with a wrong secret from {sender}: "
+                  "not applied")
+        if ticket is not None and agent is not None:
+            assert facts.target_ticket is not None
+            return RefuseStaff(facts.target_ticket, agent, reason)
+        return Hold(reason)
     if agent is None:
         return Hold(f"{sender} used the reply address of {target.ref} but is not in the "
                     "agents directory: not applied")

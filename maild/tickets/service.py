@@ -9,7 +9,7 @@ queued in it (the transactional outbox), so a decision and its mail stand or fal
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -35,6 +35,15 @@ from maild.tickets.address import reply_address
 
 log = structlog.get_logger("maild.tickets")
 STATUSES = ("new", "open", "waiting_customer", "resolved", "closed")
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One reason to tell a team about a ticket: whom, the headline, the text."""
+
+    team: str  # a name from the organisation, or an address
+    headline: str
+    text: str
 
 
 @dataclass
@@ -204,19 +213,37 @@ class TicketService:
                text: str, author: str = "") -> bool:
         """Queue a notification to a team (a name from the organisation, or an address)
         whose Reply-To is the ticket's secret address."""
-        address = self.organisation().team_address(team)
-        if not address:
-            return False
+        return bool(self.notify_each(store, ticket, [Notice(team, headline, text)],
+                                     author=author))
+
+    def notify_each(self, store: TicketStore, ticket: Ticket, notices: Sequence[Notice], *,
+                    author: str = "") -> list[str]:
+        """One mail per address for one event, whatever reasons led there (a department
+        team that a rule also names, an escalation and a breach to the same team): the
+        mail's headline lists the reasons, its text each different text once. The teams
+        notified, in order."""
+        by_address: dict[str, list[Notice]] = {}
+        for notice in notices:
+            address = self.organisation().team_address(notice.team)
+            if address:
+                by_address.setdefault(address.lower(), []).append(notice)
         support = self.outgoing.support.address
-        draft = OutboundDraft(
-            template="notification", language="en", to=Address("", address),
-            in_reply_to=None, references=(), automatic=True, direction="notification",
-            reply_to=reply_address(support, ticket.ref, ticket.secret), headline=headline,
-            text=text, author=author,
-        )
-        self._queue(store, ticket, draft, body=text, kind="notification")
-        self._event(store, ticket, "notified", team=team, to=address, about=headline)
-        return True
+        notified: list[str] = []
+        for address, reasons in by_address.items():
+            headline = " · ".join(dict.fromkeys(n.headline for n in reasons))
+            text = "\n\n".join(dict.fromkeys(n.text for n in reasons if n.text))
+            teams = list(dict.fromkeys(n.team for n in reasons))
+            draft = OutboundDraft(
+                template="notification", language="en", to=Address("", address),
+                in_reply_to=None, references=(), automatic=True, direction="notification",
+                reply_to=reply_address(support, ticket.ref, ticket.secret),
+                headline=headline, text=text, author=author,
+            )
+            self._queue(store, ticket, draft, body=text, kind="notification")
+            self._event(store, ticket, "notified", team=teams[0], to=address, about=headline,
+                        **({"teams": teams} if len(teams) > 1 else {}))
+            notified.extend(teams)
+        return notified
 
     def default_team(self, ticket: Ticket) -> str:
         """Who hears about a ticket: its department's team if it has one, else its level's."""
@@ -250,15 +277,17 @@ class TicketService:
             ticket.resolved_at = ticket.closed_at = None
 
     def escalate(self, store: TicketStore, ticket: Ticket, level: int, *, by: str,
-                 reason: str, author: str) -> None:
-        """To `level`, whose team is told with what the customer first wrote."""
+                 reason: str, author: str, notify: bool = True) -> Notice:
+        """To `level`, whose team is told with what the customer first wrote (unless the
+        caller sends that notice with others: `notify_each`)."""
         self._event(store, ticket, "escalated", by=by, old=ticket.level, new=level,
                     reason=reason)
         ticket.level = level
-        self.notify(store, ticket, f"level{level}", author=author,
-                    headline=f"Escalated to level {level} by {author}"
-                             + (f": {reason}" if reason else ""),
-                    text=store.first_customer_text(ticket.id))
+        notice = Notice(f"level{level}", f"Escalated to level {level} by {author}"
+                        + (f": {reason}" if reason else ""), store.first_customer_text(ticket.id))
+        if notify:
+            self.notify_each(store, ticket, [notice], author=author)
+        return notice
 
     def move(self, store: TicketStore, ticket: Ticket, department: str, *, by: str,
              author: str) -> None:
@@ -299,10 +328,10 @@ class TicketService:
         else:
             self.add_note(store, ticket, by=opened_by, subject=subject, text=text)
         self.acknowledge(store, ticket, None, classification, customer, text)
-        self.notify(store, ticket, self.default_team(ticket), author=opened_by,
-                    headline=f"New ticket logged by intake ({opened_by})", text=text)
-        for team in classification.notify:
-            self.notify(store, ticket, team, headline="New ticket", text=text)
+        headline = "New ticket logged by the secretariat for the caller"
+        self.notify_each(store, ticket, [
+            Notice(team, headline, text)
+            for team in (self.default_team(ticket), *classification.notify)], author=opened_by)
         self.sla.refresh(ticket)
         return ticket
 
@@ -315,27 +344,31 @@ class TicketService:
         actions: list[str] = []
         if deadline.kind == "warn":
             teams = policy.spec.warn_notify or [ticket.assignee or self.default_team(ticket)]
-            for team in teams:
-                if self.notify(store, ticket, team, author="maild SLA check",
-                               headline=f"SLA warning: {what} due {due}",
-                               text=f"Policy {policy.name}: the {what} is due at {due}."):
-                    actions.append(f"notified:{team}")
-            return tuple(actions)
+            notified = self.notify_each(store, ticket, [
+                Notice(team, f"SLA warning: {what} due {due}",
+                       f"Policy {policy.name}: the {what} is due at {due}.") for team in teams],
+                author="maild SLA check")
+            return tuple(f"notified:{team}" for team in notified)
         spec = policy.spec.on_breach
         if spec.raise_priority and ticket.priority != raise_priority(ticket.priority):
             new = raise_priority(ticket.priority)
             self.set_priority(store, ticket, new, by="sla")
             actions.append(f"priority:{new}")
+        notices: list[Notice] = []
         if spec.escalate and ticket.level < 4:
-            self.escalate(store, ticket, ticket.level + 1, by="sla",
-                          reason=f"SLA {what} breached (policy {policy.name})",
-                          author="maild SLA check")
+            notices.append(self.escalate(
+                store, ticket, ticket.level + 1, by="sla", author="maild SLA check",
+                reason=f"SLA {what} breached (policy {policy.name})", notify=False))
             actions.append(f"escalated:{ticket.level}")
-        for team in spec.notify or ([] if spec.escalate else [self.default_team(ticket)]):
-            if self.notify(store, ticket, team, author="maild SLA check",
-                           headline=f"SLA breached: {what} was due {due}",
-                           text=f"Policy {policy.name}: the {what} was due at {due}."):
-                actions.append(f"notified:{team}")
+        escalated_to = notices[0].team if notices else None
+        notices += [Notice(team, f"SLA breached: {what} was due {due}",
+                           f"Policy {policy.name}: the {what} was due at {due}.")
+                    for team in spec.notify or ([] if spec.escalate
+                                                else [self.default_team(ticket)])]
+        notified = self.notify_each(store, ticket, notices, author="maild SLA check")
+        # The escalation's own notice is in "escalated:N" already.
+        actions += [f"notified:{team}" for team in notified
+                    if team != escalated_to or team in spec.notify]
         return tuple(actions)
 
     # -- helpers -----------------------------------------------------------------------

@@ -146,7 +146,11 @@ def test_breach_escalates_and_notifies_exactly_once(
     assert [(r.target, r.kind) for r in summary.sla] == [("first_response", "breach")]
     t = the_ticket(app)
     assert (t.level, t.priority) == (2, "high")
-    assert len(sent_to(smtp_server, "level2@example.test")) == 1
+    [breached] = sent_to(smtp_server, "level2@example.test")
+    # Staff read local time of the policy's calendar, with the business time since.
+    text = breached.message.get_content()
+    assert "was due Mon 23 Nov, 13:00 (1 min of business time ago)" in text
+    assert "+00:00" not in text and "+00:00" not in str(breached.message["Subject"])
     assert app.sla_pass() == []  # nothing raised twice
 
     # A restart: a new process on the same database raises nothing again.

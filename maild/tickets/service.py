@@ -32,6 +32,7 @@ from maild.store.models import Ticket
 from maild.store.ticketstore import TicketStore
 from maild.tickets import respond
 from maild.tickets.address import reply_address
+from maild.tickets.times import staff_time
 
 log = structlog.get_logger("maild.tickets")
 STATUSES = ("new", "open", "waiting_customer", "resolved", "closed")
@@ -340,13 +341,13 @@ class TicketService:
                 deadline: Deadline) -> tuple[str, ...]:
         """What a warning or breach does, through the outbox like all mail."""
         what = deadline.target.replace("_", " ")
-        due = deadline.at.isoformat(timespec="minutes")
+        due = staff_time(deadline.at, policy.calendar, self.clock.now())
         actions: list[str] = []
         if deadline.kind == "warn":
             teams = policy.spec.warn_notify or [ticket.assignee or self.default_team(ticket)]
             notified = self.notify_each(store, ticket, [
                 Notice(team, f"SLA warning: {what} due {due}",
-                       f"Policy {policy.name}: the {what} is due at {due}.") for team in teams],
+                       f"Policy {policy.name}: the {what} is due {due}.") for team in teams],
                 author="maild SLA check")
             return tuple(f"notified:{team}" for team in notified)
         spec = policy.spec.on_breach
@@ -358,11 +359,12 @@ class TicketService:
         if spec.escalate and ticket.level < 4:
             notices.append(self.escalate(
                 store, ticket, ticket.level + 1, by="sla", author="maild SLA check",
-                reason=f"SLA {what} breached (policy {policy.name})", notify=False))
+                reason=f"SLA {what} breached, was due {due} (policy {policy.name})",
+                notify=False))
             actions.append(f"escalated:{ticket.level}")
         escalated_to = notices[0].team if notices else None
         notices += [Notice(team, f"SLA breached: {what} was due {due}",
-                           f"Policy {policy.name}: the {what} was due at {due}.")
+                           f"Policy {policy.name}: the {what} was due {due}.")
                     for team in spec.notify or ([] if spec.escalate
                                                 else [self.default_team(ticket)])]
         notified = self.notify_each(store, ticket, notices, author="maild SLA check")

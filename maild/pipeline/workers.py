@@ -94,7 +94,7 @@ class _Frames:
         return frame
 
     def wait(self) -> None:
-        """Block until there is something to read, or room for what is pending. (poll, not
+        """Block until there is something to read, or room for what waits to be written. (poll, not
         select: a descriptor above 1023, in a daemon with many open, is fine for it.)"""
         poller = select.poll()
         poller.register(self.read_fd, select.POLLIN)
@@ -138,7 +138,7 @@ def serve(inbox: Connection, outbox: Connection) -> None:
             frames.flush()
             frames.fill()
     except BrokenPipeError:
-        return  # the daemon closed its end while answers were pending
+        return  # the daemon closed its end while answers still waited to be written
 
 
 @dataclass(frozen=True, eq=False)

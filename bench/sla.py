@@ -65,9 +65,9 @@ from sqlalchemy.orm import Session
 
 from maild import logs
 from maild.app import App, build
+from maild.businesstime.calendar import subtract_business_time
 from maild.clock import FixedClock
 from maild.settings import load_settings
-from maild.sla.calendar import subtract_business_time
 from maild.sla.engine import SlaEngine
 from maild.sla.policy import Deadline, Policy, choose, deadlines
 from maild.store.models import Event, Outbox, Ticket, UtcDateTime

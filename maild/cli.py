@@ -205,9 +205,20 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from maild.demo import run_demo
+# What `maild demo` needs beyond maild itself: the `demo` extra (proxyprotocol comes with
+# pymap).
+_DEMO_PACKAGES = frozenset({"aiosmtpd", "pymap", "proxyprotocol"})
 
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        from maild.demo import run_demo
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in _DEMO_PACKAGES:
+            raise
+        raise MaildError(
+            "the demo's mail servers are not installed: pip install 'maild[demo]'"
+        ) from None
     return run_demo()
 
 

@@ -146,7 +146,7 @@ def _in_thread(target: Callable[[], None], name: str) -> asyncio.Future[None]:
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
 
-    def settle(error: BaseException | None) -> None:
+    def finish(error: BaseException | None) -> None:
         if done.done():
             return
         if error is None:
@@ -160,7 +160,7 @@ def _in_thread(target: Callable[[], None], name: str) -> asyncio.Future[None]:
             target()
         except BaseException as exc:  # noqa: BLE001 - handed to the event loop
             error = exc
-        loop.call_soon_threadsafe(settle, error)
+        loop.call_soon_threadsafe(finish, error)
 
     threading.Thread(target=run, name=name, daemon=True).start()
     return done

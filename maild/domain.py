@@ -1,8 +1,11 @@
-"""Typed work items passed between pipeline stages.
+"""Typed work items passed between pipeline stages, and the vocabulary every layer shares.
 
 Each stage takes one of these and returns the next, or an `Outcome` that stops the message
 early. Stopping early is an outcome, not an error: the runner decides what that means for
-the IMAP message.
+the IMAP message. `PRIORITIES` is here because rules set a priority, SLA policies match on
+it and raise it, and agents change it; none of them owns it.
+
+The bottom of maild: it imports nothing else of maild.
 """
 
 from __future__ import annotations
@@ -11,6 +14,11 @@ import email.message
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final, Literal
+
+PRIORITIES: Final = ("low", "normal", "high", "urgent")
+"""A ticket's priorities, lowest first."""
+Priority = Literal["low", "normal", "high", "urgent"]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import os
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Self
+from typing import Annotated, Any, Self
 
 from pydantic import (
     BaseModel,
@@ -24,11 +24,10 @@ from pydantic import (
     model_validator,
 )
 
+from maild.auth.oauth2 import OAuth2Config
+from maild.businesstime.spec import parse_duration
 from maild.errors import ConfigError
 from maild.yamlfile import YamlDocument, load_yaml
-
-if TYPE_CHECKING:
-    from maild.auth.oauth2 import OAuth2Config
 
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 
@@ -87,8 +86,6 @@ class OAuth2Settings(_Model):
         return self
 
     def to_config(self) -> OAuth2Config:
-        from maild.auth.oauth2 import OAuth2Config
-
         return OAuth2Config(
             token_url=self.token_url, client_id=self.client_id,
             client_secret=self.client_secret.get_secret_value() if self.client_secret
@@ -241,8 +238,6 @@ class WindowLimit(_Model):
     @field_validator("window", mode="before")
     @classmethod
     def _duration(cls, v: Any) -> Any:
-        from maild.sla.policy import parse_duration
-
         return parse_duration(v).total_seconds() if isinstance(v, str) else v
 
 

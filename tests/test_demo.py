@@ -155,3 +155,17 @@ def test_customer_answer_threads_on_the_acknowledgement() -> None:
     assert answer.references == ("first@example.com", "maild.1.2@example.test")
     assert answer.language == "de"
     assert "> Guten Tag Erika Mustermann," in answer.body_text
+
+
+@pytest.mark.parametrize("missing", ["pymap", "aiosmtpd"])
+def test_without_the_demo_extra_it_says_how_to_install_it(missing: str, tmp_path: Path) -> None:
+    """A production install has no demo servers: `maild demo` says so in one line, exit 1.
+    (The package is hidden from the import system, as if it were not installed.)"""
+    code = (f"import sys; sys.modules[{missing!r}] = None; from maild.cli import main; "
+            "sys.exit(main(['demo']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr == (
+        "maild: the demo's mail servers are not installed: pip install 'maild[demo]'\n")

@@ -150,7 +150,7 @@ def test_uidvalidity_change_loses_and_duplicates_nothing(
     # Commit without the IMAP move, as if the daemon died between the two.
     source = ImapSource(settings.mailboxes[0])
     source.open()
-    app.pipeline.process_batch(source.fetch(source.pending()))
+    app.pipeline.process_batch(source.fetch(source.unacknowledged()))
     source.close()
     mail_user.append(customer_mail(subject="new after the change", message_id=None))
     before = mail_user.uidvalidity()
@@ -173,15 +173,15 @@ def test_a_move_sent_without_waiting_is_answered_before_the_next_command(
     settings = settings_for(tmp_path, db_url=sqlite_url, imap=mail_user.imap_config())
     source = ImapSource(settings.mailboxes[0])
     source.open()
-    first, second, third = source.pending()
+    first, second, third = source.unacknowledged()
     source.acknowledge([first, second], "Processed", wait=False)
     [fetched] = source.fetch([third])  # answered the move first, then fetched
     assert b"Subject: M2" in fetched.raw
     assert (mail_user.count("Processed"), mail_user.count("INBOX")) == (2, 1)
     source.acknowledge([third], "No such folder", wait=False)
     with pytest.raises(IMAPClientError, match="TRYCREATE"):
-        source.pending()
-    assert source.pending() == [third]  # the connection goes on; nothing was lost
+        source.unacknowledged()
+    assert source.unacknowledged() == [third]  # the connection goes on; nothing was lost
     source.acknowledge([third], "No such folder", wait=False)
     source.close()  # a refused move in flight does not stop the logout
     assert (mail_user.count("Processed"), mail_user.count("INBOX")) == (2, 1)
@@ -253,7 +253,7 @@ def test_tls_modes_against_dovecot(
     settings = settings_for(tmp_path, db_url=sqlite_url, imap=imap)
     source = ImapSource(settings.mailboxes[0])
     source.open()
-    assert len(source.pending()) == 1
+    assert len(source.unacknowledged()) == 1
     source.close()
     untrusted = settings_for(tmp_path, db_url=sqlite_url, imap={**imap, "ca_file": None})
     with pytest.raises(TransportError):  # a certificate we do not trust: no login
@@ -351,11 +351,11 @@ def test_mail_arriving_just_before_idle_wakes_it(
     source = ImapSource(settings.mailboxes[0])
     source.open()
     try:
-        assert source.pending() == []
+        assert source.unacknowledged() == []
         mail_user.append(customer_mail())  # the server tells us only once we IDLE
         started = time.monotonic()
         source.wait(lambda: False)
         assert time.monotonic() - started < 10  # not the 60 s renewal
-        assert len(source.pending()) == 1
+        assert len(source.unacknowledged()) == 1
     finally:
         source.close()

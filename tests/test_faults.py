@@ -322,7 +322,7 @@ def test_quarantined_message_fetched_again_goes_back_to_quarantine(
         source = ImapSource(settings.mailboxes[0])
         source.open()
         try:
-            first = app.pipeline.process_batch(source.fetch(source.pending()))
+            first = app.pipeline.process_batch(source.fetch(source.unacknowledged()))
         finally:
             source.close()  # committed, never acknowledged: IMAP went away here
         assert len(first.held) == 1 and len(first.done) == 1

@@ -21,9 +21,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maild.mailsafety import bounce
 from maild.mailsafety.autoreply import _CHALLENGE_WORDS, _CHALLENGES, classify_automatic
-from maild.mailsafety.headers import DECODE_ERRORS, MessageReader, addresses_of, to_text
+from maild.mailsafety.mime import (
+    DECODE_ERRORS,
+    MessageReader,
+    addresses_of,
+    content_param,
+    to_text,
+)
 from maild.pipeline import language
 from maild.pipeline.language import detect_language
 from maild.pipeline.parse import parse
@@ -103,7 +108,7 @@ def test_a_parameter_is_looked_for_only_where_it_can_be(value: str) -> None:
     expected = msg.get_param("report-type")
     if isinstance(expected, tuple):
         expected = expected[2]
-    assert bounce._param(msg, "report-type") == str(expected or "")[:200]
+    assert content_param(msg, "report-type") == str(expected or "")[:200]
 
 
 # Challenge-response notices -----------------------------------------------------------------

@@ -17,11 +17,12 @@ from sqlalchemy import event, func, select
 
 from maild import daemon
 from maild.app import App, build
+from maild.businesstime.calendar import due_with_pauses
+from maild.businesstime.spec import parse_duration
 from maild.clock import FixedClock
 from maild.errors import ConfigError
-from maild.sla.calendar import due_with_pauses
 from maild.sla.engine import load_sla
-from maild.sla.policy import TicketFacts, choose, deadlines, parse_duration
+from maild.sla.policy import TicketFacts, choose, deadlines
 from maild.sla.writes import BatchWrites
 from maild.store.models import Event, SlaAlert, Ticket
 from tests.kit import add_tickets, customer_mail, settings_for, write_config

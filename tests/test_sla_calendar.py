@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maild.sla.calendar import (
+from maild.businesstime.calendar import (
     HORIZON_DAYS,
     BusinessCalendar,
     Pause,

@@ -42,18 +42,18 @@ def test_many_megabytes_each_way_before_any_result_is_read(pool: WorkerPool) -> 
     read: with blocking writes on both sides this is a deadlock (the worker stuck writing
     an answer nobody reads, the daemon stuck writing a call nobody reads)."""
     calls = [(bytes([i]) * (3 * MIB), 2) for i in range(12)]  # 36 MiB out, 72 MiB back
-    tickets = [pool.call(echo, data, factor) for data, factor in calls]
-    for ticket, (data, factor) in zip(tickets, calls, strict=True):
-        assert ticket.result() == data * factor  # each its own, in order
+    in_flight = [pool.call(echo, data, factor) for data, factor in calls]
+    for call, (data, factor) in zip(in_flight, calls, strict=True):
+        assert call.result() == data * factor  # each its own, in order
 
 
 def test_no_helper_thread_in_the_calling_process(pool: WorkerPool) -> None:
     """The reason this module exists: a feeder or manager thread (as ProcessPoolExecutor
     has) takes Python's lock from the thread doing the daemon's work."""
     before = threading.active_count()
-    tickets = [pool.call(echo, b"x" * 100_000, 1) for _ in range(20)]
+    in_flight = [pool.call(echo, b"x" * 100_000, 1) for _ in range(20)]
     assert threading.active_count() == before
-    assert all(t.result() == b"x" * 100_000 for t in tickets)
+    assert all(t.result() == b"x" * 100_000 for t in in_flight)
     assert threading.active_count() == before
 
 
@@ -94,8 +94,8 @@ def test_threads_sharing_a_pool_get_their_own_answers(pool: WorkerPool) -> None:
     answers: dict[int, list[bytes]] = {}
 
     def work(n: int) -> None:
-        tickets = [pool.call(echo, bytes([n]) * 50_000, 2) for _ in range(30)]
-        answers[n] = [t.result() for t in tickets]
+        in_flight = [pool.call(echo, bytes([n]) * 50_000, 2) for _ in range(30)]
+        answers[n] = [t.result() for t in in_flight]
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
     for t in threads:
@@ -108,11 +108,11 @@ def test_threads_sharing_a_pool_get_their_own_answers(pool: WorkerPool) -> None:
 
 def test_a_closed_pool_answers_nothing_more() -> None:
     pool = WorkerPool(1, multiprocessing.get_context("forkserver"))
-    ticket = pool.call(echo, b"late", 1)
+    call = pool.call(echo, b"late", 1)
     pids = pool.pids()
     pool.close(wait=True)
     with pytest.raises(WorkerLost):
-        ticket.result()
+        call.result()
     with pytest.raises(WorkerLost):
         pool.call(echo, b"x", 1)
     assert all(not _alive(p) for p in pids)

@@ -24,7 +24,6 @@ import contextlib
 import ipaddress
 import json
 import os
-import ssl
 import stat
 import tempfile
 import threading
@@ -43,6 +42,7 @@ from imapclient.exceptions import LoginError
 
 from maild.clock import Clock
 from maild.errors import ConfigError, TransportError
+from maild.tls import tls_context
 
 log = structlog.get_logger("maild.auth")
 
@@ -311,11 +311,8 @@ class TokenProvider:
                 "User-Agent": "maild",
             },
         )
-        context = ssl.create_default_context(
-            cafile=str(cfg.ca_file) if cfg.ca_file is not None else None
-        )
         opener = urllib.request.build_opener(
-            _RefuseRedirects(), urllib.request.HTTPSHandler(context=context)
+            _RefuseRedirects(), urllib.request.HTTPSHandler(context=tls_context(cfg.ca_file))
         )
         try:
             with opener.open(request, timeout=cfg.timeout) as response:

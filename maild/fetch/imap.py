@@ -16,7 +16,6 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
@@ -27,18 +26,13 @@ from maild.auth.providers import TokenProviders
 from maild.domain import Fetched, SourceRef
 from maild.errors import TransportError
 from maild.settings import ImapSettings, MailboxSettings, Security
+from maild.tls import tls_context
 
 PROCESSED_KEYWORD = "$MaildProcessed"
 # What a dropped or refused connection looks like through imapclient.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError, IMAPClientError, ssl.SSLError, socket.timeout, EOFError,
 )
-
-
-def tls_context(ca_file: Any) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    return ctx
 
 
 def connect(cfg: ImapSettings, tokens: TokenProviders | None = None) -> IMAPClient:
@@ -79,7 +73,7 @@ def chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:
 
 
 class ImapSource:
-    """One mailbox folder: pending UIDs, batched fetch, acknowledgement by move or flag."""
+    """One mailbox folder: unacknowledged UIDs, batched fetch, acknowledgement by move or flag."""
 
     def __init__(self, mailbox: MailboxSettings, tokens: TokenProviders | None = None) -> None:
         self.mailbox = mailbox
@@ -117,7 +111,7 @@ class ImapSource:
         """Log out; a move still in flight is answered first where the connection allows
         (what it could not move stays in the folder, and is recognised when fetched again)."""
         with contextlib.suppress(*CONNECTION_ERRORS, TransportError):
-            self.settle()
+            self.finish_move()
         client, self._client = self._client, None
         if client is None:
             return
@@ -127,14 +121,14 @@ class ImapSource:
             with contextlib.suppress(*CONNECTION_ERRORS):
                 client.shutdown()
 
-    def pending(self) -> list[int]:
+    def unacknowledged(self) -> list[int]:
         """UIDs of the messages not yet acknowledged, oldest first."""
-        self.settle()
+        self.finish_move()
         uids = self.client.search(["NOT", "DELETED", "NOT", "KEYWORD", PROCESSED_KEYWORD])
         return sorted(int(u) for u in uids)
 
     def fetch(self, uids: Sequence[int]) -> list[Fetched]:
-        self.settle()
+        self.finish_move()
         data = self.client.fetch(list(uids), ["BODY.PEEK[]"])
         out = []
         for uid in uids:
@@ -148,13 +142,13 @@ class ImapSource:
     def acknowledge(self, uids: Sequence[int], folder: str, *, wait: bool = True) -> None:
         """Move `uids` to `folder` in one command (or copy, flag and expunge them).
 
-        A move is sent, and its answer read by `settle`: at once, or with `wait=False` by
-        the source's next command (every one calls it first), so a failed move still
+        A move is sent, and its answer read by `finish_move`: at once, or with `wait=False`
+        by the source's next command (every one calls it first), so a failed move still
         raises, only later. (Copy, flag and expunge, where MOVE is missing, always wait.)
         """
         if not uids:
             return
-        self.settle()
+        self.finish_move()
         client = self.client
         if self._use_move:
             # imapclient only has commands that wait for their answer; imaplib, under it,
@@ -163,14 +157,14 @@ class ImapSource:
             self._in_flight = client._imap._command(
                 "UID", "MOVE", join_message_ids(list(uids)), client._normalise_folder(folder))
             if wait:
-                self.settle()
+                self.finish_move()
             return
         client.copy(list(uids), folder)
         client.add_flags(list(uids), [b"\\Deleted", PROCESSED_KEYWORD.encode()])
         if self._uidplus:
             client.uid_expunge(list(uids))
 
-    def settle(self) -> None:
+    def finish_move(self) -> None:
         """Read the answer to a move sent (if one is still unread); raise as imapclient's
         `move` would had it failed. Nothing is read twice: the move counts as answered
         even when it raises."""
@@ -188,7 +182,7 @@ class ImapSource:
         server's answer in blocking mode: imapclient's idle_check can stop halfway through a
         line (imapclient issue 519). Whatever the server said, the caller searches again.
         """
-        self.settle()
+        self.finish_move()
         client = self.client
         deadline = time.monotonic() + (
             self.mailbox.idle_renew if self.mailbox.idle else self.mailbox.poll_interval)
@@ -203,8 +197,8 @@ class ImapSource:
             if _buffered(client, sock):
                 return  # mail that came between the last SEARCH and IDLE (see _buffered)
             while not stop() and time.monotonic() < deadline:
-                pending = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
-                if pending or select.select([sock], [], [], 0.5)[0]:
+                buffered = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
+                if buffered or select.select([sock], [], [], 0.5)[0]:
                     break
         finally:
             client.idle_done()

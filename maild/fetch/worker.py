@@ -61,7 +61,7 @@ class MailboxWorker:
         source.open()
         try:
             self._check_uidvalidity(source)
-            uids = source.pending()  # only what is there at start
+            uids = source.unacknowledged()  # only what is there at start
             if len(uids) > self.mailbox.batch_size:
                 log.info("imap.backlog", mailbox=self.mailbox.name, messages=len(uids))
             self._drain(source, uids)
@@ -117,7 +117,7 @@ class MailboxWorker:
         once more after every pass, and go idle only when a search comes back empty.
         """
         while not self.stop.is_set():
-            uids = source.pending()
+            uids = source.unacknowledged()
             if not uids:
                 return
             self._drain(source, uids)

@@ -8,5 +8,8 @@ notifications, feedback reports and read receipts, and pulls out what a ticket n
 the failed recipients, the reason and the Message-ID of the message that was reported on.
 
 Both take a stdlib `email.message.Message` parsed from the raw bytes with the compat32 policy,
-never raise, and touch no I/O.
+never raise, and touch no I/O. Below them: `mime`, the defensive MIME and header readers
+(shared with the parse stage), and `vocabulary`, the reply prefixes and daemon names
+(shared with threading). `authres` reads Authentication-Results. (`limits`, the windowed
+limits on automatic mail, does read the database: it is to move out of this package.)
 """

@@ -23,21 +23,30 @@ fields). Every header access goes through a `MessageReader`, which never raises.
 from __future__ import annotations
 
 import email.message
-import html
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from maild.mailsafety.headers import DECODE_ERRORS, MAX_HEADER_CHARS, MessageReader, to_text
+from maild.mailsafety.mime import (
+    MAX_HEADER_CHARS,
+    MessageReader,
+    decode_text,
+    html_to_text,
+    to_text,
+    walk,
+)
+from maild.mailsafety.vocabulary import (
+    DAEMON_LOCAL_WORDS,
+    DAEMON_NAME_WORDS,
+    POSTMASTER_LOCAL_WORDS,
+    REPLY_PREFIX_RE,
+)
 
 BULK_REASONS: Final[frozenset[str]] = frozenset(
     {"list-id", "list-headers", "precedence:bulk", "precedence:list", "x-loop"}
 )
 """Reasons that suppress automatic answers but do not mean a machine wrote the message."""
-
-# Errors the stdlib raises on hostile header or payload content; caught so that a malformed
-# message yields a verdict instead of an exception.
 
 _MAX_BODY_CHARS: Final = 20_000  # challenge-response notices say what they are at the top
 _MAX_PARTS: Final = 50
@@ -74,15 +83,11 @@ _LIST_HEADERS: Final[tuple[str, ...]] = (
 )
 
 _TOKEN_RE: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
-_DAEMON_LOCAL_RE: Final = re.compile(
-    r"(?:mailer[-_.]?daemon|mail[-_.]?daemon|mdaemon|mailerdaemon)", re.IGNORECASE
-)
-_POSTMASTER_LOCAL_RE: Final = re.compile(r"postmaster", re.IGNORECASE)
-_DAEMON_NAME_RE: Final = re.compile(
-    r"^\s*(?:mail\s+delivery\s+(?:sub)?system|mail\s+delivery\s+service|mailer[-_ ]daemon"
-    r"|mail\s+administrator|delivery\s+status\s+notification)\s*$",
-    re.IGNORECASE,
-)
+# Only the names that nobody but a daemon sends under (the bounce parser also weighs the
+# likely ones, together with a bounce's words).
+_DAEMON_LOCAL_RE: Final = re.compile(f"(?:{DAEMON_LOCAL_WORDS})", re.IGNORECASE)
+_POSTMASTER_LOCAL_RE: Final = re.compile(POSTMASTER_LOCAL_WORDS, re.IGNORECASE)
+_DAEMON_NAME_RE: Final = re.compile(rf"^\s*(?:{DAEMON_NAME_WORDS})\s*$", re.IGNORECASE)
 
 # Subject rules -------------------------------------------------------------------------------
 
@@ -116,11 +121,6 @@ _SUFFIX_RE: Final = re.compile(
 )
 _LOTUS_AUTO_RE: Final = re.compile(r"^auto\s*:\s*", re.IGNORECASE)
 _TAG_RE: Final = re.compile(r"^\s*\[([^\[\]]{0,80})\]\s*")
-_REPLY_RE: Final = re.compile(
-    r"^(?:re|aw|antw|antwort|wg|fw|fwd|tr|sv|vs|odp|rif|r|res|enc|rv|ref)"
-    r"\s*(?:\[\d+\]|\(\d+\))?\s*:",
-    re.IGNORECASE,
-)
 
 # Challenge-response systems ("confirm you are a person") ------------------------------------
 
@@ -170,7 +170,6 @@ _CHALLENGES: Final = tuple(
 # ("k", in no word) and the dotted capital I ("i" and a combining dot: that "i" could only
 # end a word, and none ends in one). Lower-casing a German text whole costs far more.
 _CHALLENGE_WORDS: Final = (b"list", b"verify", b"protected", b"zugestellt")
-_HTML_TAG_RE: Final = re.compile(r"<[^>]{0,2000}>")
 
 
 @dataclass(frozen=True)
@@ -328,7 +327,7 @@ def subject_verdict(subject: str) -> str | None:
     token = _subject_prefix(text)
     if token:
         return token
-    if _REPLY_RE.match(text) or "?" in text:
+    if REPLY_PREFIX_RE.match(text) or "?" in text:
         return None
     statement = _LOTUS_AUTO_RE.sub("", text, count=1)
     if ":" in statement:
@@ -374,7 +373,7 @@ def _leading_text(reader: MessageReader) -> str:
             continue
         text = _decode_payload(part, reader)
         if ctype == "text/html":
-            text = html.unescape(_HTML_TAG_RE.sub(" ", text))
+            text = html_to_text(text)
         chunks.append(text)
         size += len(text)
         if size >= _MAX_BODY_CHARS:
@@ -385,23 +384,7 @@ def _leading_text(reader: MessageReader) -> str:
 def _top_level_parts(reader: MessageReader) -> Iterable[email.message.Message]:
     """Leaf parts in document order without descending into attached messages; bounded.
     A part whose payload or type cannot be read is left out."""
-    stack: list[email.message.Message] = [reader.msg]
-    seen = 0
-    while stack and seen < _MAX_PARTS:
-        part = stack.pop()
-        seen += 1
-        try:
-            payload = part.get_payload()
-        except DECODE_ERRORS:
-            continue
-        ctype = reader.content_type(part)
-        if ctype is None:
-            continue
-        if isinstance(payload, list):
-            if ctype.startswith("multipart/"):
-                stack.extend(reversed([p for p in payload if isinstance(p, email.message.Message)]))
-            continue
-        yield part
+    return (part for part, ctype in walk(reader, _MAX_PARTS) if ctype is not None)
 
 
 def _decode_payload(part: email.message.Message, reader: MessageReader) -> str:
@@ -409,12 +392,4 @@ def _decode_payload(part: email.message.Message, reader: MessageReader) -> str:
     data, charset = reader.payload(part)
     if data is None:
         return ""
-    data = data[: _MAX_BODY_CHARS * 4]
-    for candidate in (charset, "utf-8"):
-        try:
-            return data.decode(candidate)
-        except DECODE_ERRORS:
-            continue
-    return data.decode("latin-1")
-
-
+    return decode_text(data[: _MAX_BODY_CHARS * 4], charset)

@@ -36,11 +36,11 @@ class MessageIdFactory:
 
         The token is the time in milliseconds followed by random bits (as a UUIDv7 is), so
         ids made one after another sort one after another: the unique indexes on
-        Message-IDs (messages, outbox) then grow at their end, instead of every new id
-        changing a page at a random place, which made a backlog's batches write 14 %
-        more to disk. The random part keeps ids made in the same millisecond (by two
-        daemons, or under a stopped test clock) apart; it is not a counter, which would
-        tell a customer how much mail was sent between two of theirs.
+        Message-IDs (messages, outbox) grow at their end, and a batch's new ids change a
+        few pages there rather than one page at a random place each (what that saves a
+        backlog's writes: bench/README.md). The random part keeps ids made in the same
+        millisecond (by two daemons, or under a stopped test clock) apart; it is not a
+        counter, which would tell a customer how much mail was sent between two of theirs.
         """
         millis = max(0, int(at.timestamp() * 1000)) % (1 << 44)
         token = f"maild.{millis:011x}{secrets.randbits(_RANDOM_BITS):09x}"

@@ -37,13 +37,13 @@ from maild.auth.oauth2 import smtp_login
 from maild.auth.providers import TokenProviders
 from maild.clock import Clock
 from maild.errors import TransportError
-from maild.fetch.imap import tls_context
 from maild.metrics import Metrics
 from maild.outbound.compose import ascii_address
 from maild.settings import OutboxSettings, Security, SmtpSettings
 from maild.store.db import db_error
 from maild.store.models import Outbox
 from maild.store.repo import add_events
+from maild.tls import tls_context
 
 log = structlog.get_logger("maild.outbox")
 CONNECTION_ERRORS = (

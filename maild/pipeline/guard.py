@@ -15,7 +15,7 @@ from maild.domain import Inbound
 from maild.mailsafety.authres import sender_verified
 from maild.mailsafety.autoreply import classify_automatic
 from maild.mailsafety.bounce import Report, parse_report
-from maild.mailsafety.headers import MessageReader
+from maild.mailsafety.mime import MessageReader
 
 if TYPE_CHECKING:  # the parse workers import this module: no pydantic for them
     from maild.settings import Settings

@@ -7,16 +7,13 @@ broken header must not cost the whole message.
 
 from __future__ import annotations
 
-import contextlib
 import email.message
 import email.utils
 import hashlib
-import html
 import logging
 import re
 from datetime import UTC, datetime
 from email.errors import MessageError
-from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import parsedate_to_datetime
@@ -24,16 +21,13 @@ from email.utils import parsedate_to_datetime
 import mailparser
 
 from maild.domain import Address, Attachment, Inbound, SourceRef
-from maild.mailsafety.headers import addresses_of
+from maild.mailsafety.mime import addresses_of, decode_words, html_to_text
 from maild.pipeline.language import detect_language
 
 _MSGID = re.compile(r"<\s*([^<>\s]+?)\s*>")
 # The marker maild puts under customer-facing mail (see outbound.queue): the signed part of
 # the Message-ID, for clients that drop In-Reply-To and References but quote the text.
 MARKER = re.compile(r"\[maild:([0-9a-f]{20}\.[0-9a-f]{16})\]")
-_TAG = re.compile(r"<[^>]{0,2000}>")
-_SCRIPT = re.compile(r"(?is)<(script|style)\b.*?</\1>")
-_LINE_END = re.compile(r"(?i)<br\s*/?>|</p>|</div>|</tr>")
 _SPACES = re.compile(r"[ \t]+")
 MAX_BODY_CHARS = 200_000
 MAX_ADDRESS = 320  # RFC 5321: longer is not an address
@@ -47,12 +41,7 @@ def decode_header_value(value: object) -> str:
     """A header as text: RFC 2047 decoded where possible, raw otherwise, never raising."""
     if value is None:
         return ""
-    text = str(value)
-    if "=?" in text:  # encoded words; without them decoding would return the text as is
-        with contextlib.suppress(ValueError, LookupError, UnicodeError, AssertionError,
-                                 MessageError):
-            text = str(make_header(decode_header(text)))
-    return " ".join(text.replace("\x00", "").split())
+    return " ".join(decode_words(str(value)).replace("\x00", "").split())
 
 
 def message_ids(value: str | None) -> tuple[str, ...]:
@@ -96,15 +85,9 @@ def _date(msg: email.message.Message) -> datetime | None:
         return None
 
 
-def _html_to_text(markup: str) -> str:
-    markup = _SCRIPT.sub(" ", markup)
-    markup = _LINE_END.sub("\n", markup)
-    return html.unescape(_TAG.sub(" ", markup))
-
-
 def _body(parsed: mailparser.MailParser) -> str:
     plain = [p for p in parsed.text_plain if isinstance(p, str)]
-    text = "\n".join(plain) if plain else _html_to_text("\n".join(parsed.text_html))
+    text = "\n".join(plain) if plain else html_to_text("\n".join(parsed.text_html))
     if "\t" in text or "  " in text:  # else every run is a single space already
         text = _SPACES.sub(" ", text)  # once, not line by line
     # a CR before a line's LF goes with the white space at its end

@@ -29,7 +29,7 @@ from maild.domain import Fetched, Inbound
 from maild.mailsafety.bounce import Report
 from maild.pipeline.guard import Guard
 from maild.pipeline.parse import ParseError, parse
-from maild.pipeline.workers import Ticket, WorkerPool
+from maild.pipeline.workers import Call, WorkerPool
 
 log = structlog.get_logger("maild.pipeline")
 CHUNK = 16  # messages a worker parses per round trip
@@ -80,9 +80,9 @@ def _prepare_chunk(items: Sequence[Fetched], options: PrepareOptions) -> list[Re
     return out
 
 
-# Where a chunk's results come from: a worker's ticket, or None (parsed at home when its
+# Where a chunk's results come from: a worker's call, or None (parsed at home when its
 # turn comes).
-Source = Ticket | None
+Source = Call | None
 
 
 class PreparedBatch:
@@ -165,8 +165,8 @@ class Preparer:
     def _warm_up(self) -> None:
         try:
             pool = self._pool_for_use()
-            for ticket in [pool.call(os.getpid) for _ in range(self._workers)]:
-                ticket.result()
+            for call in [pool.call(os.getpid) for _ in range(self._workers)]:
+                call.result()
         except Exception as exc:  # noqa: BLE001 - the first batch tries again and says so
             log.info("parse_pool.not_started", error=f"{type(exc).__name__}: {exc}")
 
@@ -175,7 +175,7 @@ class Preparer:
         return self.submit(items).results()
 
     def _submit(self, chunks: list[Sequence[Fetched]]) -> Sequence[Source]:
-        """The chunks' tickets; None for each where no pool takes them (parsed at home).
+        """The chunks' calls; None for each where no pool takes them (parsed at home).
 
         A pool that broke (a worker died) is replaced once; when a new one cannot take
         work either (no processes, no shared memory where the daemon runs), parsing stays

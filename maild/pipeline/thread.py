@@ -15,15 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from maild.domain import Inbound, ThreadDecision, ThreadedBy
+from maild.mailsafety.vocabulary import EXTERNAL_TAG, REPLY_PREFIX
 
-# Reply and forward prefixes real clients put in front of a subject: English, German
-# (AW, WG), French (TR), Nordic (SV, VS), Dutch, Polish, Italian (R, RIF, I), GroupWise
-# ("Antw: [EXT] Re:"), and counters such as "Re[2]:" or "Re^3:".
-_PREFIX = re.compile(
-    r"^\s*(?:(?:re|aw|wg|fw|fwd|tr|sv|vs|antw|antwort|odp|rif|r|i|doorst|ynt|enc|res|rv)"
-    r"\s*(?:\[\d+\]|\^\d+|\(\d+\))?\s*:|\[ext\]|\[extern\]|\[external\])\s*",
-    re.IGNORECASE,
-)
+# One reply or forward prefix, or a gateway's tag for mail from outside, and the space after.
+_PREFIX = re.compile(rf"^\s*(?:{REPLY_PREFIX}|{EXTERNAL_TAG})\s*", re.IGNORECASE)
 
 
 def normalise_subject(subject: str) -> str:

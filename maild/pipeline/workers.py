@@ -1,11 +1,10 @@
 """Worker processes fed through pipes of their own, with no helper thread in the daemon.
 
-`concurrent.futures.ProcessPoolExecutor` moves work and results with two threads in the
-calling process (a feeder that pickles and writes, a manager that reads and unpickles). Each
-time one of them wakes it takes Python's lock from the thread doing the real work: measured
-on a backlog of 1,000 messages parsed in one worker, the daemon's own CPU time rose from
-1.05 to 1.28 ms a message and its wall time from 1.1 to 1.45 ms, against this module's way:
-the calling thread itself writes and reads, at the moments it asks for a result.
+The calling thread itself writes the calls and reads the answers, at the moments it asks
+for a result. `concurrent.futures.ProcessPoolExecutor` would move them with two threads in
+the calling process (a feeder that pickles and writes, a manager that reads and unpickles),
+and each time one of them wakes it takes Python's lock from the thread doing the daemon's
+work; `bench.pipeline` shows what the hand-over costs the daemon (bench/README.md).
 
 So that neither side ever blocks on a full pipe while the other waits for it (a deadlock),
 both write without blocking: what does not fit stays in a buffer, written when the pipe has
@@ -95,7 +94,7 @@ class _Frames:
         return frame
 
     def wait(self) -> None:
-        """Block until there is something to read, or room for what is pending. (poll, not
+        """Block until there is something to read, or room for what waits to be written. (poll, not
         select: a descriptor above 1023, in a daemon with many open, is fine for it.)"""
         poller = select.poll()
         poller.register(self.read_fd, select.POLLIN)
@@ -139,12 +138,13 @@ def serve(inbox: Connection, outbox: Connection) -> None:
             frames.flush()
             frames.fill()
     except BrokenPipeError:
-        return  # the daemon closed its end while answers were pending
+        return  # the daemon closed its end while answers still waited to be written
 
 
 @dataclass(frozen=True, eq=False)
-class Ticket:
-    """A call on its way: like a future, answered in the order the calls were made."""
+class Call:
+    """A call on its way to a worker: like a future, answered in the order the calls were
+    made."""
 
     pool: WorkerPool
     worker: int
@@ -214,7 +214,7 @@ class WorkerPool:
             self.close(wait=False)
             raise
 
-    def call(self, function: Callable[..., Any], *args: Any) -> Ticket:
+    def call(self, function: Callable[..., Any], *args: Any) -> Call:
         """Hand `function(*args)` to the next worker; never waits for it."""
         data = pickle.dumps((function, args), protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
@@ -228,35 +228,35 @@ class WorkerPool:
                 worker.frames.flush()
             except OSError as exc:
                 raise worker.lost(exc) from exc
-            ticket = Ticket(self, index, worker.sent)
+            call = Call(self, index, worker.sent)
             worker.sent += 1
-            return ticket
+            return call
 
-    def done(self, ticket: Ticket) -> bool:
+    def done(self, call: Call) -> bool:
         with self._lock:
             if self._closed:
                 return True  # result() says so
-            worker = self._workers[ticket.worker]
+            worker = self._workers[call.worker]
             with contextlib.suppress(OSError):  # result() says what happened
                 worker.take_answers()
-            return ticket.number in worker.answers or worker.frames.eof
+            return call.number in worker.answers or worker.frames.eof
 
-    def result(self, ticket: Ticket) -> Any:
+    def result(self, call: Call) -> Any:
         """The call's result, waiting for it. Raises WorkerLost."""
         with self._lock:
             if self._closed:
                 raise WorkerLost("the pool was closed")
-            worker = self._workers[ticket.worker]
+            worker = self._workers[call.worker]
             try:
                 worker.take_answers()
-                while ticket.number not in worker.answers:
+                while call.number not in worker.answers:
                     if worker.frames.eof:
                         raise worker.lost(f"died (exit code {worker.process.exitcode})")
                     worker.frames.wait()
                     worker.take_answers()
             except OSError as exc:
                 raise worker.lost(exc) from exc
-            frame = worker.answers.pop(ticket.number)
+            frame = worker.answers.pop(call.number)
         status, value = pickle.loads(frame)  # noqa: S301 - from our own worker
         if status != "ok":
             raise WorkerLost(str(value))

@@ -12,11 +12,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from maild.businesstime.calendar import BusinessCalendar, is_open
 from maild.clock import Clock
 from maild.domain import Classification, Inbound, RuleHit
 from maild.rules.literals import Texts, has_troublesome, prefiltered_search
 from maild.rules.schema import Actions, Agent, Condition, Management, Matcher
-from maild.sla.calendar import BusinessCalendar, is_open
 
 Test = Callable[[str, Texts], bool]  # a value and the message's `Facts`
 

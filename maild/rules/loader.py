@@ -12,6 +12,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from maild.businesstime.calendar import BusinessCalendar
+from maild.businesstime.spec import build_calendar
 from maild.errors import ConfigError
 from maild.rules.engine import (
     CompiledRule,
@@ -21,8 +23,6 @@ from maild.rules.engine import (
     compile_condition,
 )
 from maild.rules.schema import CONDITION_KEYS, Actions, RulesFile
-from maild.sla.calendar import BusinessCalendar
-from maild.sla.spec import build_calendar
 from maild.yamlfile import YamlDocument, load_yaml
 
 _MESSAGES = {"extra_forbidden": "unknown key", "missing": "required key is missing"}

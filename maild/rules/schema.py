@@ -24,12 +24,13 @@ case-insensitive unless `case_sensitive: true`.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-PRIORITIES = ("low", "normal", "high", "urgent")
-Priority = Literal["low", "normal", "high", "urgent"]
+from maild.domain import PRIORITIES as PRIORITIES  # read here by the rules' own users
+from maild.domain import Priority
+
 LevelNo = Annotated[int, Field(ge=1, le=4)]
 Email = Annotated[str, Field(pattern=r"^[^@\s<>]+@[^@\s<>]+$")]
 

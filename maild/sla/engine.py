@@ -22,11 +22,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 from structlog.typing import FilteringBoundLogger
 
+from maild.businesstime.calendar import BusinessCalendar
+from maild.businesstime.spec import build_calendar
 from maild.clock import Clock
-from maild.rules.schema import PRIORITIES
-from maild.sla.calendar import BusinessCalendar
+from maild.domain import PRIORITIES
 from maild.sla.policy import Deadline, Policy, SlaFile, TicketFacts, choose, deadlines
-from maild.sla.spec import build_calendar
 from maild.sla.writes import BatchWrites
 from maild.store.models import SlaAlert, Ticket
 from maild.store.ticketstore import TicketStore

@@ -5,14 +5,14 @@ A batch writes hundreds of rows a table (ingestion: tickets, messages, outbox ro
 the SLA pass: alerts, events). How they reach the database decides what a row costs:
 
 * PostgreSQL: COPY, each value converted by its column type's bind processor and written
-  by psycopg in C: 200 messages with their raw bytes in 60 ms where the JSON document below
-  took 95 ms (and half the daemon's CPU). The obvious alternatives cost per row in the
-  daemon: `executemany` without RETURNING makes the driver send one execution per row;
-  with RETURNING it becomes a VALUES list with thousands of placeholders that SQLAlchemy
-  expands and the driver parses anew for every batch; arrays per column (`unnest`) have the
-  driver quote every element in Python. Where a statement must do more than insert (the
-  SLA pass's INSERT ... ON CONFLICT and UPDATE ... FROM), or a column default has to be
-  filled in, the rows go as one JSON document that the server turns back into typed rows
+  by psycopg in C, the cheapest of the ways below for both the database and the daemon's
+  CPU (figures in bench/README.md). The obvious alternatives cost per row in the daemon:
+  `executemany` without RETURNING makes the driver send one execution per row; with
+  RETURNING it becomes a VALUES list with thousands of placeholders that SQLAlchemy expands
+  and the driver parses anew for every batch; arrays per column (`unnest`) have the driver
+  quote every element in Python. Where a statement must do more than insert (the SLA pass's
+  INSERT ... ON CONFLICT and UPDATE ... FROM), or a column default has to be filled in, the
+  rows go as one JSON document that the server turns back into typed rows
   (`json_to_recordset`): one statement with one parameter.
 * SQLite: `executemany` in process, with the compiled INSERT handed to the driver as it is
   and each value converted by its column type's own bind processor, as SQLAlchemy converts

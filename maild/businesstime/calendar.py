@@ -1,4 +1,4 @@
-"""Business calendars and exact business-time maths for SLA clocks.
+"""Business calendars and exact business-time maths: SLA clocks, and rules on opening hours.
 
 An SLA target such as "first reply within 8 business hours" only means something together with a
 calendar: the desk's time zone, its weekly opening hours and its public holidays. This module holds

@@ -1,4 +1,17 @@
-"""Header and payload reading shared by the auto-reply and report detectors: never raises."""
+"""Reading a message defensively: the MIME and header helpers that the auto-reply and report
+detectors and the parse stage share, so that each is written once.
+
+* header text: `to_text` (encoded words decoded, 8-bit garbage made harmless),
+  `decode_words` (the one RFC 2047 decoder), `header_text` and `content_param`;
+* addresses: `addresses_of`, the common forms read without the stdlib's slow parser;
+* parts: `walk` (the one MIME walker, bounded), `payload_bytes`, `decode_text`;
+* `html_to_text`, the one HTML stripper;
+* `MessageReader`, which reads each of these once for every detector that asks.
+
+Nothing here raises on hostile input: what cannot be read is "" or None (`DECODE_ERRORS`
+lists what the stdlib raises). It imports nothing else of maild: the parse workers import
+it, and their start-up stays light.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +20,12 @@ import contextlib
 import email.errors
 import email.header
 import email.message
+import email.parser
+import email.policy
 import email.utils
+import html
 import re
+from collections.abc import Iterator
 from typing import Final
 
 DECODE_ERRORS: Final = (
@@ -17,6 +34,7 @@ DECODE_ERRORS: Final = (
     ValueError,
     AttributeError,
     IndexError,
+    AssertionError,  # email.header on some malformed encoded words
     RecursionError,  # email.utils.getaddresses recurses once per nested group
     email.errors.MessageError,
 )
@@ -50,13 +68,66 @@ def to_text(value: object, limit: int = MAX_HEADER_CHARS) -> str:
             text = str(value)
         except DECODE_ERRORS:
             return ""
-    text = text[:limit]
-    if "=?" in text:
-        with contextlib.suppress(*DECODE_ERRORS):
-            text = str(email.header.make_header(email.header.decode_header(text)))
+    text = decode_words(text[:limit])
     if text.isascii():  # nothing to make harmless
         return text
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def decode_words(text: str, *, glued: bool = False) -> str:
+    """`text` with its RFC 2047 encoded words decoded; as it is where they cannot be.
+
+    Decoded as a header is shown (`email.header.make_header`), which puts a space between
+    an encoded word and plain text next to it; `glued` joins them as they stand, for an
+    address whose local part alone some MTAs encode ("=?utf-8?B?8J+QiA==?=@example.org").
+    """
+    if "=?" not in text:  # no encoded words: decoding would return the text as it is
+        return text
+    with contextlib.suppress(*DECODE_ERRORS):
+        chunks = email.header.decode_header(text)
+        if glued:
+            return "".join(
+                chunk.decode(charset or "ascii", "replace") if isinstance(chunk, bytes) else chunk
+                for chunk, charset in chunks
+            )
+        return str(email.header.make_header(chunks))
+    return text
+
+
+def header_text(msg: email.message.Message, name: str) -> str:
+    """The first value of a header as text (see `to_text`); "" on any trouble. For a part
+    or an attached message, which no `MessageReader` reads."""
+    try:
+        value = msg.get(name)
+    except DECODE_ERRORS:
+        return ""
+    return "" if value is None else to_text(value)
+
+
+def content_param(msg: email.message.Message, name: str) -> str:
+    """A Content-Type parameter (`name` in lower case), "" when there is none.
+
+    Parameter names are read from the header's text and compared lower-cased, so a name that
+    is not in the lower-cased text cannot be there: most mail is answered without parsing it.
+    """
+    try:
+        if name not in str(msg.get("content-type", "")).lower():
+            return ""
+        value = msg.get_param(name)
+    except DECODE_ERRORS:
+        return ""
+    if isinstance(value, tuple):
+        value = value[2]
+    return str(value or "")[:200]
+
+
+def parse_headers(text: str) -> email.message.Message | None:
+    """A header block written as text (a returned message's headers), as a message without
+    a body; None when it cannot be read."""
+    try:
+        return email.parser.HeaderParser(policy=email.policy.compat32).parsestr(text)
+    except DECODE_ERRORS:
+        return None
 
 
 def _chunk_text(data: bytes | str, charset: str | None) -> str:
@@ -85,6 +156,54 @@ def payload_bytes(part: email.message.Message) -> bytes | None:
     except (*DECODE_ERRORS, binascii.Error):
         return None
     return data if isinstance(data, bytes) else None
+
+
+def decode_text(data: bytes, charset: str) -> str:
+    """Bytes as text in their declared charset, else UTF-8, else Latin-1 (which reads any)."""
+    for candidate in (charset, "utf-8"):
+        try:
+            return data.decode(candidate)
+        except DECODE_ERRORS:
+            continue
+    return data.decode("latin-1")
+
+
+def walk(
+    reader: MessageReader, limit: int
+) -> Iterator[tuple[email.message.Message, str | None]]:
+    """The leaf parts of a message and their content types, in document order, at most
+    `limit` parts looked at. Only multipart parts are entered: an attached message
+    (message/rfc822) is a leaf here. A part whose payload cannot be read is left out; one
+    whose type cannot be read comes with None (and is not entered)."""
+    stack: list[email.message.Message] = [reader.msg]
+    seen = 0
+    while stack and seen < limit:
+        part = stack.pop()
+        seen += 1
+        ctype = reader.content_type(part)
+        try:
+            payload = part.get_payload()
+        except DECODE_ERRORS:
+            continue
+        if ctype is not None and ctype.startswith("multipart/") and isinstance(payload, list):
+            stack.extend(reversed([p for p in payload if isinstance(p, email.message.Message)]))
+        else:
+            yield part, ctype
+
+
+_SCRIPT_RE: Final = re.compile(r"(?is)<(script|style)\b.*?</\1>")
+_LINE_END_RE: Final = re.compile(r"(?i)<br\s*/?>|</p>|</div>|</tr>|</li>")
+_TAG_RE: Final = re.compile(r"<[^>]{0,2000}>")
+
+
+def html_to_text(markup: str) -> str:
+    """The text of an HTML part: scripts and styles dropped, the tags that end a line (br,
+    p, div, tr, li) a newline, every other tag a space, entities decoded."""
+    if "<" in markup:
+        markup = _SCRIPT_RE.sub(" ", markup)
+        markup = _LINE_END_RE.sub("\n", markup)
+        markup = _TAG_RE.sub(" ", markup)
+    return html.unescape(markup)
 
 
 def addresses_of(value: str) -> list[tuple[str, str]]:

@@ -23,7 +23,7 @@ from maild.outbound.queue import Outgoing
 from maild.outbound.render import Templates
 from maild.outbound.sender import OutboxSender
 from maild.pipeline.classify import Classifier
-from maild.pipeline.guard import guard_for
+from maild.pipeline.guard import Guard
 from maild.pipeline.prepare import default_workers
 from maild.pipeline.runner import Pipeline
 from maild.rules.engine import RuleSet
@@ -109,6 +109,15 @@ def mailbox_defaults(settings: Settings, rules: RuleSet) -> dict[str, Actions]:
         out[m.name] = Actions(level=m.level, department=m.department,
                               priority=m.priority)  # type: ignore[arg-type]
     return out
+
+
+def guard_for(settings: Settings) -> Guard:
+    """The guard of a configuration: our own addresses, and whose Authentication-Results
+    are believed. The daemon and `maild route` use this one, so a rule on
+    `verified_sender` routes the same in the dry run as in the daemon."""
+    own = frozenset({settings.support.address,
+                     *(m.imap.username or "" for m in settings.mailboxes)} - {""})
+    return Guard(own, tuple(settings.safety.trusted_authserv_ids))
 
 
 def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = True,

@@ -14,11 +14,10 @@ from maild.app import mailbox_defaults
 from maild.clock import SystemClock
 from maild.domain import Address
 from maild.errors import ConfigError
+from maild.mailsafety.vocabulary import normalise_subject
 from maild.outbound.queue import context_for
 from maild.outbound.render import MailContext, PersonView, Templates, TicketView
-from maild.pipeline.guard import guard_for
 from maild.pipeline.parse import ParseError, parse
-from maild.pipeline.thread import normalise_subject
 from maild.rules.engine import RuleEngine
 from maild.rules.loader import check_templates, load_rules
 from maild.settings import Settings
@@ -74,6 +73,8 @@ def route(settings: Settings, file: Path) -> dict[str, Any]:
         inbound = parse(raw, None, default_language=settings.default_language)
     except ParseError as exc:
         raise ConfigError(f"not a message maild can parse: {exc}", file=str(file)) from None
+    from maild.app import guard_for
+
     inbound, report = guard_for(settings).inspect(inbound)
     decision = RuleEngine(load_rules(settings.rules), SystemClock()).classify(inbound)
     draft = acknowledgement(inbound, decision, new_ticket=True) if report is None else None

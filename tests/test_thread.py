@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from maild.domain import Address, Inbound, ThreadDecision, ThreadedBy
+from maild.mailsafety.vocabulary import normalise_subject
 from maild.pipeline.thread import (
     RefTicket,
     candidate_ids,
     decide_thread,
-    normalise_subject,
     ref_pattern,
     strip_ref,
     subject_ref,

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from maild.sla.calendar import BusinessCalendar
+from maild.businesstime.calendar import BusinessCalendar
 from maild.tickets.times import duration, staff_time
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -11,7 +11,7 @@ import pytest
 from maild.mailsafety.autoreply import classify_automatic
 from maild.mailsafety.bounce import parse_report
 from maild.mailsafety.mime import decode_words, html_to_text
-from maild.pipeline.thread import normalise_subject
+from maild.mailsafety.vocabulary import normalise_subject
 
 
 @pytest.mark.parametrize(("subject", "expected"), [

@@ -43,3 +43,16 @@ DELIVERY_NAME_WORDS: Final = (
     r"system\s+administrator|postmaster|delivery\s+status|mail\s+system|automated\s+response"
     r"|ndr\s+administrator"
 )
+
+# One reply or forward prefix, or a gateway's tag for mail from outside, and the space after.
+_SUBJECT_PREFIX: Final = re.compile(rf"^\s*(?:{REPLY_PREFIX}|{EXTERNAL_TAG})\s*", re.IGNORECASE)
+
+
+def normalise_subject(subject: str) -> str:
+    """The subject without reply/forward prefixes and external-sender tags."""
+    previous = None
+    text = subject.strip()
+    while previous != text:
+        previous = text
+        text = _SUBJECT_PREFIX.sub("", text, count=1).strip()
+    return text

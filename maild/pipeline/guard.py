@@ -9,16 +9,12 @@ workers (pipeline/prepare.py), whose start-up should not import the database lay
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 from maild.domain import Inbound
 from maild.mailsafety.authres import sender_verified
 from maild.mailsafety.autoreply import classify_automatic
 from maild.mailsafety.bounce import Report, parse_report
 from maild.mailsafety.mime import MessageReader
-
-if TYPE_CHECKING:  # the parse workers import this module: no pydantic for them
-    from maild.settings import Settings
 
 
 class Guard:
@@ -45,11 +41,3 @@ class Guard:
                 inbound = dataclasses.replace(inbound, verified_sender=True)
         return inbound, report
 
-
-def guard_for(settings: Settings) -> Guard:
-    """The guard of a configuration: our own addresses, and whose Authentication-Results
-    are believed. The daemon and `maild route` use this one, so a rule on
-    `verified_sender` routes the same in the dry run as in the daemon."""
-    own = frozenset({settings.support.address,
-                     *(m.imap.username or "" for m in settings.mailboxes)} - {""})
-    return Guard(own, tuple(settings.safety.trusted_authserv_ids))

@@ -15,20 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from maild.domain import Inbound, ThreadDecision, ThreadedBy
-from maild.mailsafety.vocabulary import EXTERNAL_TAG, REPLY_PREFIX
-
-# One reply or forward prefix, or a gateway's tag for mail from outside, and the space after.
-_PREFIX = re.compile(rf"^\s*(?:{REPLY_PREFIX}|{EXTERNAL_TAG})\s*", re.IGNORECASE)
-
-
-def normalise_subject(subject: str) -> str:
-    """The subject without reply/forward prefixes and external-sender tags."""
-    previous = None
-    text = subject.strip()
-    while previous != text:
-        previous = text
-        text = _PREFIX.sub("", text, count=1).strip()
-    return text
 
 
 def ref_pattern(prefix: str) -> re.Pattern[str]:

@@ -20,9 +20,9 @@ from maild.clock import Clock
 from maild.domain import Address, Classification, Inbound, OutboundDraft, ThreadDecision
 from maild.mailsafety import limits
 from maild.mailsafety.bounce import Report
+from maild.mailsafety.vocabulary import normalise_subject
 from maild.outbound.compose import smtp_problem
 from maild.outbound.queue import Outgoing, compose_queued
-from maild.pipeline.thread import normalise_subject
 from maild.rules.engine import Organisation
 from maild.settings import SafetySettings
 from maild.sla.engine import SlaEngine, raise_priority

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from maild.sla.calendar import BusinessCalendar, business_time_between
+from maild.businesstime.calendar import BusinessCalendar, business_time_between
 
 _DAYS = {"en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"),
          "de": ("Mo", "Di", "Mi", "Do", "Fr", "Sa", "So"),

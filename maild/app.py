@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.auth.providers import TokenProviders
 from maild.clock import Clock, SystemClock
+from maild.csat.desk import Satisfaction
+from maild.csat.survey import SurveyJob
 from maild.domain import Address
 from maild.errors import ConfigError
 from maild.jobs.runner import Job, Ran, run_due
@@ -147,7 +149,10 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
                           support=support),
         clock=clock, ref_prefix=settings.support.ref_prefix,
         organisation=lambda: pipeline.rules.organisation, sla=sla, safety=settings.safety)
+    satisfaction = Satisfaction(tickets, settings.csat,
+                                organisation=lambda: pipeline.rules.organisation)
     pipeline = Pipeline(
+        satisfaction=satisfaction,
         session_factory=sessions,
         rules=rules,
         tickets=tickets,
@@ -166,7 +171,8 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
     tokens = TokenProviders(clock)
     sender = OutboxSender(sessions=sessions, smtp=settings.smtp, policy=settings.outbox,
                           clock=clock, metrics=metrics, tokens=tokens)
-    return App(settings=settings, engine=engine, sessions=sessions, clock=clock,
-               templates=templates, rules=rules, pipeline=pipeline, tickets=tickets,
-               sender=sender, sla=sla,
-               metrics=metrics, tokens=tokens)
+    app = App(settings=settings, engine=engine, sessions=sessions, clock=clock,
+              templates=templates, rules=rules, pipeline=pipeline, tickets=tickets,
+              sender=sender, sla=sla, metrics=metrics, tokens=tokens)
+    app.jobs.append(SurveyJob(satisfaction, app.runner))
+    return app

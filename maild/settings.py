@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -283,6 +284,26 @@ class TicketSettings(_Model):
     reopen_days: float = Field(default=14.0, ge=0)
 
 
+class CsatSettings(_Model):
+    """The satisfaction survey after resolution, and the satisfaction guarantee."""
+
+    enabled: bool = True
+    delay: timedelta = timedelta(hours=24)  # after the resolution, as the common desks do
+    per_customer_days: float = Field(default=30.0, ge=0)  # at most one survey per customer
+    skip_departments: list[str] = []
+    skip_levels: list[int] = []
+    # The guarantee: a rating at or below this, or a comment with one of these words,
+    # opens a management case.
+    threshold: int = Field(default=2, ge=0, le=5)
+    words: list[str] = ["complaint", "beschwerde", "unacceptable", "inakzeptabel",
+                        "lawyer", "anwalt", "réclamation", "inacceptable"]
+
+    @field_validator("delay", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return parse_duration(v) if isinstance(v, str) else v
+
+
 class Settings(_Model):
     """Everything maild needs to know, validated."""
 
@@ -296,6 +317,7 @@ class Settings(_Model):
     templates: Path | None = None
     outbox: OutboxSettings = OutboxSettings()
     tickets: TicketSettings = TicketSettings()
+    csat: CsatSettings = CsatSettings()
     safety: SafetySettings = SafetySettings()
     http: HttpSettings = HttpSettings()
     daemon: DaemonSettings = DaemonSettings()

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from maild.settings import SafetySettings, WindowLimit
 
-AUTOMATIC_KINDS = ("acknowledgement", "answer")
+AUTOMATIC_KINDS = ("acknowledgement", "answer", "survey")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import structlog
 
 from maild.agents.handle import AgentDesk
 from maild.agents.intake import read_intake_mail
+from maild.csat.desk import Satisfaction
 from maild.domain import Classification, Inbound, Outcome, Stop, ThreadDecision
 from maild.mailsafety.bounce import Report
 from maild.pipeline.batch import Processed
@@ -20,6 +21,7 @@ from maild.pipeline.route import (
     Hold,
     Intake,
     Open,
+    Rate,
     RecordReport,
     RefuseStaff,
     Reply,
@@ -41,6 +43,7 @@ class Handlers:
     classify: Callable[[Inbound], Classification]
     organisation: Callable[[], Organisation]
     ref_re: re.Pattern[str]
+    satisfaction: Satisfaction | None = None
 
     def handle(self, store: TicketStore, inbound: Inbound, report: Report | None,
                route: RouteType) -> Processed | Outcome:
@@ -57,6 +60,13 @@ class Handlers:
             case RefuseStaff(ticket_id, agent, reason):
                 self.desk.refuse(store, store.ticket(ticket_id), agent, inbound, reason)
                 return Outcome(Stop.HOLD, reason)
+            case Rate(ticket_id, score):
+                if self.satisfaction is None:
+                    return Outcome(Stop.HOLD, "a survey answer, but surveys are not set up")
+                why = self.satisfaction.answer(store, store.ticket(ticket_id), inbound, score)
+                if why is not None:
+                    return Outcome(Stop.HOLD, why)
+                return Processed(ticket_id=ticket_id, created=False, queued=0)
             case AgentMail(ticket_id, agent):
                 applied = self.desk.handle_reply(store, store.ticket(ticket_id), agent, inbound)
                 return Processed(ticket_id=ticket_id, created=False, queued=int(applied.relayed))

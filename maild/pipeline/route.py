@@ -5,6 +5,8 @@ the spirit of Mailman's chains: each step may decide, in a fixed order.
 1. A Message-ID seen before, or the same bytes without one: discard (a re-fetch).
 2. No sender: hold.
 3. A delivery report: recorded on the ticket of the mail of ours it reports on, or held.
+   An answer to a satisfaction survey (to a ticket's signed rating address): recorded, if
+   genuine and from a participant; never a ticket of its own, never acknowledged.
 4. Threading (pipeline/thread.py), then the lifecycle: a ticket closed longer ago than the
    reopen window is not continued; a new ticket links to it.
 5. Staff mail (to a ticket's secret address, or from the agents directory): applied only
@@ -29,7 +31,13 @@ from maild.mailsafety.bounce import Report
 from maild.pipeline.thread import RefTicket, candidate_ids, decide_thread, subject_ref
 from maild.rules.engine import Organisation
 from maild.rules.schema import Agent
-from maild.tickets.address import TicketAddress, find_ticket_address, secret_matches
+from maild.tickets.address import (
+    SignedAddress,
+    TicketAddress,
+    find_signed_address,
+    find_ticket_address,
+    secret_matches,
+)
 
 MAX_IDS = 200  # Message-IDs looked up for one message
 
@@ -43,6 +51,7 @@ class Keys:
     reported: tuple[str, ...]  # verified Message-IDs a delivery report names
     ref: str | None  # the ticket reference in its subject
     target: TicketAddress | None  # a ticket's secret reply address among its recipients
+    rating: SignedAddress | None = None  # a ticket's rating address among its recipients
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,7 @@ class KeyRules:
     domain: str  # of the support address (body markers)
     ref_re: re.Pattern[str]
     agent_re: re.Pattern[str]
+    rate_re: re.Pattern[str] | None = None
 
 
 def keys_of(inbound: Inbound, report: Report | None, rules: KeyRules) -> Keys:
@@ -70,7 +80,9 @@ def keys_of(inbound: Inbound, report: Report | None, rules: KeyRules) -> Keys:
     return Keys(ids=(*own, *reported, *candidate_ids(inbound), *markers)[:MAX_IDS],
                 markers=markers, reported=reported, ref=subject_ref(inbound.subject,
                                                                     rules.ref_re),
-                target=find_ticket_address(rules.agent_re, recipients))
+                target=find_ticket_address(rules.agent_re, recipients),
+                rating=find_signed_address(rules.rate_re, "rate", recipients)
+                if rules.rate_re else None)
 
 
 @dataclass(frozen=True)
@@ -92,6 +104,7 @@ class Facts:
     ref_ticket: int | None  # the ticket of `Keys.ref`
     target_ticket: int | None  # the ticket of `Keys.target`'s reference
     tickets: Mapping[int, TicketFacts]  # every ticket named above
+    rating_ticket: int | None = None  # the ticket of `Keys.rating`'s reference
 
 
 @dataclass(frozen=True)
@@ -125,6 +138,14 @@ class RefuseStaff:
 
 
 @dataclass(frozen=True)
+class Rate:
+    """An answer to a satisfaction survey, from a participant, to a genuine rating address."""
+
+    ticket_id: int
+    score: int | None  # from a `mailto:` link's address; None: read from the text
+
+
+@dataclass(frozen=True)
 class Intake:
     pass
 
@@ -139,7 +160,7 @@ class Open:
     decision: ThreadDecision  # why new, and what it links to
 
 
-Route = Discard | Hold | RecordReport | AgentMail | RefuseStaff | Intake | Reply | Open
+Route = Discard | Hold | RecordReport | Rate | AgentMail | RefuseStaff | Intake | Reply | Open
 
 
 @dataclass(frozen=True)
@@ -150,6 +171,7 @@ class Policy:
     verify: Callable[[str], bool]  # is this one of our signed Message-IDs
     reopen_window: timedelta
     now: datetime
+    signed: Callable[[str, str], bool] = lambda _text, _signature: False  # signed addresses
 
 
 def route(inbound: Inbound, report: Report | None, keys: Keys, facts: Facts,
@@ -165,6 +187,8 @@ def route(inbound: Inbound, report: Report | None, keys: Keys, facts: Facts,
         if ticket_id is None:
             return Hold(f"{report.kind} report for no message maild sent")
         return RecordReport(ticket_id)
+    if keys.rating is not None:
+        return _rating(inbound, keys.rating, facts, policy)
     ref_ticket = None
     if keys.ref is not None and facts.ref_ticket is not None:
         ref_ticket = RefTicket(facts.ref_ticket,
@@ -180,6 +204,35 @@ def route(inbound: Inbound, report: Report | None, keys: Keys, facts: Facts,
     if decision.ticket_id is not None:
         return Reply(decision)
     return Open(decision)
+
+
+def _rating(inbound: Inbound, rating: SignedAddress, facts: Facts, policy: Policy) -> Route:
+    """A mail to a rating address counts only with a genuine signature, from a participant
+    of the ticket, from a person; otherwise it changes nothing."""
+    assert inbound.sender is not None
+    ref, score = parse_rating_ident(rating.ident) or ("", None)
+    if inbound.automatic:
+        return Discard("automatic mail to a rating address (" +
+                       ", ".join(inbound.automatic) + ")")
+    ticket = facts.tickets.get(facts.rating_ticket) if facts.rating_ticket else None
+    if not ref or ticket is None or not policy.signed(f"rate-{ref}", rating.signature):
+        return Hold(f"rating address with a wrong signature from {inbound.sender.address}: "
+                    "not recorded")
+    if inbound.sender.address not in ticket.participants:
+        return Hold(f"rating for {ref} from {inbound.sender.address}, who is not a "
+                    "participant: not recorded")
+    assert facts.rating_ticket is not None
+    return Rate(facts.rating_ticket, score)
+
+
+def parse_rating_ident(ident: str) -> tuple[str, int | None] | None:
+    """The ticket reference and the score (if any) of a rating address's id
+    (`t-k7qf2x` or `t-k7qf2x-4`)."""
+    prefix, _, rest = ident.partition("-")
+    code, _, score = rest.partition("-")
+    if not prefix or not code or (score and not (score.isdigit() and 1 <= int(score) <= 5)):
+        return None
+    return f"{prefix}-{code}".upper(), int(score) if score else None
 
 
 def _lifecycle(decision: ThreadDecision, facts: Facts, policy: Policy) -> ThreadDecision:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.agents.handle import AgentDesk
 from maild.clock import Clock
+from maild.csat.desk import Satisfaction
 from maild.domain import Classification, Fetched, Inbound, Outcome, Stop
 from maild.mailsafety.bounce import Report
 from maild.pipeline.batch import BatchResult, BatchRunner, Processed
@@ -34,14 +35,23 @@ from maild.pipeline.prepare import (
     Result,
     Unparseable,
 )
-from maild.pipeline.route import Facts, KeyRules, Keys, Policy, TicketFacts, keys_of, route
+from maild.pipeline.route import (
+    Facts,
+    KeyRules,
+    Keys,
+    Policy,
+    TicketFacts,
+    keys_of,
+    parse_rating_ident,
+    route,
+)
 from maild.pipeline.thread import ref_pattern
 from maild.rules.engine import RuleEngine, RuleSet
 from maild.rules.schema import Actions
 from maild.settings import SafetySettings
 from maild.store.automail import AutomailCounter
 from maild.store.ticketstore import TicketStore
-from maild.tickets.address import address_pattern
+from maild.tickets.address import address_pattern, secret_matches, signed_pattern
 from maild.tickets.service import TicketService
 
 __all__ = ["BatchResult", "Pipeline", "Processed"]
@@ -61,6 +71,7 @@ class Pipeline:
     def __init__(
         self, *, session_factory: sessionmaker[Session], rules: RuleSet, guard: Guard,
         tickets: TicketService, clock: Clock, default_language: str,
+        satisfaction: Satisfaction | None = None,
         safety: SafetySettings, classifier: Classifier | None = None,
         reopen_window: timedelta = timedelta(days=14),
         mailbox_defaults: Mapping[str, Actions] | None = None, parse_workers: int = 0,
@@ -82,10 +93,15 @@ class Pipeline:
         ref_re = ref_pattern(tickets.ref_prefix)
         self._key_rules = KeyRules(verify=tickets.outgoing.ids.verify,
                                    domain=support.rpartition("@")[2], ref_re=ref_re,
-                                   agent_re=address_pattern(support, tickets.ref_prefix))
+                                   agent_re=address_pattern(support, tickets.ref_prefix),
+                                   rate_re=signed_pattern(support, "rate"))
         self._handlers = Handlers(tickets=tickets, desk=AgentDesk(tickets),
                                   classify=self.classify,
-                                  organisation=lambda: self.rules.organisation, ref_re=ref_re)
+                                  organisation=lambda: self.rules.organisation, ref_re=ref_re,
+                                  satisfaction=satisfaction)
+
+    def _signed(self, text: str, signature: str) -> bool:
+        return secret_matches(signature, self.tickets.outgoing.ids.sign(text))
 
     def reload(self, rules: RuleSet) -> None:
         """Swap in new rules; a batch in progress finishes with the old."""
@@ -154,7 +170,7 @@ class Pipeline:
         facts = self._facts(store, inbound, report, work.keys)
         decided = route(inbound, report, work.keys, facts, Policy(
             organisation=self.rules.organisation, verify=self._key_rules.verify,
-            reopen_window=self._reopen_window, now=self._clock.now()))
+            reopen_window=self._reopen_window, now=self._clock.now(), signed=self._signed))
         result = self._handlers.handle(store, inbound, report, decided)
         if isinstance(result, Processed):
             # Whatever changed (a new ticket, a reply, a command): deadlines follow.
@@ -176,12 +192,14 @@ class Pipeline:
         ref_ticket = store.ticket_id_by_ref(keys.ref) if keys.ref and not report else None
         target = (store.ticket_id_by_ref(keys.target.ref)
                   if keys.target and not report else None)
+        rated = parse_rating_ident(keys.rating.ident) if keys.rating and not report else None
+        rating = store.ticket_id_by_ref(rated[0]) if rated else None
         tickets: dict[int, TicketFacts] = {}
         if not report:
-            for ticket_id in {*known.values(), ref_ticket, target} - {None}:
+            for ticket_id in {*known.values(), ref_ticket, target, rating} - {None}:
                 assert ticket_id is not None
                 ticket = store.ticket(ticket_id)
                 tickets[ticket_id] = TicketFacts(
                     status=ticket.status, closed_at=ticket.closed_at, secret=ticket.secret,
                     participants=store.participants(ticket_id))
-        return Facts(known, delivered, ref_ticket, target, tickets)
+        return Facts(known, delivered, ref_ticket, target, tickets, rating)

@@ -238,7 +238,8 @@ class _State:
         self.answer = actions.answer or self.answer
         if actions.acknowledge is not None:
             self.acknowledge = actions.acknowledge
-        self.tags += [t for t in actions.tags if t not in self.tags]
+        tags = [*actions.tags, *(["no-csat"] if actions.csat is False else [])]
+        self.tags += [t for t in tags if t not in self.tags]
         self.notify += [n for n in actions.notify if n not in self.notify]
 
 

@@ -133,6 +133,7 @@ class Actions(_Model):
     answer: str | None = None  # a canned answer sent instead of the acknowledgement
     notify: list[str] = []  # team names (level1 … level4, a department) or addresses
     acknowledge: bool | None = None
+    csat: bool | None = None  # false: no satisfaction survey for these tickets
 
 
 class Rule(_Model):

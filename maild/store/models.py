@@ -92,7 +92,7 @@ class Ticket(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     first_response_at: Mapped[datetime | None]
-    resolved_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None] = mapped_column(index=True)  # the survey job
     closed_at: Mapped[datetime | None]
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     # SLA state, kept current by maild.sla.engine.SlaEngine.refresh
@@ -275,3 +275,13 @@ class JobRun(Base):
     run_at: Mapped[datetime] = mapped_column()
     host: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
+
+
+class CsatOptOut(Base):
+    """A customer who asked for no more satisfaction surveys (honoured for good)."""
+
+    __tablename__ = "csat_optouts"
+
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    created_at: Mapped[datetime]
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))

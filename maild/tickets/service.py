@@ -180,6 +180,33 @@ class TicketService:
         self._queue(store, ticket, draft, body=body, kind=kind)
         return 1
 
+    def mail_customer(self, store: TicketStore, ticket: Ticket, *, template: str, kind: str,
+                      text: str = "", reply_to: str | None = None) -> bool:
+        """Automatic mail to the requester in their language (a survey, the guarantee's
+        notice), within the loop limits and never to a suppressed address; False (with the
+        reason as an event) when it may not go."""
+        now = self.clock.now()
+        to = Address(ticket.requester_name, ticket.requester)
+        problem = smtp_problem(to.address)
+        blocked = (f"{to.address} {problem}" if problem else limits.blocked(
+            self.safety, to.address, store.suppression(to.address),
+            store.automatic_sent(to.address, ticket.id, now), now))
+        if blocked:
+            self._event(store, ticket, "autoreply.suppressed", to=to.address, reason=blocked,
+                        mail=kind)
+            return False
+        in_reply_to, references = store.customer_thread(ticket.id)
+        draft = OutboundDraft(template=template, language=ticket.language, to=to,
+                              in_reply_to=in_reply_to, references=references, automatic=True,
+                              text=text, reply_to=reply_to)
+        self._queue(store, ticket, draft, body=text, kind=kind)
+        return True
+
+    def record(self, store: TicketStore, ticket: Ticket, kind: str, **data: Any) -> None:
+        """An event on the ticket for what a part of maild beside the service decided (a
+        rating, a survey skipped)."""
+        self._event(store, ticket, kind, **data)
+
     def reply(self, store: TicketStore, ticket: Ticket, *, agent: Address,
               text: str) -> bool:
         """An agent's answer relayed to the customer from the support address under the

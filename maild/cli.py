@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     dsub = dbp.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
     dsub.add_parser("upgrade", help="apply database migrations")
     sub.add_parser("demo", help="a self-contained demo on loopback servers")
+    status = sub.add_parser("status", help="which daemon holds which mailbox; jobs' last runs")
+    status.add_argument("--json", action="store_true")
     return p
 
 
@@ -222,9 +224,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo()
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from maild.cluster.status import format_status, status
+    from maild.store import db
+
+    settings = _settings(args)
+    url = settings.database.url
+    sqlite_file = None
+    if url.startswith("sqlite:///"):
+        sqlite_file = Path(url.removeprefix("sqlite:///"))
+    with db.opened(url) as sessions, sessions() as session:
+        found = status(session, [m.name for m in settings.mailboxes], sqlite_file)
+    if args.json:
+        _emit(found)
+    else:
+        print(format_status(found))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run, "check": cmd_check, "route": cmd_route, "tickets": cmd_tickets,
-    "db": cmd_db, "demo": cmd_demo, "sla": cmd_sla,
+    "db": cmd_db, "demo": cmd_demo, "sla": cmd_sla, "status": cmd_status,
 }
 
 

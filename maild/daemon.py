@@ -8,6 +8,7 @@ within a second of the mail arriving. SIGTERM and SIGINT stop cleanly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -25,6 +27,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.exc import SQLAlchemyError
 
 from maild.app import App
+from maild.cluster.leases import Identity, Leases
+from maild.cluster.single import only_daemon
 from maild.errors import ConfigError
 from maild.fetch.worker import Counters, MailboxWorker
 from maild.jobs.runner import Ran
@@ -56,12 +60,32 @@ class OnceSummary:
     outbox: DrainStats = field(default_factory=DrainStats)
 
 
-def workers_for(app: App, on_queued: Callable[[], None] = lambda: None) -> list[MailboxWorker]:
+def workers_for(app: App, on_queued: Callable[[], None] = lambda: None,
+                leases: Leases | None = None) -> list[MailboxWorker]:
     return [
         MailboxWorker(mailbox=m, pipeline=app.pipeline, sessions=app.sessions, clock=app.clock,
-                      on_queued=on_queued, metrics=app.metrics, tokens=app.tokens)
+                      on_queued=on_queued, metrics=app.metrics, tokens=app.tokens,
+                      leases=leases)
         for m in app.settings.mailboxes
     ]
+
+
+def leases_for(app: App) -> Leases | None:
+    """On PostgreSQL, the mailboxes are leased: several daemons may share them."""
+    if app.engine.dialect.name != "postgresql":
+        return None
+    me = Identity(app.runner.host, app.runner.pid, datetime.now(UTC))
+    return Leases(app.sessions, me, [m.name for m in app.settings.mailboxes],
+                  ttl=app.settings.cluster.lease_seconds)
+
+
+async def _heartbeat(leases: Leases, metrics_names: list[str], app: App) -> None:
+    """Every third of the lease: alive, renewed, a fair share taken (cluster/leases.py)."""
+    while True:
+        held = await asyncio.to_thread(leases.beat)
+        for name in metrics_names:
+            app.metrics.lease_held.labels(name).set(1 if name in held else 0)
+        await asyncio.sleep(leases.ttl / 3)
 
 
 def reload(app: App) -> bool:
@@ -204,13 +228,21 @@ async def run_forever(app: App, stop: asyncio.Event | None = None) -> None:
         loop.call_soon_threadsafe(wake.set)
 
     start_workers(app)
-    workers = workers_for(app, on_queued)
+    leases = leases_for(app)
+    single = contextlib.ExitStack()
+    if leases is None and app.engine.url.database and app.engine.url.database != ":memory:":
+        single.enter_context(only_daemon(Path(app.engine.url.database)))
+    background = []
+    if leases is not None:
+        await asyncio.to_thread(leases.beat)  # the mailboxes held from the start
+        background.append(asyncio.create_task(_heartbeat(
+            leases, [m.name for m in app.settings.mailboxes], app)))
+    workers = workers_for(app, on_queued, leases)
     threads = [_in_thread(w.run_forever, f"mailbox-{w.mailbox.name}") for w in workers]
     sender_stop = asyncio.Event()  # the sender outlives the workers by the grace period
     sender = asyncio.create_task(app.sender.run(sender_stop, wake), name="outbox")
     scheduler = start_scheduler(app, on_queued)
     http = _start_http(app)
-    background = []
     watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
     if watchdog_usec > 0:
         background.append(asyncio.create_task(_watchdog(watchdog_usec / 2e6)))
@@ -230,6 +262,9 @@ async def run_forever(app: App, stop: asyncio.Event | None = None) -> None:
     finally:
         await _shut_down(app, workers, threads, sender, sender_stop, scheduler, http,
                          background)
+        if leases is not None:
+            await asyncio.to_thread(leases.release)  # the others take over at once
+        single.close()
         stopping.cancel()
         if signals:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

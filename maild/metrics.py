@@ -72,6 +72,10 @@ class Metrics:
                                 registry=r)
         self.imap_up = Gauge("maild_imap_connected", "1 while the IMAP connection is up",
                              ["mailbox"], registry=r)
+        self.lease_held = Gauge("maild_mailbox_lease_held",
+                                "1 while this daemon holds the mailbox's lease (PostgreSQL; "
+                                "0 on every mailbox while the database is away)",
+                                ["mailbox"], registry=r)
         self.sla = Counter("maild_sla_alerts", "SLA warnings and breaches raised",
                            ["kind", "target"], registry=r)
         self.latency = Histogram(

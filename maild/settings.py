@@ -304,6 +304,14 @@ class CsatSettings(_Model):
         return parse_duration(v) if isinstance(v, str) else v
 
 
+class ClusterSettings(_Model):
+    """Several daemons on one PostgreSQL (maild/cluster)."""
+
+    # A daemon that stops renewing its mailboxes' leases (killed, hung, cut off from the
+    # database) loses them after this long; another daemon then takes them over.
+    lease_seconds: float = Field(default=15.0, ge=1.0)
+
+
 class Settings(_Model):
     """Everything maild needs to know, validated."""
 
@@ -318,6 +326,7 @@ class Settings(_Model):
     outbox: OutboxSettings = OutboxSettings()
     tickets: TicketSettings = TicketSettings()
     csat: CsatSettings = CsatSettings()
+    cluster: ClusterSettings = ClusterSettings()
     safety: SafetySettings = SafetySettings()
     http: HttpSettings = HttpSettings()
     daemon: DaemonSettings = DaemonSettings()

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.auth.providers import TokenProviders
 from maild.clock import Clock
+from maild.cluster.leases import LeaseLost, Leases
 from maild.domain import Fetched
 from maild.errors import TransportError
 from maild.fetch.imap import CONNECTION_ERRORS, ImapSource, chunks
@@ -54,6 +55,14 @@ class MailboxWorker:
     backoff_max: float = 60.0
     metrics: Metrics = field(default_factory=Metrics)
     tokens: TokenProviders | None = None
+    leases: Leases | None = None  # several daemons on PostgreSQL: work only what is held
+
+    def _active(self) -> bool:
+        return self.leases is None or self.leases.holds(self.mailbox.name)
+
+    def _fence(self, session: Session) -> None:
+        if self.leases is not None:
+            self.leases.fence(session, self.mailbox.name)
 
     def run_once(self) -> Counters:
         """Process every message present now, then return (`maild run --once`)."""
@@ -75,17 +84,26 @@ class MailboxWorker:
         delay = self.backoff_initial
         bound = log.bind(mailbox=self.mailbox.name)
         while not self.stop.is_set():
+            if not self._active():
+                self.stop.wait(0.5)  # another daemon holds it, or the database is away
+                continue
             source = ImapSource(self.mailbox, self.tokens)
             try:
                 source.open()
                 bound.info("imap.connected", uidvalidity=source.uidvalidity)
                 self.metrics.imap_up.labels(self.mailbox.name).set(1)
                 self._check_uidvalidity(source)
-                while not self.stop.is_set():
+                while not self.stop.is_set() and self._active():
                     self._drain_all(source)
                     delay = self.backoff_initial  # a whole pass worked: start afresh
                     self.metrics.polled(self.mailbox.name)
-                    source.wait(self.stop.is_set)
+                    source.wait(lambda: self.stop.is_set() or not self._active())
+                if not self._active():
+                    bound.info("lease.stopped_working")
+                    delay = self.backoff_initial
+            except LeaseLost:
+                bound.warning("lease.lost_at_commit")  # rolled back: the new holder fetches
+                delay = self.backoff_initial
             except RETRYABLE as exc:
                 bound.warning("imap.disconnected", error=str(exc), retry_in=delay)
             except SQLAlchemyError as exc:
@@ -148,7 +166,7 @@ class MailboxWorker:
                 ahead = self._fetch(source, batches[index + 1])
             if committed is not None:
                 self._acknowledge(source, committed, wait=False)
-            result = committed = self.pipeline.process_batch(items, prepared)
+            result = committed = self.pipeline.process_batch(items, prepared, self._fence)
             self._count(items, result, time.monotonic() - fetched_at)
             if result.queued:
                 self.on_queued()

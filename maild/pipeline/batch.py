@@ -14,7 +14,7 @@ commit).
 from __future__ import annotations
 
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -59,6 +59,8 @@ class BatchResult:
 
 
 W = TypeVar("W")
+# Raises when the batch must not be committed (the mailbox's lease is lost: maild/cluster).
+Fence = Callable[[Session], None]
 
 
 class Stages(Protocol[W]):
@@ -85,16 +87,17 @@ class BatchRunner:
         self._clock = clock
         self._counter = counter
 
-    def run(self, items: Sequence[Fetched], prepared: PreparedBatch,
-            stages: Stages[W]) -> BatchResult:
-        """Process `items` in one transaction. Raises only when the commit is impossible."""
+    def run(self, items: Sequence[Fetched], prepared: PreparedBatch, stages: Stages[W],
+            fence: Fence | None = None) -> BatchResult:
+        """Process `items` in one transaction. Raises only when the commit is impossible
+        (or `fence`, asked just before it, says this daemon may no longer commit)."""
         try:
-            return self._run(items, prepared, stages, savepoints=False)
+            return self._run(items, prepared, stages, fence, savepoints=False)
         except (_RetryWithSavepoints, DataError):
-            return self._run(items, prepared, stages, savepoints=True)
+            return self._run(items, prepared, stages, fence, savepoints=True)
 
-    def _run(self, items: Sequence[Fetched], prepared: PreparedBatch, stages: Stages[W], *,
-             savepoints: bool) -> BatchResult:
+    def _run(self, items: Sequence[Fetched], prepared: PreparedBatch, stages: Stages[W],
+             fence: Fence | None, *, savepoints: bool) -> BatchResult:
         result = BatchResult()
         with self._sessions() as session, session.begin():
             store: TicketStore
@@ -112,6 +115,8 @@ class BatchRunner:
                     # A row the batch's notes did not foresee (they check what the lookups
                     # check): message by message, with savepoints, the culprit is found.
                     raise _RetryWithSavepoints from exc
+            if fence is not None:
+                fence(session)
         return result
 
     def _one(self, store: TicketStore, item: Fetched, work: W, result: BatchResult,

@@ -23,7 +23,7 @@ from maild.clock import Clock
 from maild.csat.desk import Satisfaction
 from maild.domain import Classification, Fetched, Inbound, Outcome, Stop
 from maild.mailsafety.bounce import Report
-from maild.pipeline.batch import BatchResult, BatchRunner, Processed
+from maild.pipeline.batch import BatchResult, BatchRunner, Fence, Processed
 from maild.pipeline.classify import Classifier
 from maild.pipeline.guard import Guard
 from maild.pipeline.handlers import Handlers
@@ -121,10 +121,10 @@ class Pipeline:
         """Start parsing `items` ahead of `process_batch` (in the parse workers)."""
         return self._preparer.submit(items)
 
-    def process_batch(self, items: Sequence[Fetched],
-                      prepared: PreparedBatch | None = None) -> BatchResult:
+    def process_batch(self, items: Sequence[Fetched], prepared: PreparedBatch | None = None,
+                      fence: Fence | None = None) -> BatchResult:
         """Process `items` in one transaction. Raises only when the commit is impossible."""
-        return self._batches.run(items, prepared or self.prepare(items), self)
+        return self._batches.run(items, prepared or self.prepare(items), self, fence)
 
     def close(self) -> None:
         self._preparer.close()

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import structlog
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
@@ -45,7 +46,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, pool_pre_ping=True, **kwargs)
+
+    @event.listens_for(engine.pool, "invalidate")
+    def _on_lost(_conn: Any, _record: Any, exc: BaseException | None) -> None:
+        # A connection the server ended (a restart, pg_terminate_backend, the network):
+        # the pool opens a new one; operators see that it happened.
+        structlog.get_logger("maild.db").warning(
+            "db.connection_lost", error=str(exc).splitlines()[0] if exc else None)
+
+    return engine
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

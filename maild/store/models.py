@@ -285,3 +285,28 @@ class CsatOptOut(Base):
     address: Mapped[str] = mapped_column(String(320), primary_key=True)
     created_at: Mapped[datetime]
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+
+
+class DaemonRow(Base):
+    """A running daemon, as the others and `maild status` see it (its heartbeat)."""
+
+    __tablename__ = "daemons"
+
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)  # host:pid:start
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+
+
+class MailboxLease(Base):
+    """Which daemon works a mailbox, until when: renewed by its heartbeat, taken over by
+    another daemon once it has expired."""
+
+    __tablename__ = "mailbox_leases"
+
+    mailbox: Mapped[str] = mapped_column(String(64), primary_key=True)
+    daemon_id: Mapped[str] = mapped_column(String(120))
+    since: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    expires_at: Mapped[datetime]

@@ -7,6 +7,7 @@ from typing import Any
 
 import structlog
 from alembic import context
+from sqlalchemy import text
 
 from maild.store.models import Base
 
@@ -29,5 +30,9 @@ with engine.connect() as connection:
         on_version_apply=progress,
     )
     with context.begin_transaction():
+        if engine.dialect.name == "postgresql":
+            # Daemons starting together on one database migrate one after the other (the
+            # lock ends with the transaction); the later ones find nothing left to do.
+            connection.execute(text("SELECT pg_advisory_xact_lock(7246150)"))
         context.run_migrations()
     connection.commit()

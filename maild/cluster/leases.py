@@ -83,14 +83,14 @@ class Leases:
         """Register, renew, take a fair share; the mailboxes held now. A database error
         leaves this daemon holding nothing until the next beat succeeds.
 
-        For its first lease period a daemon only registers and renews: daemons started
-        together then see each other before any takes a mailbox, and share them. A daemon
+        For its first heartbeat period a daemon only registers: daemons started together
+        then see each other before any takes a mailbox, and share them. A daemon
         started later finds them held and waits as a standby, taking nothing back from a
         live holder."""
         params = {"me": self.me.id, "ttl": self.ttl}
         if self._first_beat is None:
             self._first_beat = time.monotonic()
-        settling = time.monotonic() - self._first_beat < self.ttl
+        settling = time.monotonic() - self._first_beat < self.ttl / 3
         try:
             with self.sessions() as session, session.begin():
                 session.execute(_REGISTER, {**params, "host": self.me.host,

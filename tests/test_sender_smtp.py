@@ -199,21 +199,21 @@ def test_a_backlog_goes_over_connections_kept_from_batch_to_batch(
 def test_a_kept_connection_the_server_closed_is_opened_anew(
     tmp_path: Path, sqlite_url: str, smtp_server: SmtpServer
 ) -> None:
-    """The server restarts while the first batch is being recorded: the second batch goes
-    out over a new connection, and no row waits for a retry."""
+    """The server restarts as the first batch ends: the second batch goes out over a new
+    connection, and no row waits for a retry."""
     app = make_app(tmp_path, sqlite_url, smtp_server.host, smtp_server.port,
                    batch_size=3, connections=1)
-    record = app.sender._record
+    end_batch = app.sender._end_batch
     restarted: list[bool] = []
 
-    def record_then_restart(*args: Any) -> None:
-        record(*args)
+    def end_then_restart(*args: Any) -> None:
+        end_batch(*args)
         if not restarted:
             smtp_server.stop()
             smtp_server.start()
             restarted.append(True)
 
-    app.sender._record = record_then_restart  # type: ignore[method-assign]
+    app.sender._end_batch = end_then_restart  # type: ignore[method-assign]
     try:
         for i in range(6):
             queue(app, f"c{i}@example.com")

@@ -205,45 +205,73 @@ class _Ledger:
 
 
 class _Recorder:
-    """Writes outcomes as they come; those that come while a write is under way go
-    together in the next one (a group commit), so four connections cost about one commit
-    a round, not four. Writes are in order, so an outcome's commit covers every outcome
-    added before it; after a failed write every later one fails alike, without a write."""
+    """Writes outcomes as they come, several in one commit (a group commit).
 
-    def __init__(self, write: Callable[[list[_Outcome]], Awaitable[None]]) -> None:
+    Every connection waits for the record of its previous message before it lets the
+    server take the next, so the connections move in step with the commits: a write
+    started with the first outcome that comes would take one, and the next the other
+    three. So a write waits until every connection still sending has an outcome queued
+    (or has finished), but never longer than `linger` seconds after the first: a slow
+    connection does not hold the others' records back. Writes are in order, so an
+    outcome's commit covers every outcome added before it; after a failed write every
+    later one fails alike, without a write.
+    """
+
+    def __init__(self, write: Callable[[list[_Outcome]], Awaitable[None]],
+                 linger: float = 0.01) -> None:
         self._write = write
-        self._queue: list[tuple[_Outcome, asyncio.Future[None]]] = []
+        self._linger = linger
+        self._queue: list[tuple[int, _Outcome, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
         self._error: Exception | None = None
+        self._sending: set[int] = set()  # the connections that may add more
+        self._complete = asyncio.Event()
 
-    def add(self, outcome: _Outcome) -> asyncio.Future[None]:
-        """Write `outcome` soon; the future is done once it is committed."""
+    def joined(self, share: int) -> None:
+        self._sending.add(share)
+
+    def left(self, share: int) -> None:
+        self._sending.discard(share)
+        self._check()
+
+    def add(self, share: int, outcome: _Outcome) -> asyncio.Future[None]:
+        """Write `outcome` (of connection `share`) soon; the future is done once it is
+        committed."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self._error is not None:
             done.set_exception(self._error)
             done.exception()
             return done
-        self._queue.append((outcome, done))
+        self._queue.append((share, outcome, done))
+        self._check()
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="outbox-recorder")
         return done
 
+    def _check(self) -> None:
+        if self._sending <= {share for share, _, _ in self._queue}:
+            self._complete.set()
+
     async def _run(self) -> None:
         try:
             while self._queue:
+                if not self._complete.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._complete.wait(), self._linger)
                 group, self._queue = self._queue, []
+                self._complete.clear()
                 try:
                     if self._error is not None:
                         raise self._error
-                    await self._write([outcome for outcome, _ in group])
+                    await self._write([outcome for _, outcome, _ in group])
                 except Exception as exc:  # noqa: BLE001 - handed to every waiter
                     self._error = exc
-                    for _, done in group:
+                    for _, _, done in group:
                         if not done.done():
                             done.set_exception(exc)
                             done.exception()  # whoever still waits gets it; nobody need
                     continue
-                for _, done in group:
+                for _, _, done in group:
                     if not done.done():  # its sender may have been cancelled
                         done.set_result(None)
         finally:
@@ -371,6 +399,7 @@ class OutboxSender:
         only once the previous message's outcome is committed (its MAIL and RCPT go while
         the commit is under way)."""
         recorded: asyncio.Future[None] | None = None
+        recorder.joined(index)
         try:
             client, kept = await connections.get(index)
             for row in rows:
@@ -385,7 +414,7 @@ class OutboxSender:
                     client, kept = await connections.get(index)
                     result = await _send_one(client, row, recorded)
                 tried.add(row.id)
-                recorded = recorder.add(self._outcome(row, result))
+                recorded = recorder.add(index, self._outcome(row, result))
         except (*CONNECTION_ERRORS, aiosmtplib.SMTPException, TransportError) as exc:
             connections.discard(index)
             stats.unreachable = True
@@ -394,6 +423,8 @@ class OutboxSender:
                 log.warning("smtp.unreachable", error=stats.error)
             else:  # no STARTTLS, login refused
                 log.error("smtp.refused_session", error=stats.error)
+        finally:
+            recorder.left(index)
         if recorded is not None:
             await recorded
 

@@ -1,8 +1,11 @@
-"""SIGKILL the daemon at several points while it ingests a few hundred messages.
+"""SIGKILL the daemon at several points while it ingests a few hundred messages, and while
+it delivers a batch of mail.
 
 After each kill the daemon is started again; at the end every message is in exactly one
 ticket, every new ticket has exactly one acknowledgement Message-ID, and nothing is left
-unprocessed. The kill points are chosen by progress (rows committed), not by sleeping.
+unprocessed; of a batch being delivered, at most one mail per SMTP connection a kill is
+delivered twice. The kill points are chosen by progress (rows committed, mails at the
+sink), not by sleeping.
 """
 
 from __future__ import annotations
@@ -13,14 +16,18 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy.pool import NullPool
 
+from maild.app import build
 from maild.store.models import Message, Outbox, Ticket
-from tests.kit import customer_mail, message_id_of, write_config
+from tests.kit import SUPPORT, customer_mail, message_id_of, settings_for, write_config
 from tests.servers.dovecot import MailUser
 from tests.servers.smtp import SmtpServer
 
@@ -128,3 +135,87 @@ def check_database(engine: Engine, unique_ids: set[str], roots: int) -> set[str]
                                .where(Outbox.status != "sent")).scalar()
         assert pending == 0
         return set(conn.execute(select(Outbox.message_id)).scalars())
+
+
+# -- SIGKILL while a batch is being delivered ---------------------------------------------------
+
+BATCH_MAILS = 60
+CONNECTIONS = 4  # outbox.connections, maild's default
+
+
+def fill_outbox(folder: Path, db_url: str, count: int) -> list[str]:
+    """`count` composed mails due now, each to a recipient of its own (so they spread over
+    the connections); their Message-IDs. Written by maild's own schema, through a built app
+    (migrations applied), as the pipeline leaves them."""
+    app = build(settings_for(folder, db_url=db_url))
+    ids = [f"crash-{i}.{uuid.uuid4().hex}@example.test" for i in range(count)]
+    now = datetime.now(UTC)
+    try:
+        with app.sessions() as session, session.begin():
+            for i, mid in enumerate(ids):
+                raw = (f"From: {SUPPORT}\r\nTo: c{i}@example.com\r\nMessage-ID: <{mid}>\r\n"
+                       f"Subject: mail {i}\r\n\r\nMail number {i}.\r\n").encode()
+                session.add(Outbox(
+                    ticket_id=None, message_row_id=None, message_id=mid, kind="notification",
+                    mail_from=SUPPORT, rcpt_to=f"c{i}@example.com", raw=raw, status="pending",
+                    attempts=0, next_attempt_at=now, last_error=None, created_at=now,
+                    sent_at=None))
+    finally:
+        app.dispose()
+    return ids
+
+
+def pending(url: str) -> int:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return int(conn.scalar(select(func.count()).select_from(Outbox)
+                                   .where(Outbox.status == "pending")) or 0)
+    finally:
+        engine.dispose()
+
+
+def delivered(smtp: SmtpServer) -> Counter[str]:
+    return Counter(str(m.message["Message-ID"]).strip("<> ") for m in smtp.messages)
+
+
+def test_sigkill_while_a_batch_is_delivered_resends_at_most_one_mail_per_connection(
+    tmp_path: Path, mail_user: MailUser, smtp_server: SmtpServer, db_url: str
+) -> None:
+    """A batch of 60 mails (one claim: outbox.batch_size is 100) goes out over four
+    connections; the daemon's process group is killed when the sink has taken 1, 15, 30
+    and 45 mails. A mail the server took and maild had not yet recorded goes out again
+    after the restart: at most one per connection a kill, and none a third time."""
+    ids = fill_outbox(tmp_path, db_url, BATCH_MAILS)
+    config = write_config(tmp_path, db_url=db_url, imap=mail_user.imap_config(),
+                          smtp={"host": smtp_server.host, "port": smtp_server.port,
+                                "security": "none"})
+    log = tmp_path / "daemon.log"
+    kills = 0
+    for threshold in (1, 15, 30, 45):
+        proc = start(config, log)
+        try:
+            smtp_server.wait_for(threshold, timeout=60)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        kills += 1
+        # The kill came in the middle of the batch: mail was still waiting to be sent.
+        assert len(delivered(smtp_server)) < BATCH_MAILS
+        assert pending(db_url) > 0
+    proc = start(config, log)
+    try:
+        deadline = time.monotonic() + 60
+        while (pending(db_url) or len(delivered(smtp_server)) < BATCH_MAILS) \
+                and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"daemon exited early: {log.read_text()[-2000:]}")
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    received = delivered(smtp_server)
+    assert set(received) == set(ids) and pending(db_url) == 0
+    twice = {mid: n for mid, n in received.items() if n > 1}
+    assert set(twice.values()) <= {2}, f"a mail delivered more than twice: {twice}"
+    assert len(twice) <= kills * CONNECTIONS, f"{len(twice)} mails sent twice: {twice}"

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
+from sqlalchemy.pool import NullPool
 
 from maild.app import App, build
 from maild.clock import FixedClock
@@ -199,21 +200,21 @@ def test_a_backlog_goes_over_connections_kept_from_batch_to_batch(
 def test_a_kept_connection_the_server_closed_is_opened_anew(
     tmp_path: Path, sqlite_url: str, smtp_server: SmtpServer
 ) -> None:
-    """The server restarts while the first batch is being recorded: the second batch goes
-    out over a new connection, and no row waits for a retry."""
+    """The server restarts as the first batch ends: the second batch goes out over a new
+    connection, and no row waits for a retry."""
     app = make_app(tmp_path, sqlite_url, smtp_server.host, smtp_server.port,
                    batch_size=3, connections=1)
-    record = app.sender._record
+    end_batch = app.sender._end_batch
     restarted: list[bool] = []
 
-    def record_then_restart(*args: Any) -> None:
-        record(*args)
+    def end_then_restart(*args: Any) -> None:
+        end_batch(*args)
         if not restarted:
             smtp_server.stop()
             smtp_server.start()
             restarted.append(True)
 
-    app.sender._record = record_then_restart  # type: ignore[method-assign]
+    app.sender._end_batch = end_then_restart  # type: ignore[method-assign,assignment]
     try:
         for i in range(6):
             queue(app, f"c{i}@example.com")
@@ -361,3 +362,55 @@ def test_senders_sharing_a_postgresql_database_send_every_row_once(
         app.dispose()
     received = sorted(int(m.message["Subject"]) for m in smtp_server.messages)
     assert received == list(range(len(ids)))
+
+
+# -- the crash window: one message per connection ------------------------------------------
+
+
+class Witness(Peer):
+    """A peer that, as each message's final dot arrives (before its 250 goes out), looks in
+    the database whether every message it took before on that connection is recorded as
+    sent; those that are not are noted in `unrecorded`."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.engine = create_engine(url, poolclass=NullPool)
+        self.taken: dict[Any, list[str]] = {}
+        self.unrecorded: list[str] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        content = bytes(envelope.original_content)
+        message_id = content.split(b"X-Row: ", 1)[1].split(b"\r\n", 1)[0].decode()
+        before = self.taken.setdefault(session.peer, [])
+        with self.engine.connect() as conn:
+            statuses = {m: s for m, s in conn.execute(
+                select(Outbox.message_id, Outbox.status).where(Outbox.message_id.in_(before)))}
+        self.unrecorded += [m for m in before if statuses.get(m) != "sent"]
+        before.append(message_id)
+        self.received.append((list(envelope.mail_options), content))
+        return "250 OK"
+
+
+def test_a_message_is_recorded_sent_before_the_next_one_on_its_connection_is_taken(
+    tmp_path: Path, db_url: str
+) -> None:
+    """The crash window is one message per connection: when the server takes a message,
+    everything it took before on that connection is already committed as sent."""
+    witness = Witness(db_url)
+    controller = serve(witness)
+    app = make_app(tmp_path, db_url, HOST, controller.port, connections=4)
+    try:
+        row_ids = [queue(app, f"c{i}@example.com") for i in range(60)]
+        with app.sessions() as session:
+            for row_id in row_ids:
+                row = session.get_one(Outbox, row_id)
+                row.raw = f"X-Row: {row.message_id}\r\nSubject: x\r\n\r\nx\r\n".encode()
+            session.commit()
+        assert drain(app).sent == 60
+    finally:
+        app.dispose()
+        controller.stop()
+        witness.engine.dispose()
+    assert len(witness.received) == 60
+    assert len(witness.taken) > 1  # several connections
+    assert witness.unrecorded == []

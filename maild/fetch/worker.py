@@ -2,7 +2,10 @@
 
 Runs in a worker thread because imapclient is synchronous. The database commit happens in
 the pipeline; only then are the UIDs moved on the server. A crash between the two costs a
-re-fetch that the guard recognises as a duplicate.
+re-fetch that the guard recognises as a duplicate. The commit is on disk before the move
+(SQLite's `synchronous=FULL`, set for every connection in maild/store/db.py; PostgreSQL's
+`synchronous_commit`): a move cannot be taken back, so a power cut must not be able to undo
+the commit that preceded it.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_SYNCHRONOUS = "FULL"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -32,7 +33,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            # FULL: the WAL is synced to disk at every commit. With NORMAL a commit could be
+            # undone by a power cut or a kernel crash, and nearly every commit of maild is
+            # followed by an act outside the database that cannot be taken back: the IMAP
+            # move of a committed batch (its messages would be in Processed and in no
+            # ticket) and the next SMTP message after an outbox row is marked sent (it
+            # would be sent again). One sync a commit; README "Storage" has the cost.
+            cur.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             # The WAL is copied back into the database when it reaches this many pages (40

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from maild.store.models import Event, KeyValue, MailboxState, Message, Ticket
+from maild.store.models import KeyValue, MailboxState, Message, Ticket
 
 
 def get_or_create_secret(session: Session, key: str) -> str:
@@ -74,9 +73,3 @@ def list_tickets(
 def ticket_by_ref(session: Session, ref: str) -> Ticket | None:
     return session.scalar(select(Ticket).where(Ticket.ref == ref.upper()))
 
-
-def add_events(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Events given as rows (ticket_id, kind, at, data), written in one statement."""
-    if rows:
-        session.flush()  # the tickets they belong to may be pending
-        session.connection().execute(insert(Event), rows)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+from collections.abc import Iterator
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 
 ADMIN_DSN_ENV = "MAILD_TEST_PG_DSN"
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -62,3 +64,23 @@ class PgDatabase:
 
 def _str_or_none(value: object) -> str | None:
     return None if value is None or value == "" else str(value)
+
+
+@contextlib.contextmanager
+def outage(url: str, admin_dsn: str | None = None) -> Iterator[int]:
+    """The database at SQLAlchemy `url` cut off while inside: every live connection to it
+    is terminated (`pg_terminate_backend`) and new ones are refused (`ALLOW_CONNECTIONS
+    false`) until the block ends. Yields how many connections were terminated."""
+    dsn = admin_dsn or os.environ.get(ADMIN_DSN_ENV) or DEFAULT_ADMIN_DSN
+    name = make_url(url).database
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+        database = sql.Identifier(name or "")
+        conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(database))
+        try:
+            row = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()", [name]).fetchone()
+            yield int(row[0]) if row else 0
+        finally:
+            conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true")
+                         .format(database))

@@ -1,0 +1,377 @@
+"""The report's reads: SQL aggregates, and per-ticket scalar rows where Python must compute.
+
+Counts are grouped in the database by local day and by the four keys a report breaks down
+by (department, level, assignee, mailbox: the ticket's current values), so that one query
+serves the totals, every breakdown and the daily series: the combinations that occur are a
+few hundred, whatever the number of tickets. Only the times that need the business calendar
+(first reply, resolution) come back one scalar row per ticket, streamed.
+
+Every read is bounded by an index on time: `events (kind, at)` and `messages (created_at)`
+(migration 0005), `sla_alerts` by ticket. The local day of an instant is computed in SQL from
+its epoch seconds and the zone's offset, which changes at a few known instants a period
+(`period.offsets`), so no time-zone database is needed in SQLite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+)
+from sqlalchemy.orm import Session, aliased
+
+from maild.reports import RATED, SURVEY_QUEUED
+from maild.reports.period import Period, offsets
+from maild.store.models import Event, Message, SlaAlert, Ticket
+
+SENT = ("reply.sent", "answer.sent")  # the outbox sender's events: the mail reached the MTA
+OPEN = ("new", "open", "waiting_customer")
+DONE = ("resolved", "closed")
+AGE_BUCKETS = ("<1d", "1-3d", "3-7d", ">7d")
+BUFFER = 10_000  # rows fetched at a time from a streamed result
+
+Keys = tuple[str | None, int, str | None, str | None]
+"""department, level, agent (the assignee), mailbox."""
+
+
+@dataclass(frozen=True, slots=True)
+class DayCount:
+    day: int  # local day number (days since 1970-01-01)
+    keys: Keys
+    created: int
+    messages_in: int
+    replies_out: int
+    resolved: int
+    closed: int
+    reopened: int
+
+
+@dataclass(frozen=True, slots=True)
+class TicketCount:
+    """Distinct tickets per key combination over the whole period."""
+
+    keys: Keys
+    created: int
+    resolved: int
+    closed: int
+    reopened: int
+
+
+@dataclass(frozen=True, slots=True)
+class FirstReply:
+    keys: Keys
+    created_at: datetime
+    replied_at: datetime
+    policy: str | None
+    breached: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    keys: Keys
+    created_at: datetime
+    resolved_at: datetime
+    policy: str | None
+    breached: bool
+    replies: int  # agents' replies sent up to the period's end
+    answers: int  # canned answers sent
+    escalations: int
+    start_level: int
+    reopens: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlertCount:
+    keys: Keys
+    kind: str  # warn | breach
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class BacklogCount:
+    keys: Keys
+    status: str
+    age: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rating:
+    ticket_id: int
+    at: datetime
+    score: int
+    keys: Keys  # department, level, agent at the time of rating; the ticket's mailbox
+
+
+@dataclass(frozen=True, slots=True)
+class SurveyCount:
+    keys: Keys
+    day: int
+    count: int
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Everything the figures are computed from."""
+
+    period: Period
+    days: list[DayCount]
+    tickets: list[TicketCount]
+    first_replies: list[FirstReply]
+    resolutions: list[Resolution]
+    alerts: list[AlertCount]
+    backlog: list[BacklogCount]
+    ratings: list[Rating]
+    surveys: list[SurveyCount]
+
+
+def _keys(row: Any, offset: int = 0) -> Keys:
+    return (row[offset], int(row[offset + 1]), row[offset + 2], row[offset + 3])
+
+
+def _key_columns() -> list[Any]:
+    return [Ticket.department, Ticket.level, Ticket.assignee, Ticket.mailbox]
+
+
+class _Sql:
+    """The few expressions that differ between SQLite and PostgreSQL."""
+
+    def __init__(self, dialect: str, period: Period) -> None:
+        self.dialect = dialect
+        self.period = period
+        self.pieces = offsets(period.start, period.end, period.tz)
+
+    def epoch(self, column: Any) -> ColumnElement[Any]:
+        if self.dialect == "sqlite":
+            # SQLite keeps a datetime as UTC text; julianday reads it, fractions included.
+            return (func.julianday(column) - 2440587.5) * 86400.0
+        return func.extract("epoch", column)
+
+    def day(self, column: Any) -> ColumnElement[Any]:
+        """The local day number of an instant of the period."""
+        first = self.pieces[0][1]
+        offset: ColumnElement[Any] = literal(first)
+        if len(self.pieces) > 1:
+            offset = case(*[(column < at, literal(prev)) for (at, _), (_, prev)
+                            in zip(self.pieces[1:], self.pieces, strict=False)],
+                          else_=literal(self.pieces[-1][1]))
+        seconds = (self.epoch(column) + offset) / 86400.0
+        if self.dialect == "sqlite":
+            return cast(seconds, Integer)  # truncation is floor after 1970
+        return cast(func.floor(seconds), Integer)
+
+
+def _within(column: Any, period: Period) -> ColumnElement[bool]:
+    return and_(column >= period.start, column < period.end)
+
+
+def _status_new() -> ColumnElement[Any]:
+    value: ColumnElement[Any] = Event.data["new"].as_string()
+    return value
+
+
+def _status_old() -> ColumnElement[Any]:
+    value: ColumnElement[Any] = Event.data["old"].as_string()
+    return value
+
+
+def _is_resolution() -> ColumnElement[bool]:
+    """Resolved, or closed without having been resolved first."""
+    return and_(Event.kind == "status.changed",
+                or_(_status_new() == "resolved",
+                    and_(_status_new() == "closed", _status_old().not_in(DONE))))
+
+
+def _is_closed() -> ColumnElement[bool]:
+    return and_(Event.kind == "status.changed", _status_new() == "closed")
+
+
+def _is_reopen() -> ColumnElement[bool]:
+    return and_(Event.kind == "status.changed", _status_old().in_(DONE),
+                _status_new().not_in(DONE))
+
+
+def _flag(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    return func.sum(case((condition, 1), else_=0))
+
+
+def _distinct(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    return func.count(func.distinct(case((condition, Event.ticket_id))))
+
+
+def _event_volume(sql: _Sql) -> tuple[Select[Any], Select[Any]]:
+    period = sql.period
+    kinds = ("created", "status.changed", *SENT)
+    where = and_(Event.kind.in_(kinds), _within(Event.at, period))
+    day = sql.day(Event.at).label("day")
+    keys = _key_columns()
+    daily = (select(day, *keys, _flag(Event.kind == "created"), _flag(Event.kind.in_(SENT)),
+                    _flag(_is_resolution()), _flag(_is_closed()), _flag(_is_reopen()))
+             .join(Ticket, Ticket.id == Event.ticket_id).where(where)
+             .group_by(day, *keys))
+    distinct = (select(*keys, _distinct(Event.kind == "created"), _distinct(_is_resolution()),
+                       _distinct(_is_closed()), _distinct(_is_reopen()))
+                .join(Ticket, Ticket.id == Event.ticket_id).where(where).group_by(*keys))
+    return daily, distinct
+
+
+def _messages_in(sql: _Sql) -> Select[Any]:
+    day = sql.day(Message.created_at).label("day")
+    keys = _key_columns()
+    return (select(day, *keys, func.count())
+            .join(Ticket, Ticket.id == Message.ticket_id)
+            .where(Message.direction == "inbound", Message.automatic.is_(None),
+                   _within(Message.created_at, sql.period))
+            .group_by(day, *keys))
+
+
+def _breached(target: str) -> ColumnElement[bool]:
+    return exists().where(SlaAlert.ticket_id == Ticket.id, SlaAlert.kind == "breach",
+                          SlaAlert.target == target)
+
+
+def _first_replies(period: Period) -> Select[Any]:
+    sent = (select(Event.ticket_id.label("ticket_id"), func.min(Event.at).label("at"))
+            .where(Event.kind.in_(SENT), _within(Event.at, period))
+            .group_by(Event.ticket_id).subquery())
+    earlier = aliased(Event)
+    before = exists().where(earlier.ticket_id == sent.c.ticket_id, earlier.kind.in_(SENT),
+                            earlier.at < period.start)
+    return (select(*_key_columns(), Ticket.created_at, sent.c.at, Ticket.sla_policy,
+                   _breached("first_response"))
+            .join(Ticket, Ticket.id == sent.c.ticket_id).where(not_(before)))
+
+
+def _resolutions(period: Period) -> Select[Any]:
+    resolved = (select(Event.ticket_id.label("ticket_id"), func.max(Event.at).label("at"))
+                .where(Event.kind == "status.changed", _within(Event.at, period),
+                       _is_resolution())
+                .group_by(Event.ticket_id).subquery())
+    kinds = ("reply.sent", "answer.sent", "escalated", "status.changed")
+    escalated = Event.kind == "escalated"
+    history = (select(Event.ticket_id.label("ticket_id"),
+                      _flag(Event.kind == "reply.sent").label("replies"),
+                      _flag(Event.kind == "answer.sent").label("answers"),
+                      _flag(escalated).label("escalations"),
+                      func.min(case((escalated, Event.data["old"].as_integer()))).label("start"),
+                      _flag(_is_reopen()).label("reopens"))
+               .where(Event.ticket_id.in_(select(resolved.c.ticket_id)),
+                      Event.kind.in_(kinds), Event.at < period.end)
+               .group_by(Event.ticket_id).subquery())
+    return (select(*_key_columns(), Ticket.created_at, resolved.c.at, Ticket.sla_policy,
+                   _breached("resolution"),
+                   func.coalesce(history.c.replies, 0), func.coalesce(history.c.answers, 0),
+                   func.coalesce(history.c.escalations, 0),
+                   func.coalesce(history.c.start, Ticket.level),
+                   func.coalesce(history.c.reopens, 0))
+            .join(Ticket, Ticket.id == resolved.c.ticket_id)
+            .outerjoin(history, history.c.ticket_id == resolved.c.ticket_id))
+
+
+def _alerts(period: Period) -> Select[Any]:
+    keys = _key_columns()
+    return (select(*keys, SlaAlert.kind, func.count())
+            .join(Ticket, Ticket.id == SlaAlert.ticket_id)
+            .where(_within(SlaAlert.raised_at, period), SlaAlert.kind.in_(("warn", "breach")))
+            .group_by(*keys, SlaAlert.kind))
+
+
+def _age(period: Period) -> ColumnElement[Any]:
+    end = period.end
+    return case((Ticket.created_at >= end - timedelta(days=1), literal("<1d")),
+                (Ticket.created_at >= end - timedelta(days=3), literal("1-3d")),
+                (Ticket.created_at >= end - timedelta(days=7), literal("3-7d")),
+                else_=literal(">7d"))
+
+
+def _backlog(period: Period) -> tuple[Select[Any], Select[Any]]:
+    """Tickets open at the period's end: open now and unchanged since (a), or whose first
+    status change after the end left an open status (b), with that status."""
+    keys = _key_columns()
+    age = _age(period).label("age")
+    later = aliased(Event)
+    changed_after = exists().where(later.ticket_id == Ticket.id,
+                                   later.kind == "status.changed", later.at >= period.end)
+    now_open = (select(*keys, Ticket.status, age, func.count())
+                .where(Ticket.status.in_(OPEN), Ticket.created_at < period.end,
+                       not_(changed_after))
+                .group_by(*keys, Ticket.status, age))
+    first = (select(Event.ticket_id.label("ticket_id"), func.min(Event.id).label("first"))
+             .where(Event.kind == "status.changed", Event.at >= period.end)
+             .group_by(Event.ticket_id).subquery())
+    status = _status_old().label("status")
+    was_open = (select(*keys, status, age, func.count())
+                .select_from(first).join(Event, Event.id == first.c.first)
+                .join(Ticket, Ticket.id == first.c.ticket_id)
+                .where(_status_old().in_(OPEN), Ticket.created_at < period.end)
+                .group_by(*keys, status, age))
+    return now_open, was_open
+
+
+def _ratings(period: Period) -> Select[Any]:
+    return (select(Event.ticket_id, Event.at, Event.data["score"].as_integer(),
+                   Event.data["department"].as_string(), Event.data["level"].as_integer(),
+                   Event.data["agent"].as_string(), Ticket.mailbox, Ticket.level)
+            .join(Ticket, Ticket.id == Event.ticket_id)
+            .where(Event.kind == RATED, _within(Event.at, period)))
+
+
+def _surveys(sql: _Sql) -> Select[Any]:
+    day = sql.day(Event.at).label("day")
+    dept = Event.data["department"].as_string().label("dept")
+    level = func.coalesce(Event.data["level"].as_integer(), Ticket.level).label("lvl")
+    agent = Event.data["agent"].as_string().label("agent")
+    return (select(dept, level, agent, Ticket.mailbox, day, func.count())
+            .join(Ticket, Ticket.id == Event.ticket_id)
+            .where(Event.kind == SURVEY_QUEUED, _within(Event.at, sql.period))
+            .group_by(dept, level, agent, Ticket.mailbox, day))
+
+
+def _stream(session: Session, statement: Select[Any]) -> Iterator[Any]:
+    result = session.execute(statement.execution_options(yield_per=BUFFER))
+    yield from result
+
+
+def read(session: Session, period: Period) -> Rows:
+    """All the rows of one report, in one read-only transaction."""
+    sql = _Sql(session.get_bind().dialect.name, period)
+    daily, distinct = _event_volume(sql)
+    days: dict[tuple[int, Keys], list[int]] = {}
+    for r in session.execute(daily):
+        days[(int(r[0]), _keys(r, 1))] = [int(r[5]), 0, int(r[6]), int(r[7]), int(r[8]),
+                                          int(r[9])]
+    for r in session.execute(_messages_in(sql)):
+        days.setdefault((int(r[0]), _keys(r, 1)), [0] * 6)[1] = int(r[5])
+    day_counts = [DayCount(day, keys, *counts) for (day, keys), counts in days.items()]
+    tickets = [TicketCount(_keys(r), int(r[4]), int(r[5]), int(r[6]), int(r[7]))
+               for r in session.execute(distinct)]
+    first = [FirstReply(_keys(r), r[4], r[5], r[6], bool(r[7]))
+             for r in _stream(session, _first_replies(period))]
+    resolutions = [Resolution(_keys(r), r[4], r[5], r[6], bool(r[7]), int(r[8]), int(r[9]),
+                              int(r[10]), int(r[11]), int(r[12]))
+                   for r in _stream(session, _resolutions(period))]
+    alerts = [AlertCount(_keys(r), r[4], int(r[5])) for r in session.execute(_alerts(period))]
+    now_open, was_open = _backlog(period)
+    backlog = [BacklogCount(_keys(r), r[4], r[5], int(r[6]))
+               for q in (now_open, was_open) for r in session.execute(q)]
+    ratings = [Rating(int(r[0]), r[1], int(r[2]),
+                      (r[3], int(r[4] if r[4] is not None else r[7]), r[5], r[6]))
+               for r in _stream(session, _ratings(period)) if r[2] is not None]
+    surveys = [SurveyCount(_keys(r), int(r[4]), int(r[5])) for r in session.execute(_surveys(sql))]
+    return Rows(period, day_counts, tickets, first, resolutions, alerts, backlog, ratings,
+                surveys)

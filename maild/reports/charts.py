@@ -28,7 +28,10 @@ def _dates(ax: Axes, days: list[date]) -> list[float]:
     locator = AutoDateLocator()  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
-    return [float(date2num(d)) for d in days]  # type: ignore[no-untyped-call]
+    numbers = [float(date2num(d)) for d in days]  # type: ignore[no-untyped-call]
+    if len(numbers) == 1:  # one week: a week either side, not matplotlib's years
+        ax.set_xlim(numbers[0] - 7, numbers[0] + 7)
+    return numbers
 
 
 def _volume(ax: Axes, report: Report) -> None:

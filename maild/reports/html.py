@@ -3,6 +3,7 @@ fetched from anywhere (no script, font, image or style sheet by URL)."""
 
 from __future__ import annotations
 
+import re
 from html import escape
 
 from maild.reports.charts import CHARTS, draw
@@ -19,9 +20,14 @@ figure svg { width: 750px; height: 320px; display: block; }
 """
 
 
-def _svg(data: bytes) -> str:
+_ID = re.compile(r'(id="|href="#|url\(#)([^")]+)')
+
+
+def _svg(data: bytes, name: str) -> str:
+    """The chart's <svg> element alone (no XML prolog or DOCTYPE inline), its ids made its
+    own: every chart defines the same glyphs under the same ids, and one page holds five."""
     text = data.decode("utf-8")
-    return text[text.index("<svg"):]  # the element alone: no XML prolog or DOCTYPE inline
+    return _ID.sub(lambda m: f"{m.group(1)}{name}-{m.group(2)}", text[text.index("<svg"):])
 
 
 def page(report: Report, by: str) -> str:
@@ -35,8 +41,8 @@ def page(report: Report, by: str) -> str:
                     + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
     svgs = draw(report, "svg")
     figures = "".join(
-        f'<figure id="chart-{name}"><figcaption>{escape(title)}</figcaption>'
-        f"{_svg(svgs[name])}</figure>" for name, title, _ in CHARTS)
+        f'<figure id="chart-{name}" aria-label="{escape(title)}">'
+        f"{_svg(svgs[name], name)}</figure>" for name, title, _ in CHARTS)
     b = report.backlog
     title = f"maild report {p.start.date().isoformat()} to {p.end.isoformat()}"
     return (

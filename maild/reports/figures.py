@@ -28,7 +28,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 from maild.reports.business import BusinessClock
 from maild.reports.period import Period, day_of, local_day, week_of
@@ -176,7 +176,6 @@ class _Acc:
     """What one group (the totals, or one key of one dimension) adds up."""
 
     created: int = 0
-    resolved: int = 0
     closed: int = 0
     reopened: int = 0
     messages_in: int = 0
@@ -203,7 +202,7 @@ class _Acc:
         n = self.resolved_rows
         satisfied = sum(1 for s in self.scores if s >= SATISFIED)
         return Kpis(
-            tickets_created=self.created, tickets_resolved=self.resolved,
+            tickets_created=self.created, tickets_resolved=self.resolved_rows,
             tickets_closed=self.closed, tickets_reopened=self.reopened,
             messages_in=self.messages_in, replies_out=self.replies_out,
             first_reply=times(self.first, self.first_business),
@@ -222,10 +221,16 @@ class _Groups:
     def __init__(self) -> None:
         self.total = _Acc()
         self.by: dict[str, defaultdict[str, _Acc]] = {d: defaultdict(_Acc) for d in DIMENSIONS}
+        self._of: dict[Keys, list[_Acc]] = {}
 
     def of(self, keys: Keys) -> list[_Acc]:
-        names = key_names(keys)
-        return [self.total, *(self.by[d][n] for d, n in zip(DIMENSIONS, names, strict=True))]
+        """The accumulators a row adds to: the totals and its key in each dimension."""
+        found = self._of.get(keys)
+        if found is None:
+            names = key_names(keys)
+            found = self._of[keys] = [self.total, *(
+                self.by[d][n] for d, n in zip(DIMENSIONS, names, strict=True))]
+        return found
 
 
 class _Measure:
@@ -235,7 +240,7 @@ class _Measure:
         self.policies = policies
         self.clocks: dict[str, BusinessClock] = {}
 
-    def business(self, policy: str | None, start: datetime, end: datetime) -> float | None:
+    def business(self, policy: str | None, start: float, end: float) -> float | None:
         calendar = self.policies.calendars.get(policy or "")
         if calendar is None:
             return None
@@ -260,12 +265,11 @@ def _volume(rows: Rows, groups: _Groups) -> list[Day]:
             total[i] += n
         by_dept[d.day][key_names(d.keys)[0]] += d.created
         for acc in groups.of(d.keys):
+            acc.created += d.created
             acc.messages_in += d.messages_in
             acc.replies_out += d.replies_out
     for t in rows.tickets:
         for acc in groups.of(t.keys):
-            acc.created += t.created
-            acc.resolved += t.resolved
             acc.closed += t.closed
             acc.reopened += t.reopened
     first, last = local_day(rows.period.start, rows.period.tz), last_day(rows.period)
@@ -316,12 +320,16 @@ def _histogram(hours: Iterable[float]) -> list[int]:
 
 
 def _first_replies(rows: Rows, groups: _Groups, measure: _Measure, weekly: _Weekly) -> None:
+    weeks: dict[int, date] = {}
     for f in rows.first_replies:
-        seconds = (f.replied_at - f.created_at).total_seconds()
-        business = measure.business(f.policy, f.created_at, f.replied_at)
+        seconds = f.replied - f.created
+        business = measure.business(f.policy, f.created, f.replied)
         target = measure.has_target(f.policy, measure.policies.first_response)
         if target:
-            week = weekly.fr[week_of(local_day(f.replied_at, rows.period.tz))]
+            monday = weeks.get(f.day)
+            if monday is None:
+                monday = weeks[f.day] = week_of(day_of(f.day))
+            week = weekly.fr[monday]
             week[0] += 1
             week[1] += not f.breached
         for acc in groups.of(f.keys):
@@ -336,12 +344,16 @@ def _first_replies(rows: Rows, groups: _Groups, measure: _Measure, weekly: _Week
 def _resolutions(rows: Rows, groups: _Groups, measure: _Measure,
                  weekly: _Weekly) -> dict[str, float | None]:
     escalation: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
+    weeks: dict[int, date] = {}
     for r in rows.resolutions:
-        seconds = (r.resolved_at - r.created_at).total_seconds()
-        business = measure.business(r.policy, r.created_at, r.resolved_at)
+        seconds = r.resolved - r.created
+        business = measure.business(r.policy, r.created, r.resolved)
         target = measure.has_target(r.policy, measure.policies.resolution)
         if target:
-            week = weekly.res[week_of(local_day(r.resolved_at, rows.period.tz))]
+            monday = weeks.get(r.day)
+            if monday is None:
+                monday = weeks[r.day] = week_of(day_of(r.day))
+            week = weekly.res[monday]
             week[0] += 1
             week[1] += not r.breached
         escalation[str(r.start_level)][0] += 1
@@ -401,6 +413,6 @@ def compute(rows: Rows, policies: Policies) -> Report:
                 for d in DIMENSIONS},
         escalation_by_level=escalation, backlog=_backlog(rows),
         days=days, weeks=weekly.weeks(rows.period),
-        first_reply_histogram=_histogram((f.replied_at - f.created_at).total_seconds() / 3600
+        first_reply_histogram=_histogram((f.replied - f.created) / 3600
                                          for f in rows.first_replies),
     )

@@ -353,8 +353,11 @@ def _surveys(sql: _Sql) -> Select[Any]:
 
 
 def _stream(session: Session, statement: Select[Any]) -> Iterator[Any]:
+    """Rows a chunk at a time (a server-side cursor on PostgreSQL): a year's per-ticket rows
+    are never all in memory as result objects at once."""
     result = session.connection().execute(statement.execution_options(yield_per=BUFFER))
-    yield from result
+    for chunk in result.partitions():
+        yield from chunk
 
 
 def read(session: Session, period: Period) -> Rows:

@@ -24,6 +24,7 @@ The KPI definitions (README "Reports") in code:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -198,6 +199,14 @@ class _Acc:
     surveys: int = 0
     scores: list[int] = field(default_factory=list)
 
+    def add(self, other: _Acc) -> None:
+        for f in dataclasses.fields(self):
+            mine = getattr(self, f.name)
+            if isinstance(mine, list):
+                mine.extend(getattr(other, f.name))
+            else:
+                setattr(self, f.name, mine + getattr(other, f.name))
+
     def kpis(self) -> Kpis:
         n = self.resolved_rows
         satisfied = sum(1 for s in self.scores if s >= SATISFIED)
@@ -218,36 +227,54 @@ class _Acc:
 
 
 class _Groups:
-    def __init__(self) -> None:
-        self.total = _Acc()
-        self.by: dict[str, defaultdict[str, _Acc]] = {d: defaultdict(_Acc) for d in DIMENSIONS}
-        self._of: dict[Keys, list[_Acc]] = {}
+    """One accumulator per key combination while rows are added (a row touches one), summed
+    into the totals and each dimension's groups at the end."""
 
-    def of(self, keys: Keys) -> list[_Acc]:
-        """The accumulators a row adds to: the totals and its key in each dimension."""
-        found = self._of.get(keys)
+    def __init__(self) -> None:
+        self._combos: dict[Keys, _Acc] = {}
+
+    def of(self, keys: Keys) -> _Acc:
+        found = self._combos.get(keys)
         if found is None:
-            names = key_names(keys)
-            found = self._of[keys] = [self.total, *(
-                self.by[d][n] for d, n in zip(DIMENSIONS, names, strict=True))]
+            found = self._combos[keys] = _Acc()
         return found
+
+    def finish(self) -> tuple[_Acc, dict[str, dict[str, _Acc]]]:
+        total = _Acc()
+        by: dict[str, dict[str, _Acc]] = {d: {} for d in DIMENSIONS}
+        for keys, acc in self._combos.items():
+            total.add(acc)
+            for dimension, name in zip(DIMENSIONS, key_names(keys), strict=True):
+                group = by[dimension].get(name)
+                if group is None:
+                    group = by[dimension][name] = _Acc()
+                group.add(acc)
+        return total, by
 
 
 class _Measure:
-    """Calendar and business seconds of a ticket's interval, by its policy's calendar."""
+    """Business seconds of a ticket's interval, by the calendar of its policy."""
 
     def __init__(self, policies: Policies) -> None:
         self.policies = policies
-        self.clocks: dict[str, BusinessClock] = {}
+        self._clocks: dict[str | None, BusinessClock | None] = {}
+        self._calendars: dict[str, BusinessClock] = {}
 
-    def business(self, policy: str | None, start: float, end: float) -> float | None:
+    def _clock(self, policy: str | None) -> BusinessClock | None:
         calendar = self.policies.calendars.get(policy or "")
         if calendar is None:
             return None
-        clock = self.clocks.get(calendar.name)
+        clock = self._calendars.get(calendar.name)
         if clock is None:
-            clock = self.clocks[calendar.name] = BusinessClock(calendar)
-        return clock.seconds(start, end)
+            clock = self._calendars[calendar.name] = BusinessClock(calendar)
+        return clock
+
+    def business(self, policy: str | None, start: float, end: float) -> float | None:
+        if policy in self._clocks:
+            clock = self._clocks[policy]
+        else:
+            clock = self._clocks[policy] = self._clock(policy)
+        return None if clock is None else clock.seconds(start, end)
 
     def has_target(self, policy: str | None, targets: frozenset[str]) -> bool:
         if policy is None:
@@ -264,14 +291,14 @@ def _volume(rows: Rows, groups: _Groups) -> list[Day]:
         for i, n in enumerate(counts):
             total[i] += n
         by_dept[d.day][key_names(d.keys)[0]] += d.created
-        for acc in groups.of(d.keys):
-            acc.created += d.created
-            acc.messages_in += d.messages_in
-            acc.replies_out += d.replies_out
+        acc = groups.of(d.keys)
+        acc.created += d.created
+        acc.messages_in += d.messages_in
+        acc.replies_out += d.replies_out
     for t in rows.tickets:
-        for acc in groups.of(t.keys):
-            acc.closed += t.closed
-            acc.reopened += t.reopened
+        acc = groups.of(t.keys)
+        acc.closed += t.closed
+        acc.reopened += t.reopened
     first, last = local_day(rows.period.start, rows.period.tz), last_day(rows.period)
     out = []
     for number in range((first - day_of(0)).days, (last - day_of(0)).days + 1):
@@ -332,13 +359,13 @@ def _first_replies(rows: Rows, groups: _Groups, measure: _Measure, weekly: _Week
             week = weekly.fr[monday]
             week[0] += 1
             week[1] += not f.breached
-        for acc in groups.of(f.keys):
-            acc.first.append(seconds)
-            if business is not None:
-                acc.first_business.append(business)
-            if target:
-                acc.fr_measured += 1
-                acc.fr_met += not f.breached
+        acc = groups.of(f.keys)
+        acc.first.append(seconds)
+        if business is not None:
+            acc.first_business.append(business)
+        if target:
+            acc.fr_measured += 1
+            acc.fr_met += not f.breached
 
 
 def _resolutions(rows: Rows, groups: _Groups, measure: _Measure,
@@ -358,35 +385,35 @@ def _resolutions(rows: Rows, groups: _Groups, measure: _Measure,
             week[1] += not r.breached
         escalation[str(r.start_level)][0] += 1
         escalation[str(r.start_level)][1] += r.escalations > 0
-        for acc in groups.of(r.keys):
-            acc.resolution.append(seconds)
-            if business is not None:
-                acc.resolution_business.append(business)
-            if target:
-                acc.res_measured += 1
-                acc.res_met += not r.breached
-            acc.resolved_rows += 1
-            acc.escalated += r.escalations > 0
-            acc.one_touch += r.replies + r.answers == 1 and r.reopens == 0
-            acc.reopen_rows += r.reopens > 0
-            acc.canned_only += r.answers > 0 and r.replies == 0
+        acc = groups.of(r.keys)
+        acc.resolution.append(seconds)
+        if business is not None:
+            acc.resolution_business.append(business)
+        if target:
+            acc.res_measured += 1
+            acc.res_met += not r.breached
+        acc.resolved_rows += 1
+        acc.escalated += r.escalations > 0
+        acc.one_touch += r.replies + r.answers == 1 and r.reopens == 0
+        acc.reopen_rows += r.reopens > 0
+        acc.canned_only += r.answers > 0 and r.replies == 0
     return {level: _rate(e, n) for level, (n, e) in sorted(escalation.items())}
 
 
 def _alerts_and_csat(rows: Rows, groups: _Groups, weekly: _Weekly) -> None:
     for a in rows.alerts:
-        for acc in groups.of(a.keys):
-            if a.kind == "warn":
-                acc.warnings += a.count
-            else:
-                acc.breaches += a.count
+        acc = groups.of(a.keys)
+        if a.kind == "warn":
+            acc.warnings += a.count
+        else:
+            acc.breaches += a.count
     for s in rows.surveys:
-        for acc in groups.of(s.keys):
-            acc.surveys += s.count
+        acc = groups.of(s.keys)
+        acc.surveys += s.count
     for rating in _latest(rows.ratings):
         weekly.scores[week_of(local_day(rating.at, rows.period.tz))].append(rating.score)
-        for acc in groups.of(rating.keys):
-            acc.scores.append(rating.score)
+        acc = groups.of(rating.keys)
+        acc.scores.append(rating.score)
 
 
 def _backlog(rows: Rows) -> Backlog:
@@ -407,10 +434,10 @@ def compute(rows: Rows, policies: Policies) -> Report:
     _first_replies(rows, groups, measure, weekly)
     escalation = _resolutions(rows, groups, measure, weekly)
     _alerts_and_csat(rows, groups, weekly)
+    total, by = groups.finish()
     return Report(
-        period=rows.period, totals=groups.total.kpis(),
-        groups={d: {k: acc.kpis() for k, acc in sorted(groups.by[d].items())}
-                for d in DIMENSIONS},
+        period=rows.period, totals=total.kpis(),
+        groups={d: {k: acc.kpis() for k, acc in sorted(by[d].items())} for d in DIMENSIONS},
         escalation_by_level=escalation, backlog=_backlog(rows),
         days=days, weeks=weekly.weeks(rows.period),
         first_reply_histogram=_histogram((f.replied - f.created) / 3600

@@ -331,3 +331,28 @@ def test_business_clock_agrees_with_the_sla_calendar() -> None:
         assert got == expected.total_seconds(), (start, end)
     always = BusinessClock(BusinessCalendar.always_open())
     assert always.seconds(at(1, 0).timestamp(), at(2, 0).timestamp()) == 86400
+
+
+def test_local_days_across_a_daylight_saving_change(tmp_path: Path, db_url: str) -> None:
+    """Days are counted in SQL from epoch seconds and the zone's offsets in the period: around
+    midnight on both sides of the change on Sunday 29 March 2026, each ticket lands on its
+    local day."""
+    from maild.settings import load_settings
+
+    config = write_config(tmp_path, db_url=db_url, timezone="Europe/Berlin")
+    local = [datetime(2026, 3, 28, 0, 30, tzinfo=BERLIN), datetime(2026, 3, 28, 23, 30,
+             tzinfo=BERLIN), datetime(2026, 3, 29, 0, 30, tzinfo=BERLIN),
+             datetime(2026, 3, 29, 23, 30, tzinfo=BERLIN), datetime(2026, 3, 30, 0, 10,
+                                                                   tzinfo=BERLIN)]
+    with db.opened(db_url) as sessions, sessions() as session:
+        d = Desk(session)
+        for when in local:
+            d.ticket(when, department="technical", level=1, assignee=None, mailbox=None,
+                     policy=None, status="new")
+        session.commit()
+    report = build(load_settings(config), Options(start=date(2026, 3, 23), period="week"),
+                   FixedClock(NOW))
+    created = {d.day.isoformat(): d.tickets_created for d in report.days}
+    assert created == {"2026-03-23": 0, "2026-03-24": 0, "2026-03-25": 0, "2026-03-26": 0,
+                       "2026-03-27": 0, "2026-03-28": 2, "2026-03-29": 2}
+    assert report.totals.tickets_created == 4 and report.totals.messages_in == 4

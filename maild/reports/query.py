@@ -7,7 +7,9 @@ few hundred, whatever the number of tickets. Only the times that need the busine
 (first reply, resolution) come back one scalar row per ticket, streamed.
 
 Every read is bounded by an index on time: `events (kind, at)` and `messages (created_at)`
-(migration 0005), `sla_alerts` by ticket. The local day of an instant is computed in SQL from
+(migration 0005), `sla_alerts` by ticket. The tickets the period touches are read once into
+a temporary table (`report_tickets`, gone with the transaction's connection), which the
+volume, first-reply and resolution queries join. The local day of an instant is computed in SQL from
 its epoch seconds and the zone's offset, which changes at a few known instants a period
 (`period.offsets`), so no time-zone database is needed in SQLite.
 """

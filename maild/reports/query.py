@@ -296,12 +296,16 @@ def _first_replies(sql: _Sql, t: Table) -> Select[Any]:
     sent = (select(Event.ticket_id.label("ticket_id"), func.min(Event.at).label("at"))
             .where(Event.kind.in_(SENT), _within(Event.at, period))
             .group_by(Event.ticket_id).subquery())
-    earlier = aliased(Event)
-    before = exists().where(earlier.ticket_id == sent.c.ticket_id, earlier.kind.in_(SENT),
-                            earlier.at < period.start)
+    # The ticket's first reply ever, by its own events (an index probe a ticket): written
+    # as a correlated scalar, which a planner runs per row, rather than NOT EXISTS, which
+    # PostgreSQL may turn into a hash of every reply ever sent.
+    every = aliased(Event)
+    first_ever = (select(func.min(every.at))
+                  .where(every.ticket_id == sent.c.ticket_id, every.kind.in_(SENT))
+                  .scalar_subquery())
     return (select(*_key_columns(t), t.c.created, sql.epoch(sent.c.at), sql.day(sent.c.at),
                    t.c.sla_policy, _breached("first_response", t.c.id))
-            .join(t, t.c.id == sent.c.ticket_id).where(not_(before)))
+            .join(t, t.c.id == sent.c.ticket_id).where(first_ever >= period.start))
 
 
 def _resolutions(sql: _Sql, t: Table) -> Select[Any]:

@@ -230,7 +230,8 @@ def test_cli_json_has_every_interface_key(desk: Path, capsys: pytest.CaptureFixt
         assert {"first_response_met_rate", "resolution_met_rate", "warnings",
                 "breaches"} <= set(group["sla"])
         assert {"surveys_sent", "responses", "mean", "satisfied_rate"} <= set(group["csat"])
-    assert set(out["by_level"]) == {"1", "2"}
+    assert set(out["by_level"]) == {"1", "2", "3", "4"}  # every level, even an idle one
+    assert out["by_level"]["4"]["tickets_created"] == 0
     assert out["totals"]["backlog"] == {
         "open": 3, "by_age": {"<1d": 0, "1-3d": 1, "3-7d": 1, ">7d": 1},
         "by_status": {"new": 1, "open": 1, "waiting_customer": 1}}
@@ -253,7 +254,7 @@ def test_cli_csv_and_text(desk: Path, capsys: pytest.CaptureFixture[str]) -> Non
                  "--by", "level"]) == 0
     text = capsys.readouterr().out
     lines = {line.split()[0]: line.split()[1:] for line in text.splitlines()[2:] if line.strip()}
-    assert lines["tickets_created"] == ["4", "2", "2"]  # total, level 1, level 2
+    assert lines["tickets_created"] == ["4", "2", "2", "0", "0"]  # total, levels 1 to 4
     assert lines["sla_first_response_met_rate"][0] == "67%"
     assert "backlog at the end: 3 open" in text
 

@@ -39,6 +39,7 @@ from maild.sla.calendar import BusinessCalendar
 DIMENSIONS = ("department", "level", "agent", "mailbox")
 FIRST_REPLY_BINS = (0.0, 1.0, 2.0, 4.0, 8.0, 24.0, 48.0, 72.0, 168.0)  # hours; last: and more
 SATISFIED = 4
+LEVELS = (1, 2, 3, 4)
 
 
 @dataclass(frozen=True)
@@ -242,6 +243,7 @@ class _Groups:
     def finish(self) -> tuple[_Acc, dict[str, dict[str, _Acc]]]:
         total = _Acc()
         by: dict[str, dict[str, _Acc]] = {d: {} for d in DIMENSIONS}
+        by["level"] = {str(level): _Acc() for level in LEVELS}  # all four, even if idle
         for keys, acc in self._combos.items():
             total.add(acc)
             for dimension, name in zip(DIMENSIONS, key_names(keys), strict=True):

@@ -357,3 +357,28 @@ def test_local_days_across_a_daylight_saving_change(tmp_path: Path, db_url: str)
     assert created == {"2026-03-23": 0, "2026-03-24": 0, "2026-03-25": 0, "2026-03-26": 0,
                        "2026-03-27": 0, "2026-03-28": 2, "2026-03-29": 2}
     assert report.totals.tickets_created == 4 and report.totals.messages_in == 4
+
+
+def test_a_report_on_sqlite_does_not_wait_for_a_writer(tmp_path: Path, sqlite_url: str) -> None:
+    """The daemon may hold SQLite's write lock: the report only reads (WAL), so it runs."""
+    import sqlite3
+
+    from maild.settings import load_settings
+
+    config = write_config(tmp_path, db_url=sqlite_url)
+    with db.opened(sqlite_url):
+        pass
+    writer = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None,
+                             timeout=0)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("INSERT INTO kv (key, value) VALUES ('x', 'y')")
+        with pytest.raises(sqlite3.OperationalError, match="locked"):  # the lock is held
+            sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), timeout=0,
+                            isolation_level=None).execute("BEGIN IMMEDIATE")
+        report = build(load_settings(config), Options(start=date(2026, 11, 23), period="week"),
+                       FixedClock(NOW))
+        assert report.totals.tickets_created == 0
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from maild.clock import Clock, SystemClock
@@ -14,6 +15,9 @@ from maild.reports.period import Period, resolve
 from maild.settings import Settings
 from maild.sla.engine import load_sla
 from maild.store import db
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 @dataclass(frozen=True)
@@ -41,9 +45,29 @@ def period_of(settings: Settings, options: Options, clock: Clock) -> Period:
 def build(settings: Settings, options: Options, clock: Clock | None = None) -> figures.Report:
     period = period_of(settings, options, clock or SystemClock())
     known = policies(settings)
-    with db.opened(settings.database.url) as sessions, sessions() as session:
-        rows = query.read(session, period)
+    engine = db.make_engine(settings.database.url, reader=True)
+    try:
+        if not _at_head(engine):
+            with db.opened(settings.database.url):
+                pass  # migrated, as every command finds it
+        with db.make_session_factory(engine)() as session:
+            rows = query.read(session, period)
+    finally:
+        engine.dispose()
     return figures.compute(rows, known)
+
+
+def _at_head(engine: Engine) -> bool:
+    """Whether the schema is current, asked without a write transaction (a migration check
+    through Alembic's upgrade takes SQLite's write lock even when there is nothing to do)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    heads = set(ScriptDirectory(str(db.MIGRATIONS)).get_heads())
+    with engine.connect() as conn:
+        current = set(MigrationContext.configure(conn).get_current_heads())
+        conn.rollback()
+    return current == heads
 
 
 def write_html(report: figures.Report, by: str, path: Path) -> None:

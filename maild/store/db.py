@@ -20,8 +20,12 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for `url`, with the SQLite settings maild relies on."""
+def make_engine(url: str, *, reader: bool = False, **kwargs: Any) -> Engine:
+    """An engine for `url`, with the SQLite settings maild relies on.
+
+    `reader`: its transactions only read (the report), so on SQLite they begin deferred and
+    never take the write lock: in WAL mode a reader does not stand in the daemon's way.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
@@ -42,7 +46,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN" if reader else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)

@@ -66,6 +66,20 @@ def _parser() -> argparse.ArgumentParser:
     scheck = ssub.add_parser("check", help="one SLA pass now; prints what it raised")
     scheck.add_argument("--json", action="store_true")
 
+    report = sub.add_parser("report", help="the KPI report (default: the last full week)")
+    report.add_argument("--from", dest="start", metavar="DATE",
+                        help="first day, YYYY-MM-DD (organisation's time zone)")
+    span = report.add_mutually_exclusive_group()
+    span.add_argument("--to", metavar="DATE", help="last day, included")
+    span.add_argument("--period", choices=["day", "week", "month", "year"],
+                      help="the one beginning --from, else the last full one")
+    report.add_argument("--by", choices=["department", "level", "agent", "mailbox"],
+                        default="department", help="the breakdown of the text, CSV and HTML")
+    out = report.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true")
+    out.add_argument("--csv", action="store_true")
+    out.add_argument("--html", type=Path, metavar="FILE", help="write a page with charts")
+
     dbp = sub.add_parser("db", help="database maintenance")
     dsub = dbp.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
     dsub.add_parser("upgrade", help="apply database migrations")
@@ -195,6 +209,36 @@ def cmd_sla(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from maild.reports.command import Options, build, write_html
+    from maild.reports.period import PeriodError, parse_day
+    from maild.reports.render import to_csv, to_json, to_text
+
+    try:
+        options = Options(start=parse_day(args.start, "--from") if args.start else None,
+                          to=parse_day(args.to, "--to") if args.to else None,
+                          period=args.period, by=args.by)
+    except PeriodError as exc:
+        raise _Usage(str(exc)) from None
+    try:
+        report = build(_settings(args), options)
+    except PeriodError as exc:
+        raise _Usage(str(exc)) from None
+    if args.json:
+        _emit(to_json(report))
+    elif args.csv:
+        sys.stdout.write(to_csv(report))
+    elif args.html:
+        try:
+            write_html(report, args.by, args.html)
+        except OSError as exc:
+            raise MaildError(f"--html {args.html}: {exc.strerror or exc}") from None
+        print(f"wrote {args.html}", file=sys.stderr)
+    else:
+        sys.stdout.write(to_text(report, args.by))
+    return 0
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     from maild import logs
     from maild.store import db
@@ -245,6 +289,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run, "check": cmd_check, "route": cmd_route, "tickets": cmd_tickets,
     "db": cmd_db, "demo": cmd_demo, "sla": cmd_sla, "status": cmd_status,
+    "report": cmd_report,
 }
 
 
@@ -259,6 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure("warning")  # stdout stays for --json output; `run` sets its own level
     try:
         return COMMANDS[args.command](args)
+    except _Usage as exc:
+        print(f"maild: error: {exc}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(f"maild: invalid configuration: {exc}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -331,6 +332,10 @@ class Settings(_Model):
     http: HttpSettings = HttpSettings()
     daemon: DaemonSettings = DaemonSettings()
     default_language: Annotated[str, Field(pattern=r"^(en|de)$")] = "en"
+    # The organisation's time zone: where the report's days, weeks and months begin. UTC by
+    # default, so that an unset key never shifts figures by a guess; SLA calendars keep
+    # their own zones.
+    timezone: str = "UTC"
     log_level: Annotated[str, Field(pattern=r"^(debug|info|warning|error)$")] = "info"
 
     @field_validator("rules", "sla", "templates")
@@ -340,6 +345,16 @@ class Settings(_Model):
         if path is not None and not path.exists():
             raise ValueError(f"{path} does not exist")
         return path
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{v}' (use an IANA name such as "
+                             "Europe/Berlin)") from None
+        return v
 
     @model_validator(mode="after")
     def _unique_mailboxes(self) -> Self:

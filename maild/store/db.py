@@ -22,8 +22,12 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_SYNCHRONOUS = "FULL"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for `url`, with the SQLite settings maild relies on."""
+def make_engine(url: str, *, reader: bool = False, **kwargs: Any) -> Engine:
+    """An engine for `url`, with the SQLite settings maild relies on.
+
+    `reader`: its transactions only read (the report), so on SQLite they begin deferred and
+    never take the write lock: in WAL mode a reader does not stand in the daemon's way.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
@@ -50,7 +54,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN" if reader else "BEGIN IMMEDIATE")
 
         return engine
     engine = create_engine(url, pool_pre_ping=True, **kwargs)

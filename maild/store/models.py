@@ -143,6 +143,9 @@ class Message(Base):
         # indexing the others' hashes would only change a page at a random place per row.
         Index("ix_messages_raw_sha256", "raw_sha256", sqlite_where=_WITHOUT_ID,
               postgresql_where=_WITHOUT_ID),
+        # The report counts a period's inbound messages; rows come in time order, so the
+        # index grows at its end.
+        Index("ix_messages_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -171,7 +174,11 @@ class Event(Base):
     """Something that happened to a ticket: the audit trail."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_ticket", "ticket_id", "id"),)
+    __table_args__ = (
+        Index("ix_events_ticket", "ticket_id", "id"),
+        # The report reads a period's events of a few kinds (maild/reports/query.py).
+        Index("ix_events_kind_at", "kind", "at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))

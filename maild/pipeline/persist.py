@@ -165,10 +165,7 @@ class TicketWriter:
         now = self.clock.now()
         repo.add_event(session, ticket, "status.changed", now, old=ticket.status, new=status,
                        reason=reason, by=by)
-        if status == "waiting_customer":
-            self.sla.pause(ticket, now)  # the SLA clock stops while we wait for the customer
-        elif ticket.status == "waiting_customer":
-            self.sla.resume(ticket, now)
+        self.sla.status_changed(ticket, status, now)  # stops while waiting or resolved
         ticket.status = status
         ticket.updated_at = now
         if status == "resolved":
@@ -191,7 +188,7 @@ class TicketWriter:
                 deadline: Deadline) -> tuple[str, ...]:
         """What a warning or breach does, through the outbox like all mail."""
         what = deadline.target.replace("_", " ")
-        due = deadline.at.isoformat(timespec="minutes")
+        due = deadline.due.isoformat(timespec="minutes")
         actions: list[str] = []
         if deadline.kind == "warn":
             teams = policy.spec.warn_notify or [ticket.assignee or self.default_team(ticket)]

@@ -136,16 +136,31 @@ class SlaEngine:
         for column, value in _columns(t, policy, found, list(t.sla_alerted or ())).items():
             setattr(t, column, value)
 
+    STOPPED: ClassVar[tuple[str, ...]] = ("waiting_customer", "resolved", "closed")
+    """Statuses in which the SLA clock stands still: the ticket waits for the customer, or
+    nobody owes anything. A reopened ticket's targets count only the time it was open."""
+
+    def status_changed(self, t: Ticket, status: str, now: datetime) -> None:
+        """Stop or restart the ticket's clock for a change of status (before it is set)."""
+        if status in self.STOPPED:
+            self.pause(t, now)
+        elif t.status in self.STOPPED:
+            # A ticket resolved before its pause was recorded: the pause is its time resolved.
+            self.resume(t, now, since=t.resolved_at or t.closed_at)
+
     def pause(self, t: Ticket, now: datetime) -> None:
         pauses = list(t.sla_pauses or [])
         if not pauses or pauses[-1][1] is not None:
             t.sla_pauses = [*pauses, [now.isoformat(), None]]
 
-    def resume(self, t: Ticket, now: datetime) -> None:
+    def resume(self, t: Ticket, now: datetime, since: datetime | None = None) -> None:
+        """End the running pause; without one, record `since`..`now` as a pause."""
         pauses = [list(p) for p in t.sla_pauses or []]
         if pauses and pauses[-1][1] is None:
             pauses[-1][1] = now.isoformat()
             t.sla_pauses = pauses
+        elif since is not None and since < now:
+            t.sla_pauses = [*pauses, [since.isoformat(), now.isoformat()]]
 
     def run_pass(self, sessions: sessionmaker[Session],
                  act: Callable[[Session, Ticket, Policy, Deadline], tuple[str, ...]],
@@ -242,11 +257,11 @@ class SlaEngine:
             changed = changed or bool(actions)
             event = "sla.breached" if d.kind == "breach" else "sla.warned"
             events.append({"ticket_id": t.id, "at": now, "kind": event, "data": {
-                "policy": policy.name, "target": d.target, "due": d.at.isoformat(),
+                "policy": policy.name, "target": d.target, "due": d.due.isoformat(),
                 "actions": list(actions)}})
             logger.info(event, ticket_id=t.id, ref=t.ref, target=d.target,
                         policy=policy.name)
-            out.append(Raised(t.id, t.ref, policy.name, d.target, d.kind, d.at, actions))
+            out.append(Raised(t.id, t.ref, policy.name, d.target, d.kind, d.due, actions))
         return changed
 
     def _row(self, plan: _Plan, changed: bool) -> dict[str, object]:
@@ -286,7 +301,7 @@ class _Plan:
         if self.policy is None:
             return []
         return [{"ticket_id": self.ticket.id, "key": d.key, "target": d.target,
-                 "kind": d.kind, "policy": self.policy.name, "due_at": d.at,
+                 "kind": d.kind, "policy": self.policy.name, "due_at": d.due,
                  "raised_at": now} for d in self.due if d.kind != "moot"]
 
 
@@ -317,7 +332,7 @@ def _due(found: list[Deadline], alerted: set[str], now: datetime) -> list[Deadli
         if d.at > now or d.key in alerted:
             continue
         if d.kind == "warn" and d.target in breached:
-            d = Deadline(d.target, "moot", d.at, d.start, key_override=d.key)
+            d = Deadline(d.target, "moot", d.at, d.start, key_override=d.key, due_at=d.due_at)
         out.append(d)
     return out
 

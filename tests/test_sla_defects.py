@@ -1,0 +1,84 @@
+"""SLA defects of issue 20: the due time a warning names, and a reopened ticket's clock.
+
+Against real Dovecot, aiosmtpd and both databases.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+
+from maild import daemon
+from maild.app import App
+from maild.clock import FixedClock
+from maild.sla.engine import load_sla
+from maild.sla.policy import choose, deadlines
+from maild.store.models import Event, SlaAlert
+from tests.kit import customer_mail
+from tests.servers.dovecot import MailUser
+from tests.servers.smtp import SmtpServer
+from tests.test_agents import agent_reply, sent_to
+from tests.test_sla import MONDAY_9, SLA, desk, facts, the_ticket
+
+__all__ = ["desk"]  # the fixture, shared with tests/test_sla.py
+
+
+def test_a_warning_carries_its_target_s_due_time(tmp_path: Path) -> None:
+    (tmp_path / "sla.yaml").write_text(SLA, encoding="utf-8")
+    standard = choose(load_sla(tmp_path / "sla.yaml").policies, facts())
+    assert standard is not None
+    by_key = {d.key: d for d in deadlines(standard, facts())}
+    warn, breach = by_key["first_response:warn"], by_key["first_response:breach"]
+    assert warn.at == MONDAY_9 + timedelta(hours=3)  # when to warn
+    assert warn.due == breach.due == breach.at == MONDAY_9 + timedelta(hours=4)
+
+
+def test_warning_mail_event_and_alert_name_the_due_time(
+    desk: tuple[App, FixedClock], mail_user: MailUser, smtp_server: SmtpServer,
+) -> None:
+    app, clock = desk
+    mail_user.append(customer_mail(subject="Export fails"))
+    daemon.run_once(app)
+    due = MONDAY_9 + timedelta(hours=4)
+    clock.advance(timedelta(hours=3, minutes=1))  # past 75 % of the 4-hour target
+    [warned] = app.sla_pass()
+    assert (warned.kind, warned.due_at) == ("warn", due)  # `sla check --json` prints this
+    daemon.run_once(app)  # sends the warning
+    [mail] = [m for m in sent_to(smtp_server, "level1@example.test")
+              if "SLA warning" in str(m.message["Subject"])]
+    stamp = due.isoformat(timespec="minutes")
+    assert stamp in str(mail.message["Subject"]) and stamp in mail.message.get_content()
+    with app.sessions() as s:
+        [data] = s.scalars(select(Event.data).where(Event.kind == "sla.warned")).all()
+        [alert] = s.scalars(select(SlaAlert)).all()
+    assert data["due"] == due.isoformat()
+    assert alert.due_at == due
+
+
+def test_time_resolved_does_not_count_toward_resolution(
+    desk: tuple[App, FixedClock], mail_user: MailUser, smtp_server: SmtpServer,
+) -> None:
+    app, clock = desk
+    mail_user.append(customer_mail(sender="erika@example.com", subject="Question"))
+    daemon.run_once(app)
+    [note] = sent_to(smtp_server, "level1@example.test")
+    clock.advance(timedelta(hours=1))  # Monday 10:00: one business hour used
+    mail_user.append(agent_reply(note, "anna@example.test", "#resolve\nUse the new link."))
+    daemon.run_once(app)
+    assert the_ticket(app).status == "resolved"
+    clock.advance(timedelta(days=3))  # Thursday 10:00: 30 business hours later
+    [answer] = [m for m in sent_to(smtp_server, "erika@example.com")
+                if "new link" in m.message.get_content()]
+    mail_user.append(customer_mail(sender="erika@example.com", subject="Re: Question",
+                                   body="It still does not work.",
+                                   in_reply_to=str(answer.message["Message-ID"])))
+    daemon.run_once(app)
+    t = the_ticket(app)
+    assert t.status == "open"
+    assert app.sla_pass() == []  # no breach at once
+    # 29 business hours left from Thursday 10:00 (Berlin, 10-hour days): Tuesday 09:00.
+    assert t.sla_resolution_due == clock.now() + timedelta(days=5, hours=-1)
+    with app.sessions() as s:
+        assert s.scalars(select(Event).where(Event.kind == "sla.breached")).all() == []

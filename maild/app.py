@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild.auth.providers import TokenProviders
 from maild.clock import Clock, SystemClock
 from maild.domain import Address
-from maild.errors import ConfigError
 from maild.metrics import Metrics
 from maild.outbound.ids import MessageIdFactory
 from maild.outbound.queue import Outgoing
@@ -26,9 +25,10 @@ from maild.pipeline.prepare import default_workers
 from maild.pipeline.runner import Pipeline
 from maild.rules.engine import RuleSet
 from maild.rules.loader import check_templates, load_rules
-from maild.rules.schema import PRIORITIES, Actions
+from maild.rules.mailboxes import mailbox_defaults
 from maild.settings import Settings
 from maild.sla.engine import Raised, SlaEngine, load_sla
+from maild.sla.retime import retime_if_changed
 from maild.store import db, repo
 
 
@@ -67,26 +67,11 @@ class App:
 
     def sla_pass(self) -> list[Raised]:
         """One SLA pass over the database; warnings and breaches raised now."""
+        retime_if_changed(self.sla, self.sessions)  # at start and after a reload: new times
         raised = self.sla.run_pass(self.sessions, self.pipeline.writer.sla_act)
         for r in raised:
             self.metrics.sla.labels(r.kind, r.target).inc()
         return raised
-
-
-def mailbox_defaults(settings: Settings, rules: RuleSet) -> dict[str, Actions]:
-    """Each mailbox's starting level, department and priority, checked against the rules."""
-    out = {}
-    for i, m in enumerate(settings.mailboxes):
-        if m.department and m.department not in rules.organisation.departments:
-            raise ConfigError(f"unknown department '{m.department}'",
-                              file=str(settings.config_path),
-                              key=f"mailboxes.{i}.department")
-        if m.priority and m.priority not in PRIORITIES:
-            raise ConfigError(f"priority is one of {', '.join(PRIORITIES)}",
-                              file=str(settings.config_path), key=f"mailboxes.{i}.priority")
-        out[m.name] = Actions(level=m.level, department=m.department,
-                              priority=m.priority)  # type: ignore[arg-type]
-    return out
 
 
 def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = True,

@@ -12,11 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import ClassVar
 
 import structlog
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
@@ -24,61 +22,15 @@ from structlog.typing import FilteringBoundLogger
 
 from maild.clock import Clock
 from maild.rules.schema import PRIORITIES
-from maild.sla.calendar import BusinessCalendar
-from maild.sla.policy import Deadline, Policy, SlaFile, TicketFacts, choose, deadlines
-from maild.sla.spec import build_calendar
+from maild.sla.config import SlaConfig, load_sla, sla_from_document
+from maild.sla.policy import Deadline, Policy, TicketFacts, choose, deadlines
 from maild.sla.writes import BatchWrites
 from maild.store import pending
 from maild.store.models import SlaAlert, Ticket
-from maild.yamlfile import YamlDocument, load_yaml
 
 log = structlog.get_logger("maild.sla")
-
-
-@dataclass(frozen=True)
-class SlaConfig:
-    policies: tuple[Policy, ...]
-    check_interval: float
-    source: str | None = None
-
-
-def load_sla(path: Path | None) -> SlaConfig:
-    """The SLA file, validated; errors name the file, key and line. No file: no SLA."""
-    if path is None:
-        return SlaConfig(policies=(), check_interval=60.0)
-    doc = load_yaml(path)
-    return sla_from_document(doc)
-
-
-def sla_from_document(doc: YamlDocument) -> SlaConfig:
-    if not isinstance(doc.data, dict):
-        raise doc.error("an SLA file is a mapping (calendars, policies)", ())
-    try:
-        spec = SlaFile.model_validate(doc.data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        msg = {"extra_forbidden": "unknown key", "missing": "required key is missing"}.get(
-            err["type"], str(err["msg"]).removeprefix("Value error, "))
-        raise doc.error(msg, tuple(err["loc"])) from None
-    calendars: dict[str, BusinessCalendar] = {"24x7": BusinessCalendar.always_open()}
-    for name, value in spec.calendars.items():
-        try:
-            calendars[name] = build_calendar(name, value)
-        except (ValidationError, ValueError) as exc:
-            reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-            raise doc.error(f"calendar '{name}': {reason}".replace("Value error, ", ""),
-                            ("calendars", name)) from None
-    policies = []
-    seen: set[str] = set()
-    for i, p in enumerate(spec.policies):
-        if p.name in seen:
-            raise doc.error(f"duplicate policy name '{p.name}'", ("policies", i, "name"))
-        seen.add(p.name)
-        if p.calendar not in calendars:
-            raise doc.error(f"policy '{p.name}': no calendar named '{p.calendar}' (known: "
-                            f"{', '.join(sorted(calendars))})", ("policies", i, "calendar"))
-        policies.append(Policy(p, calendars[p.calendar]))
-    return SlaConfig(tuple(policies), spec.check_interval, str(doc.path))
+__all__ = ["Raised", "SlaConfig", "SlaEngine", "breaches", "load_sla", "raise_priority",
+           "sla_from_document"]
 
 
 @dataclass(frozen=True)
@@ -113,6 +65,9 @@ class SlaEngine:
         self.config = config
         self._clock = clock
         self._customer = customer
+        self.retimed_for: str | None = None
+        """The SLA configuration's fingerprint that open tickets are known to be timed for
+        (maild/sla/retime.py): while it is the config's, no check is needed."""
 
     def facts(self, t: Ticket) -> TicketFacts:
         pauses = [(p0, _dt(p1)) for p0, p1 in
@@ -132,9 +87,14 @@ class SlaEngine:
 
     def refresh(self, t: Ticket) -> None:
         """Recompute policy, due times and the next check instant of one ticket."""
-        policy, found = self._deadlines(t)
-        for column, value in _columns(t, policy, found, list(t.sla_alerted or ())).items():
+        for column, value in self.columns(t).items():
             setattr(t, column, value)
+
+    def columns(self, t: Ticket) -> dict[str, object]:
+        """The ticket's SLA columns as the current policies make them (`sla_alerted` as is;
+        `sla_first_response_due` only while the first response is owed)."""
+        policy, found = self._deadlines(t)
+        return _columns(t, policy, found, list(t.sla_alerted or ()))
 
     STOPPED: ClassVar[tuple[str, ...]] = ("waiting_customer", "resolved", "closed")
     """Statuses in which the SLA clock stands still: the ticket waits for the customer, or

@@ -42,7 +42,7 @@ KEY = "sla.timed_for"
 OPEN = ("new", "open", "waiting_customer")
 SLA_COLUMNS = ("sla_policy", "sla_first_response_due", "sla_next_response_due",
                "sla_resolution_due", "sla_next_check_at")
-_READ = (Ticket.id, Ticket.priority, Ticket.level, Ticket.department, Ticket.tags,
+READ = (Ticket.id, Ticket.priority, Ticket.level, Ticket.department, Ticket.tags,
          Ticket.requester, Ticket.status, Ticket.created_at, Ticket.first_response_at,
          Ticket.awaiting_reply_since, Ticket.sla_pauses, Ticket.sla_alerted,
          *(getattr(Ticket, c) for c in SLA_COLUMNS))
@@ -109,7 +109,7 @@ def retime(sla: SlaEngine, sessions: sessionmaker[Session],
     new_instance = Ticket.__mapper__.class_manager.new_instance
     while True:
         with sessions() as session, session.begin():
-            query = (select(*_READ).where(Ticket.id > last, Ticket.status.in_(OPEN))
+            query = (select(*READ).where(Ticket.id > last, Ticket.status.in_(OPEN))
                      .order_by(Ticket.id).limit(batch))
             if policies is not None:
                 query = query.where(Ticket.sla_policy.in_(policies))

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maild import __version__
 from maild.errors import ConfigError, MaildError
-from maild.settings import Settings, default_config_path, load_settings
+
+if TYPE_CHECKING:
+    from maild.settings import Settings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from maild.settings import default_config_path, load_settings
+
     return load_settings(args.config or default_config_path())
 
 
@@ -240,7 +245,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Usage as exc:
         print(f"maild: error: {exc}", file=sys.stderr)
         return 2
-    if not _reads_only(args):
+    if _reads_only(args):
+        # maild uses no pydantic plugins: without this, pydantic reads the entry points of
+        # every installed distribution when it builds the first model (settings), a tenth
+        # of what a read-only command costs.
+        os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    else:
         from maild import logs
 
         logs.configure("warning")  # stdout stays for --json output; `run` sets its own level

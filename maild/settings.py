@@ -241,7 +241,7 @@ class WindowLimit(_Model):
     @field_validator("window", mode="before")
     @classmethod
     def _duration(cls, v: Any) -> Any:
-        from maild.sla.policy import parse_duration
+        from maild.sla.durations import parse_duration
 
         return parse_duration(v).total_seconds() if isinstance(v, str) else v
 

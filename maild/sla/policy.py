@@ -23,7 +23,6 @@ field (priority, level, department, tag, customer attribute), all of which must 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,20 +36,9 @@ from maild.sla.calendar import (
     add_business_time,
     due_with_pauses,
 )
+from maild.sla.durations import parse_duration
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|min|h|d|w)\s*$")
-_UNITS = {"m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 TARGETS = ("first_response", "next_response", "resolution")
-
-
-def parse_duration(value: Any) -> timedelta:
-    """`90m`, `4h`, `2d`, `1w`, or a number of minutes."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(minutes=value)
-    found = _DURATION.match(str(value))
-    if not found:
-        raise ValueError(f"'{value}' is not a duration like 30m, 4h, 2d or 1w")
-    return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
 
 
 class _Model(BaseModel):

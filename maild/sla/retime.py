@@ -114,6 +114,11 @@ def retime(sla: SlaEngine, sessions: sessionmaker[Session],
             if policies is not None:
                 query = query.where(Ticket.sla_policy.in_(policies))
             conn = session.connection()
+            if conn.dialect.name == "postgresql":
+                # A ticket another transaction is changing waits for this batch, or this batch
+                # for it: its columns end up computed from its latest state (on SQLite, BEGIN
+                # IMMEDIATE serialises the writers).
+                query = query.with_for_update()
             rows = conn.execute(query).mappings().all()
             updates = []
             for row in rows:

@@ -94,7 +94,7 @@ def _emit(data: object) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from maild.readonly import check_configuration
+    from maild.configcheck import check_configuration
 
     settings = _settings(args)
     for line in check_configuration(settings):

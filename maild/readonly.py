@@ -1,12 +1,12 @@
-"""The read-only commands: `check`, `tickets list`, `tickets show`.
+"""The read-only commands on tickets: `tickets list`, `tickets show`.
 
 They build their answers as plain JSON-ready dicts (the shapes of INTERFACE.md), so the
 human-readable output and `--json` cannot drift apart.
 
 A person types these and waits for the answer, so this module imports only the database
-models and the settings; what a command needs beyond that (templates and rules for `check`,
-the SLA file for `--sla due-today`) is imported by that command. It never imports the daemon
-(maild.app, the pipeline, the outbox sender).
+models and the settings; what a command needs beyond that (the SLA file for `--sla
+due-today`) is imported by that command. It never imports the daemon (maild.app, the
+pipeline, the outbox sender). `check` is in maild/configcheck.py: it reads no database.
 """
 
 from __future__ import annotations
@@ -290,37 +290,3 @@ def format_ticket(t: dict[str, Any]) -> str:
     lines += ["", "events:"]
     lines += [f"  {e['at']}  {e['kind']}  {e['data']}" for e in t["events"]]
     return "\n".join(lines)
-
-
-# -- check -----------------------------------------------------------------------------------
-
-def check_configuration(settings: Settings) -> list[str]:
-    """Validate everything that can be validated without a server; lines to print."""
-    from maild.outbound.render import MailContext, PersonView, Templates, TicketView
-    from maild.rules.loader import check_templates, load_rules
-    from maild.rules.mailboxes import mailbox_defaults
-    from maild.sla.config import load_sla
-
-    sample = MailContext(
-        ticket=TicketView(ref=f"{settings.support.ref_prefix}-ABC234", subject="Sample",
-                          level=1, department=None, priority="normal", status="new"),
-        customer=PersonView(name="Erika Mustermann", address="erika@example.test"),
-        support=PersonView(name=settings.support.name, address=settings.support.address),
-        message_excerpt="Hello, my sample message.",
-    )
-    names = Templates(settings.templates).check(sample)
-    rules = load_rules(settings.rules)
-    check_templates(rules, names)
-    sla = load_sla(settings.sla)
-    mailbox_defaults(settings, rules)
-    org = rules.organisation
-    return [
-        f"configuration {settings.config_path}: valid",
-        f"mailboxes: {', '.join(m.name for m in settings.mailboxes)}",
-        f"rules {rules.source}: {len(rules.rules)} rules, {len(org.levels)} levels, "
-        f"{len(org.departments)} departments, {len(org.agents)} agents, "
-        f"{len(rules.calendars)} calendars",
-        f"sla {sla.source or '(none)'}: {len(sla.policies)} policies, checked every "
-        f"{sla.check_interval:g} s",
-        f"templates: {len(names)} valid ({', '.join(names)})",
-    ]

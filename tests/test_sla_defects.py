@@ -119,9 +119,9 @@ def test_an_edited_policy_re_times_open_tickets(
     # A restart on the same database, with the file edited again (only the urgent
     # resolution target): the new process re-times the urgent tickets alone (the breaches
     # raised the standard ones' priority to high, which is urgent's).
-    (tmp_path / "sla.yaml").write_text(SLA.replace(
-        "    first_response: 4h\n", "    first_response: 2h\n").replace(
-        "resolution: 8h", "resolution: 6h"), encoding="utf-8")
+    edited = SLA.replace("    first_response: 4h\n", "    first_response: 2h\n").replace(
+        "resolution: 8h", "resolution: 6h")
+    (tmp_path / "sla.yaml").write_text(edited, encoding="utf-8")
     again = build(app.settings, clock=FixedClock(clock.now()))
     try:
         done_now = retime_if_changed(again.sla, again.sessions)
@@ -132,13 +132,21 @@ def test_an_edited_policy_re_times_open_tickets(
                 t = s.get_one(Ticket, ticket_id)
                 assert (t.sla_policy, t.sla_resolution_due) == (
                     "urgent", MONDAY_9 + timedelta(hours=6))
-        # Another policy first: which policy a ticket gets may change, so all are re-timed.
-        (tmp_path / "sla.yaml").write_text(SLA.replace(
+        with again.sessions() as s, s.begin():
+            tagged = s.get_one(Ticket, urgent_id)
+            tagged.tags = ["vip"]
+            again.sla.refresh(tagged)  # no policy matches the tag yet
+        # Another policy first: which policy a ticket gets may change, so all are re-timed;
+        # those that keep a policy timed as before keep their columns.
+        (tmp_path / "sla.yaml").write_text(edited.replace(
             "policies:\n", "policies:\n  - {name: vip, match: {tag: [vip]}, "
             "first_response: 10m}\n"), encoding="utf-8")
         again.reload()
         everything = retime_if_changed(again.sla, again.sessions)
         assert everything is not None and everything.policies is None
-        assert everything.checked == 3  # the open ones: two standard, one urgent
+        assert (everything.checked, everything.changed) == (3, 1)  # the open ones
+        with again.sessions() as s:
+            t = s.get_one(Ticket, urgent_id)
+            assert (t.sla_policy, t.sla_resolution_due) == ("vip", None)
     finally:
         again.dispose()

@@ -80,6 +80,11 @@ class SlaEngine:
             done=t.status in ("resolved", "closed"), pauses=pauses,
         )
 
+    def policy_for(self, t: Ticket) -> str | None:
+        """The name of the policy the ticket gets now."""
+        policy = choose(self.config.policies, self.facts(t))
+        return policy.name if policy else None
+
     def _deadlines(self, t: Ticket) -> tuple[Policy | None, list[Deadline]]:
         facts = self.facts(t)
         policy = choose(self.config.policies, facts)

@@ -76,6 +76,14 @@ def to_retime(old: dict[str, Any] | None, choice: str,
                         if old["timing"].get(name) != digest))
 
 
+def same_timing(old: dict[str, Any] | None, timing: dict[str, str]) -> frozenset[str]:
+    """The policies timed as before: a ticket that keeps one of them keeps its times."""
+    before = old.get("timing") if old is not None else None
+    if not isinstance(before, dict):
+        return frozenset()
+    return frozenset(name for name, digest in timing.items() if before.get(name) == digest)
+
+
 def retime_if_changed(sla: SlaEngine, sessions: sessionmaker[Session],
                       batch: int = 5000) -> Retimed | None:
     """Re-time the open tickets whose policy or its timing changed since they were timed;
@@ -89,7 +97,7 @@ def retime_if_changed(sla: SlaEngine, sessions: sessionmaker[Session],
     policies = to_retime(old, config.choice, timing)
     result = None
     if policies is None or policies:
-        result = retime(sla, sessions, policies, batch)
+        result = retime(sla, sessions, policies, batch, same_timing(old, timing))
         log.info("sla.retimed", policies=list(policies) if policies is not None else "all",
                  checked=result.checked, changed=result.changed,
                  seconds=round(result.seconds, 3))
@@ -101,8 +109,12 @@ def retime_if_changed(sla: SlaEngine, sessions: sessionmaker[Session],
 
 
 def retime(sla: SlaEngine, sessions: sessionmaker[Session],
-           policies: Collection[str] | None, batch: int = 5000) -> Retimed:
-    """New SLA columns for the open tickets (of `policies`; None: all), in batches."""
+           policies: Collection[str] | None, batch: int = 5000,
+           unchanged: Collection[str] = ()) -> Retimed:
+    """New SLA columns for the open tickets (of `policies`; None: all), in batches.
+
+    A ticket that keeps its policy, when that policy is one of `unchanged` (timed as before),
+    keeps its columns: only the choice of its policy is computed, not its deadlines."""
     t0 = time.perf_counter()
     checked = changed = 0
     last = 0
@@ -126,6 +138,8 @@ def retime(sla: SlaEngine, sessions: sessionmaker[Session],
                 # the engine's code reads it like any ticket, at a fraction of the ORM's cost.
                 ticket: Ticket = new_instance()
                 ticket.__dict__.update(row)
+                if row["sla_policy"] in unchanged and sla.policy_for(ticket) == row["sla_policy"]:
+                    continue
                 columns = sla.columns(ticket)
                 new = {c: columns.get(c, row[c]) for c in SLA_COLUMNS}
                 if any(new[c] != row[c] for c in SLA_COLUMNS):

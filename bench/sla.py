@@ -542,6 +542,19 @@ def edited_sla(source: Path, folder: Path) -> Path:
     return path
 
 
+def policy_added(source: Path, folder: Path) -> Path:
+    """The SLA file with a policy first that matches no loaded ticket: which policy a ticket
+    gets may have changed, so every open ticket is checked; none changes."""
+    import yaml
+
+    data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    data["policies"].insert(0, {"name": "bench-vip", "match": {"tag": ["bench-vip"]},
+                                "first_response": "10m"})
+    path = folder / "sla-added.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
 def parse_minutes(value: Any) -> float:
     from maild.sla.policy import parse_duration
 
@@ -683,9 +696,14 @@ def run_size(kind: str, n: int, args: argparse.Namespace, workdir: Path,
                 case = Case(kind, n, label, instant.isoformat(), expected)
                 cases.append(measure(app, clock, case, args.profile))
                 print_case(case)
-            app.sla.config = load_sla(edited_sla(args.sla, folder))  # as a reload does
+            edited = edited_sla(args.sla, folder)
+            app.sla.config = load_sla(edited)  # as a reload does
             retimes.append(measure_retime(app, RetimeCase(
                 kind, n, "first policy's targets shortened")))
+            print_retime(retimes[-1])
+            app.sla.config = load_sla(policy_added(edited, folder))
+            retimes.append(measure_retime(app, RetimeCase(
+                kind, n, "a policy added first (no ticket's)")))
             print_retime(retimes[-1])
         finally:
             app.dispose()

@@ -21,7 +21,6 @@ from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, tr
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, selectinload
 
-from maild.agents.address import address_pattern
 from maild.settings import Settings
 from maild.store import db
 from maild.store.models import Message, SlaAlert, Ticket
@@ -64,13 +63,16 @@ def read(settings: Settings, work: Callable[[Session], _T]) -> _T:
 # -- secrets ---------------------------------------------------------------------------------
 
 class Redactor:
-    """Replaces the tickets' secret reply addresses (agents/address.py) in what the commands
-    print: the secret belongs only in the mail that carries it. In its place: who the address
-    stands for, the staff of that ticket."""
+    """Replaces the secret plus-addresses on the support address (`support+<ref>.<secret>@`,
+    the tickets' reply addresses for staff) in what the commands print: the secret belongs
+    only in the mail that carries it. In its place, who the address stands for: the staff of
+    that ticket."""
 
     def __init__(self, support_address: str) -> None:
-        pattern = address_pattern(support_address).pattern.strip("^$")
-        self._pattern = re.compile(pattern, re.IGNORECASE)
+        local, _, domain = support_address.partition("@")
+        self._pattern = re.compile(
+            rf"{re.escape(local)}\+([a-z0-9_-]{{1,64}})\.[0-9a-f]{{20}}@{re.escape(domain)}",
+            re.IGNORECASE)
 
     def text(self, value: str) -> str:
         return self._pattern.sub(lambda m: f"staff of {m.group(1).upper()}", value)

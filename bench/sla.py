@@ -68,8 +68,11 @@ from maild.app import App, build
 from maild.businesstime.calendar import subtract_business_time
 from maild.clock import FixedClock
 from maild.settings import load_settings
-from maild.sla.engine import SlaEngine
+from maild.sla.engine import SlaEngine, load_sla
 from maild.sla.policy import Deadline, Policy, choose, deadlines
+from maild.sla.retime import OPEN as RETIMED
+from maild.sla.retime import READ as RETIME_COLUMNS
+from maild.sla.retime import retime_if_changed
 from maild.store.models import Event, Outbox, Ticket, UtcDateTime
 from tests.kit import SUPPORT, write_config
 from tests.servers.postgres import ADMIN_DSN_ENV, DEFAULT_ADMIN_DSN, PgDatabase
@@ -486,6 +489,87 @@ def measure(app: App, clock: FixedClock, case: Case, profile_dir: Path | None) -
     return case
 
 
+@dataclass
+class RetimeCase:
+    db: str
+    n: int
+    label: str
+    floor_s: float = 0.0
+    retime_s: float = 0.0
+    retime_cpu_s: float = 0.0
+    policies: str = ""
+    checked: int = 0
+    changed: int = 0
+
+    @property
+    def ratio(self) -> float:
+        return self.floor_s / self.retime_s if self.retime_s else 0.0
+
+
+def measure_retime(app: App, case: RetimeCase) -> RetimeCase:
+    """Re-time the open tickets for the engine's current SLA configuration: floor = reading
+    the columns re-timing reads of every open ticket, in one query (Core, typed)."""
+
+    def read_inputs() -> int:
+        with app.engine.connect() as conn:
+            return len(conn.execute(select(*RETIME_COLUMNS).where(
+                Ticket.status.in_(RETIMED))).all())
+
+    case.floor_s, _ = best_of(1, read_inputs)
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    done = retime_if_changed(app.sla, app.sessions)
+    case.retime_s = time.perf_counter() - t0
+    case.retime_cpu_s = time.process_time() - cpu0
+    if done is None:
+        raise BenchError(f"{case.label}: nothing was re-timed")
+    case.policies = "all" if done.policies is None else ", ".join(done.policies)
+    case.checked, case.changed = done.checked, done.changed
+    return case
+
+
+def edited_sla(source: Path, folder: Path) -> Path:
+    """The SLA file with its first policy's targets shortened by a quarter: only its tickets
+    need new times."""
+    import yaml
+
+    data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    first = data["policies"][0]
+    for target in ("first_response", "next_response", "resolution"):
+        if target in first:
+            first[target] = f"{parse_minutes(first[target]) * 3 / 4:g}m"
+    path = folder / "sla-edited.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def policy_added(source: Path, folder: Path) -> Path:
+    """The SLA file with a policy first that matches no loaded ticket: which policy a ticket
+    gets may have changed, so every open ticket is checked; none changes."""
+    import yaml
+
+    data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    data["policies"].insert(0, {"name": "bench-vip", "match": {"tag": ["bench-vip"]},
+                                "first_response": "10m"})
+    path = folder / "sla-added.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def parse_minutes(value: Any) -> float:
+    from maild.sla.policy import parse_duration
+
+    return parse_duration(value).total_seconds() / 60
+
+
+def print_retime(c: RetimeCase) -> None:
+    print(f"  -- re-time, {c.label}: policies {c.policies}; {c.checked:,} tickets checked, "
+          f"{c.changed:,} changed")
+    print(f"     {'floor: read their inputs (one query)':<44}{ms(c.floor_s):>11}")
+    print(f"     {'maild: retime_if_changed()':<44}{ms(c.retime_s):>11}"
+          f"{c.retime_s / max(c.checked, 1) * 1000:>11.4f}{c.ratio:>8.3f}"
+          f"   CPU {ms(c.retime_cpu_s)} ms", flush=True)
+
+
 def dump_profile(profiler: cProfile.Profile, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     profiler.dump_stats(path)
@@ -569,7 +653,8 @@ class Snapshots:
                 pg_sql.Identifier(target), pg_sql.Identifier(source)))
 
 
-def run_size(kind: str, n: int, args: argparse.Namespace, workdir: Path) -> list[Case]:
+def run_size(kind: str, n: int, args: argparse.Namespace, workdir: Path,
+             retimes: list[RetimeCase]) -> list[Case]:
     folder = workdir / f"{kind}-{n}"
     folder.mkdir()
     cases: list[Case] = []
@@ -598,6 +683,12 @@ def run_size(kind: str, n: int, args: argparse.Namespace, workdir: Path) -> list
                 snapshots.save(url, template, loaded)
                 print(f"  kept as template {template} ({time.perf_counter() - t0:.0f} s)",
                       flush=True)
+            clock.at = at.light
+            # The first start: no timing recorded, so every open ticket is re-timed (their
+            # columns are what the loader computed: none changes).
+            retimes.append(measure_retime(app, RetimeCase(
+                kind, n, "first start (nothing recorded)")))
+            print_retime(retimes[-1])
             for label, instant, expected in (
                     (f"{args.due:g} % due", at.light, loaded.due_light),
                     (f"{args.heavy:g} % due", at.heavy, loaded.due_heavy)):
@@ -605,6 +696,15 @@ def run_size(kind: str, n: int, args: argparse.Namespace, workdir: Path) -> list
                 case = Case(kind, n, label, instant.isoformat(), expected)
                 cases.append(measure(app, clock, case, args.profile))
                 print_case(case)
+            edited = edited_sla(args.sla, folder)
+            app.sla.config = load_sla(edited)  # as a reload does
+            retimes.append(measure_retime(app, RetimeCase(
+                kind, n, "first policy's targets shortened")))
+            print_retime(retimes[-1])
+            app.sla.config = load_sla(policy_added(edited, folder))
+            retimes.append(measure_retime(app, RetimeCase(
+                kind, n, "a policy added first (no ticket's)")))
+            print_retime(retimes[-1])
         finally:
             app.dispose()
     if kind == "sqlite" and not args.keep:
@@ -717,19 +817,25 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"rules {args.rules or 'none'}; {os.cpu_count()} CPUs; load "
           f"{os.getloadavg()[0]:.1f}", flush=True)
     cases: list[Case] = []
+    retimes: list[RetimeCase] = []
     with log_path.open("a", encoding="utf-8") as log:
         with contextlib.redirect_stderr(log):
             logs.configure("info", json=True)  # as `maild run` under systemd, into the file
         try:
             for kind in args.db:
                 for n in args.n:
-                    cases.extend(run_size(kind, n, args, workdir))
+                    cases.extend(run_size(kind, n, args, workdir, retimes))
         finally:
             if cases:
                 report(cases)
+            for r in retimes:
+                print(f"re-time {r.db:<11}{r.n:>10,}  {r.label:<34} {r.checked:>9,} checked "
+                      f"{r.changed:>9,} changed {r.retime_s:>8.2f} s (floor {r.floor_s:.2f} s, "
+                      f"{r.retime_s / max(r.checked, 1) * 1e6:.1f} us/ticket)")
             if args.json:
-                args.json.write_text(json.dumps([asdict(c) for c in cases], indent=2),
-                                     encoding="utf-8")
+                args.json.write_text(json.dumps(
+                    [asdict(c) for c in cases] + [asdict(r) for r in retimes], indent=2),
+                    encoding="utf-8")
             if not args.keep and args.log is None:
                 shutil.rmtree(workdir, ignore_errors=True)
     return 0

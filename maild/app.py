@@ -16,7 +16,6 @@ from maild.clock import Clock, SystemClock
 from maild.csat.desk import Satisfaction
 from maild.csat.survey import SurveyJob
 from maild.domain import Address
-from maild.errors import ConfigError
 from maild.jobs.runner import Job, Ran, run_due
 from maild.jobs.runs import Runner
 from maild.metrics import Metrics
@@ -30,9 +29,10 @@ from maild.pipeline.prepare import default_workers
 from maild.pipeline.runner import Pipeline
 from maild.rules.engine import RuleSet
 from maild.rules.loader import check_templates, load_rules
-from maild.rules.schema import PRIORITIES, Actions
+from maild.rules.mailboxes import mailbox_defaults
 from maild.settings import Settings
 from maild.sla.engine import Raised, SlaEngine, load_sla
+from maild.sla.retime import retime_if_changed
 from maild.store import db, repo
 from maild.store.automail import AutomailCounter
 from maild.store.batchstore import BatchStore
@@ -79,6 +79,7 @@ class App:
     def sla_pass(self, batch: int = 500) -> list[Raised]:
         """One SLA pass over the database (`batch` due tickets a transaction); warnings and
         breaches raised now."""
+        retime_if_changed(self.sla, self.sessions)  # at start and after a reload: new times
         counter = AutomailCounter(self.settings.safety)
         raised = self.sla.run_pass(self.sessions, self.tickets.sla_act,
                                    lambda session: BatchStore(session, counter), batch=batch)
@@ -95,22 +96,6 @@ class App:
     def direct_store(self, session: Session) -> DirectStore:
         """The ticket store for a command's transaction (one change, not a batch)."""
         return DirectStore(session, AutomailCounter(self.settings.safety))
-
-
-def mailbox_defaults(settings: Settings, rules: RuleSet) -> dict[str, Actions]:
-    """Each mailbox's starting level, department and priority, checked against the rules."""
-    out = {}
-    for i, m in enumerate(settings.mailboxes):
-        if m.department and m.department not in rules.organisation.departments:
-            raise ConfigError(f"unknown department '{m.department}'",
-                              file=str(settings.config_path),
-                              key=f"mailboxes.{i}.department")
-        if m.priority and m.priority not in PRIORITIES:
-            raise ConfigError(f"priority is one of {', '.join(PRIORITIES)}",
-                              file=str(settings.config_path), key=f"mailboxes.{i}.priority")
-        out[m.name] = Actions(level=m.level, department=m.department,
-                              priority=m.priority)  # type: ignore[arg-type]
-    return out
 
 
 def guard_for(settings: Settings) -> Guard:

@@ -5,17 +5,18 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import gc
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maild import __version__
 from maild.errors import ConfigError, MaildError
-from maild.settings import Settings, default_config_path, load_settings
+
+if TYPE_CHECKING:
+    from maild.settings import Settings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,6 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     tlist = tsub.add_parser("list", help="tickets, newest first")
     tlist.add_argument("--status", choices=["new", "open", "waiting_customer", "resolved",
                                             "closed"])
+    tlist.add_argument("--level", type=int, choices=[1, 2, 3, 4])
+    tlist.add_argument("--department")
+    tlist.add_argument("--assignee", metavar="ADDR")
+    tlist.add_argument("--priority", choices=["low", "normal", "high", "urgent"])
+    tlist.add_argument("--customer", metavar="ADDR",
+                       help="the requester, or anyone who wrote into the ticket as customer")
+    tlist.add_argument("--sla", choices=["breached", "due-today"],
+                       help="breached: a target was missed; due-today: a due time it still "
+                            "owes is today (the time zone of the SLA file's first calendar)")
     tlist.add_argument("--json", action="store_true")
     tshow = tsub.add_parser("show", help="one ticket with its messages and events")
     tshow.add_argument("ref", help="the ticket number or reference")
@@ -90,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from maild.settings import default_config_path, load_settings
+
     return load_settings(args.config or default_config_path())
 
 
@@ -98,7 +110,7 @@ def _emit(data: object) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from maild.commands import check_configuration
+    from maild.configcheck import check_configuration
 
     settings = _settings(args)
     for line in check_configuration(settings):
@@ -107,6 +119,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+    import gc
+
     from maild import daemon, logs
     from maild.app import build
 
@@ -156,8 +171,6 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 
 def cmd_tickets(args: argparse.Namespace) -> int:
-    from maild.commands import ticket_detail, ticket_list
-
     settings = _settings(args)
     if args.tickets_command == "open":
         from maild.commands import open_ticket
@@ -174,24 +187,26 @@ def cmd_tickets(args: argparse.Namespace) -> int:
             print(f"opened {opened['ref']} (#{opened['id']}); acknowledgement "
                   + ("sent" if opened["acknowledgement_sent"] else "queued"))
         return 0
+    # The read-only commands import only what they need (maild/readonly.py), not the daemon.
+    from maild import readonly
+
     if args.tickets_command == "list":
-        rows = ticket_list(settings, args.status)
+        rows = readonly.ticket_list(settings, readonly.TicketFilter(
+            status=args.status, level=args.level, department=args.department,
+            assignee=args.assignee, priority=args.priority, customer=args.customer,
+            sla=args.sla))
         if args.json:
             _emit(rows)
-        else:
-            for t in rows:
-                print(f"{t['id']:>6}  {t['ref']:<10} {t['status']:<16} L{t['level']} "
-                      f"{t['priority']:<7} {t['requester']:<32} {t['subject'][:60]}")
+        elif rows:
+            print(readonly.format_list(rows))
         return 0
-    detail = ticket_detail(settings, args.ref)
+    detail = readonly.ticket_detail(settings, args.ref)
     if detail is None:
         raise MaildError(f"no ticket {args.ref}")
     if args.json:
         _emit(detail)
     else:
-        from maild.commands import format_ticket
-
-        print(format_ticket(detail))
+        print(readonly.format_ticket(detail))
     return 0
 
 
@@ -293,15 +308,28 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+def _reads_only(args: argparse.Namespace) -> bool:
+    """`check` and `tickets list/show`: they log nothing (maild/readonly.py configures the
+    logs itself before it migrates a database), so they skip the logging set-up's imports."""
+    return args.command == "check" or (
+        args.command == "tickets" and args.tickets_command in ("list", "show"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
     except _Usage as exc:
         print(f"maild: error: {exc}", file=sys.stderr)
         return 2
-    from maild import logs
+    if _reads_only(args):
+        # maild uses no pydantic plugins: without this, pydantic reads the entry points of
+        # every installed distribution when it builds the first model (settings), a tenth
+        # of what a read-only command costs.
+        os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    else:
+        from maild import logs
 
-    logs.configure("warning")  # stdout stays for --json output; `run` sets its own level
+        logs.configure("warning")  # stdout stays for --json output; `run` sets its own level
     try:
         return COMMANDS[args.command](args)
     except _Usage as exc:

@@ -1,7 +1,8 @@
-"""What the read-only commands show: `check`, `route`, `tickets list/show`.
+"""Commands that build the daemon's parts: `route`, `tickets open`, `sla check`.
 
-They build their answers as plain JSON-ready dicts (the shapes of INTERFACE.md), so the
-human-readable output and `--json` cannot drift apart.
+The read-only `check` and `tickets list/show` are in maild/readonly.py, which does not
+import the daemon. These build their answers as plain JSON-ready dicts (the shapes of
+INTERFACE.md), so the human-readable output and `--json` cannot drift apart.
 """
 
 from __future__ import annotations
@@ -10,57 +11,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from maild.app import mailbox_defaults
 from maild.clock import SystemClock
 from maild.domain import Address
 from maild.errors import ConfigError
 from maild.mailsafety.vocabulary import normalise_subject
 from maild.outbound.queue import context_for
-from maild.outbound.render import MailContext, PersonView, Templates, TicketView
+from maild.outbound.render import Templates
 from maild.pipeline.parse import ParseError, parse
 from maild.rules.engine import RuleEngine
-from maild.rules.loader import check_templates, load_rules
+from maild.rules.loader import load_rules
 from maild.settings import Settings
-from maild.sla.engine import breaches, load_sla
-from maild.store import db, repo
 from maild.store.models import Ticket
 from maild.tickets.respond import acknowledgement
-
-MESSAGE_DIRECTIONS = ("inbound", "outbound", "note")
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
-
-
-def sample_context(settings: Settings) -> MailContext:
-    return MailContext(
-        ticket=TicketView(ref=f"{settings.support.ref_prefix}-ABC234", subject="Sample",
-                          level=1, department=None, priority="normal", status="new"),
-        customer=PersonView(name="Erika Mustermann", address="erika@example.test"),
-        support=PersonView(name=settings.support.name, address=settings.support.address),
-        message_excerpt="Hello, my sample message.",
-    )
-
-
-def check_configuration(settings: Settings) -> list[str]:
-    """Validate everything that can be validated without a server; lines to print."""
-    names = Templates(settings.templates).check(sample_context(settings))
-    rules = load_rules(settings.rules)
-    check_templates(rules, names)
-    sla = load_sla(settings.sla)
-    mailbox_defaults(settings, rules)
-    org = rules.organisation
-    return [
-        f"configuration {settings.config_path}: valid",
-        f"mailboxes: {', '.join(m.name for m in settings.mailboxes)}",
-        f"rules {rules.source}: {len(rules.rules)} rules, {len(org.levels)} levels, "
-        f"{len(org.departments)} departments, {len(org.agents)} agents, "
-        f"{len(rules.calendars)} calendars",
-        f"sla {sla.source or '(none)'}: {len(sla.policies)} policies, checked every "
-        f"{sla.check_interval:g} s",
-        f"templates: {len(names)} valid ({', '.join(names)})",
-    ]
 
 
 def route(settings: Settings, file: Path) -> dict[str, Any]:
@@ -103,75 +69,6 @@ def route(settings: Settings, file: Path) -> dict[str, Any]:
         "automatic": list(inbound.automatic),
         "acknowledgement": ack,
     }
-
-
-def ticket_summary(ticket: Ticket, message_count: int) -> dict[str, Any]:
-    return {
-        "id": ticket.id,
-        "ref": ticket.ref,
-        "subject": ticket.subject,
-        "requester": ticket.requester,
-        "status": ticket.status,
-        "level": ticket.level,
-        "department": ticket.department,
-        "priority": ticket.priority,
-        "language": ticket.language,
-        "assignee": ticket.assignee,
-        "created_at": _iso(ticket.created_at),
-        "updated_at": _iso(ticket.updated_at),
-        "message_count": message_count,
-    }
-
-
-def ticket_list(settings: Settings, status: str | None) -> list[dict[str, Any]]:
-    with db.opened(settings.database.url) as sessions, sessions() as session:
-        return [ticket_summary(t, n) for t, n in repo.list_tickets(session, status)]
-
-
-def ticket_detail(settings: Settings, ref: str) -> dict[str, Any] | None:
-    with db.opened(settings.database.url) as sessions, sessions() as session:
-        ticket = repo.find_ticket(session, ref)
-        if ticket is None:
-            return None
-        # Staff notifications are not part of the conversation: the events list them.
-        messages = [m for m in ticket.messages if m.direction in MESSAGE_DIRECTIONS]
-        out = ticket_summary(ticket, len(messages))
-        out["messages"] = [
-            {"direction": m.direction, "message_id": m.message_id,
-             "from": m.from_addr, "to": m.to_addrs, "subject": m.subject,
-             "date": _iso(m.date or m.created_at)}
-            for m in messages
-        ]
-        out["events"] = [{"at": _iso(e.at), "kind": e.kind, "data": e.data}
-                         for e in ticket.events]
-        out["sla"] = {
-            "policy": ticket.sla_policy,
-            "first_response_due": _iso(ticket.sla_first_response_due),
-            "first_response_at": _iso(ticket.first_response_at),
-            "next_response_due": _iso(ticket.sla_next_response_due),
-            "resolution_due": _iso(ticket.sla_resolution_due),
-            "resolved_at": _iso(ticket.resolved_at),
-            "paused": bool(ticket.sla_pauses and ticket.sla_pauses[-1][1] is None),
-            "breaches": [{"target": b.target, "due": _iso(b.due_at),
-                          "raised_at": _iso(b.raised_at), "policy": b.policy}
-                         for b in breaches(ticket, session)],
-        }
-        return out
-
-
-def format_ticket(t: dict[str, Any]) -> str:
-    lines = [
-        f"{t['ref']}  #{t['id']}  {t['subject']}",
-        f"  requester {t['requester']}  status {t['status']}  level {t['level']}  "
-        f"department {t['department'] or '-'}  priority {t['priority']}",
-        f"  created {t['created_at']}",
-        "  messages:",
-    ]
-    lines += [f"    {m['date']}  {m['direction']:<8} {m['from']} -> {m['to']}: {m['subject']}"
-              for m in t["messages"]]
-    lines.append("  events:")
-    lines += [f"    {e['at']}  {e['kind']}  {e['data']}" for e in t["events"]]
-    return "\n".join(lines)
 
 
 def open_ticket(settings: Settings, *, customer: str, subject: str, level: int | None,

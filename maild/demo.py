@@ -53,8 +53,8 @@ from sqlalchemy import select
 
 from maild import daemon, logs
 from maild.app import App, build
-from maild.commands import ticket_detail
 from maild.fetch.imap import CONNECTION_ERRORS
+from maild.readonly import ticket_detail
 from maild.settings import Settings, load_settings
 from maild.store import repo
 from maild.store.models import Message, Ticket

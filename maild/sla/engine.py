@@ -12,73 +12,25 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import ClassVar
 
 import structlog
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 from structlog.typing import FilteringBoundLogger
 
-from maild.businesstime.calendar import BusinessCalendar
-from maild.businesstime.spec import build_calendar
 from maild.clock import Clock
 from maild.domain import PRIORITIES
-from maild.sla.policy import Deadline, Policy, SlaFile, TicketFacts, choose, deadlines
+from maild.sla.config import SlaConfig, load_sla, sla_from_document
+from maild.sla.policy import Deadline, Policy, TicketFacts, choose, deadlines
 from maild.sla.writes import BatchWrites
 from maild.store.models import SlaAlert, Ticket
 from maild.store.ticketstore import TicketStore
-from maild.yamlfile import YamlDocument, load_yaml
 
 log = structlog.get_logger("maild.sla")
-
-
-@dataclass(frozen=True)
-class SlaConfig:
-    policies: tuple[Policy, ...]
-    check_interval: float
-    source: str | None = None
-
-
-def load_sla(path: Path | None) -> SlaConfig:
-    """The SLA file, validated; errors name the file, key and line. No file: no SLA."""
-    if path is None:
-        return SlaConfig(policies=(), check_interval=60.0)
-    doc = load_yaml(path)
-    return sla_from_document(doc)
-
-
-def sla_from_document(doc: YamlDocument) -> SlaConfig:
-    if not isinstance(doc.data, dict):
-        raise doc.error("an SLA file is a mapping (calendars, policies)", ())
-    try:
-        spec = SlaFile.model_validate(doc.data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        msg = {"extra_forbidden": "unknown key", "missing": "required key is missing"}.get(
-            err["type"], str(err["msg"]).removeprefix("Value error, "))
-        raise doc.error(msg, tuple(err["loc"])) from None
-    calendars: dict[str, BusinessCalendar] = {"24x7": BusinessCalendar.always_open()}
-    for name, value in spec.calendars.items():
-        try:
-            calendars[name] = build_calendar(name, value)
-        except (ValidationError, ValueError) as exc:
-            reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-            raise doc.error(f"calendar '{name}': {reason}".replace("Value error, ", ""),
-                            ("calendars", name)) from None
-    policies = []
-    seen: set[str] = set()
-    for i, p in enumerate(spec.policies):
-        if p.name in seen:
-            raise doc.error(f"duplicate policy name '{p.name}'", ("policies", i, "name"))
-        seen.add(p.name)
-        if p.calendar not in calendars:
-            raise doc.error(f"policy '{p.name}': no calendar named '{p.calendar}' (known: "
-                            f"{', '.join(sorted(calendars))})", ("policies", i, "calendar"))
-        policies.append(Policy(p, calendars[p.calendar]))
-    return SlaConfig(tuple(policies), spec.check_interval, str(doc.path))
+__all__ = ["Raised", "SlaConfig", "SlaEngine", "breaches", "load_sla", "raise_priority",
+           "sla_from_document"]
 
 
 # What a warning or breach does to its ticket (the ticket service's `sla_act`): the
@@ -118,6 +70,9 @@ class SlaEngine:
         self.config = config
         self._clock = clock
         self._customer = customer
+        self.retimed_for: str | None = None
+        """The SLA configuration's fingerprint that open tickets are known to be timed for
+        (maild/sla/retime.py): while it is the config's, no check is needed."""
 
     def facts(self, t: Ticket) -> TicketFacts:
         pauses = [(p0, _dt(p1)) for p0, p1 in
@@ -130,6 +85,11 @@ class SlaEngine:
             done=t.status in ("resolved", "closed"), pauses=pauses,
         )
 
+    def policy_for(self, t: Ticket) -> str | None:
+        """The name of the policy the ticket gets now."""
+        policy = choose(self.config.policies, self.facts(t))
+        return policy.name if policy else None
+
     def _deadlines(self, t: Ticket) -> tuple[Policy | None, list[Deadline]]:
         facts = self.facts(t)
         policy = choose(self.config.policies, facts)
@@ -137,20 +97,40 @@ class SlaEngine:
 
     def refresh(self, t: Ticket) -> None:
         """Recompute policy, due times and the next check instant of one ticket."""
-        policy, found = self._deadlines(t)
-        for column, value in _columns(t, policy, found, list(t.sla_alerted or ())).items():
+        for column, value in self.columns(t).items():
             setattr(t, column, value)
+
+    def columns(self, t: Ticket) -> dict[str, object]:
+        """The ticket's SLA columns as the current policies make them (`sla_alerted` as is;
+        `sla_first_response_due` only while the first response is owed)."""
+        policy, found = self._deadlines(t)
+        return _columns(t, policy, found, list(t.sla_alerted or ()))
+
+    STOPPED: ClassVar[tuple[str, ...]] = ("waiting_customer", "resolved", "closed")
+    """Statuses in which the SLA clock stands still: the ticket waits for the customer, or
+    nobody owes anything. A reopened ticket's targets count only the time it was open."""
+
+    def status_changed(self, t: Ticket, status: str, now: datetime) -> None:
+        """Stop or restart the ticket's clock for a change of status (before it is set)."""
+        if status in self.STOPPED:
+            self.pause(t, now)
+        elif t.status in self.STOPPED:
+            # A ticket resolved before its pause was recorded: the pause is its time resolved.
+            self.resume(t, now, since=t.resolved_at or t.closed_at)
 
     def pause(self, t: Ticket, now: datetime) -> None:
         pauses = list(t.sla_pauses or [])
         if not pauses or pauses[-1][1] is not None:
             t.sla_pauses = [*pauses, [now.isoformat(), None]]
 
-    def resume(self, t: Ticket, now: datetime) -> None:
+    def resume(self, t: Ticket, now: datetime, since: datetime | None = None) -> None:
+        """End the running pause; without one, record `since`..`now` as a pause."""
         pauses = [list(p) for p in t.sla_pauses or []]
         if pauses and pauses[-1][1] is None:
             pauses[-1][1] = now.isoformat()
             t.sla_pauses = pauses
+        elif since is not None and since < now:
+            t.sla_pauses = [*pauses, [since.isoformat(), now.isoformat()]]
 
     def run_pass(self, sessions: sessionmaker[Session], act: Act,
                  store_for: Callable[[Session], TicketStore],
@@ -247,11 +227,11 @@ class SlaEngine:
             changed = changed or bool(actions)
             event = "sla.breached" if d.kind == "breach" else "sla.warned"
             events.append({"ticket_id": t.id, "at": now, "kind": event, "data": {
-                "policy": policy.name, "target": d.target, "due": d.at.isoformat(),
+                "policy": policy.name, "target": d.target, "due": d.due.isoformat(),
                 "actions": list(actions)}})
             logger.info(event, ticket_id=t.id, ref=t.ref, target=d.target,
                         policy=policy.name)
-            out.append(Raised(t.id, t.ref, policy.name, d.target, d.kind, d.at, actions))
+            out.append(Raised(t.id, t.ref, policy.name, d.target, d.kind, d.due, actions))
         return changed
 
     def _row(self, plan: _Plan, changed: bool) -> dict[str, object]:
@@ -291,7 +271,7 @@ class _Plan:
         if self.policy is None:
             return []
         return [{"ticket_id": self.ticket.id, "key": d.key, "target": d.target,
-                 "kind": d.kind, "policy": self.policy.name, "due_at": d.at,
+                 "kind": d.kind, "policy": self.policy.name, "due_at": d.due,
                  "raised_at": now} for d in self.due if d.kind != "moot"]
 
 
@@ -322,7 +302,7 @@ def _due(found: list[Deadline], alerted: set[str], now: datetime) -> list[Deadli
         if d.at > now or d.key in alerted:
             continue
         if d.kind == "warn" and d.target in breached:
-            d = Deadline(d.target, "moot", d.at, d.start, key_override=d.key)
+            d = Deadline(d.target, "moot", d.at, d.start, key_override=d.key, due_at=d.due_at)
         out.append(d)
     return out
 

@@ -163,13 +163,18 @@ def choose(policies: Sequence[Policy], t: TicketFacts) -> Policy | None:
 
 @dataclass(frozen=True, slots=True)
 class Deadline:
-    """One instant at which the SLA check must act: `kind` is warn or breach."""
+    """One instant at which the SLA check must act: `kind` is warn or breach.
+
+    `at` is when to act; `due` is the target's due time, which every message about the
+    deadline names (a warning acts before it: telling the team "due at" the warning instant
+    would make the target look shorter than it is)."""
 
     target: str
     kind: str  # warn | breach (| moot: a warning its breach overtook)
     at: datetime
     start: datetime
     key_override: str | None = None
+    due_at: datetime | None = None  # a warning's breach instant; None: `at` (a breach)
     key: str = field(init=False, repr=False, compare=False)
     """Unique per ticket: each wait for a next response is its own cycle. Computed once (a
     pass compares it several times per ticket)."""
@@ -182,6 +187,11 @@ class Deadline:
         else:
             key = f"{self.target}:{self.kind}"
         object.__setattr__(self, "key", key)
+
+    @property
+    def due(self) -> datetime:
+        """The target's due time: the breach instant, for a warning too."""
+        return self.due_at or self.at
 
 
 def _since(pauses: Sequence[tuple[datetime, datetime | None]], start: datetime
@@ -210,7 +220,7 @@ def deadlines(policy: Policy, t: TicketFacts) -> list[Deadline]:
         if due is None or warn is None:
             continue
         if spec.warn_at < 1:
-            out.append(Deadline(target, "warn", warn, start))
+            out.append(Deadline(target, "warn", warn, start, due_at=due))
         out.append(Deadline(target, "breach", due, start))
     return out
 

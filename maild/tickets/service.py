@@ -291,10 +291,7 @@ class TicketService:
         now = self.clock.now()
         self._event(store, ticket, "status.changed", old=ticket.status, new=status,
                     reason=reason, by=by)
-        if status == "waiting_customer":
-            self.sla.pause(ticket, now)  # the SLA clock stops while we wait for the customer
-        elif ticket.status == "waiting_customer":
-            self.sla.resume(ticket, now)
+        self.sla.status_changed(ticket, status, now)  # stops while waiting or resolved
         ticket.status = status
         ticket.updated_at = now
         if status == "resolved":
@@ -368,7 +365,7 @@ class TicketService:
                 deadline: Deadline) -> tuple[str, ...]:
         """What a warning or breach does, through the outbox like all mail."""
         what = deadline.target.replace("_", " ")
-        due = staff_time(deadline.at, policy.calendar, self.clock.now())
+        due = staff_time(deadline.due, policy.calendar, self.clock.now())
         actions: list[str] = []
         if deadline.kind == "warn":
             teams = policy.spec.warn_notify or [ticket.assignee or self.default_team(ticket)]

@@ -136,11 +136,11 @@ class Message(Base):
         Index("ix_messages_ticket", "ticket_id", "id"),
         # Only a message without a Message-ID is looked up by its bytes
         # (TicketStore.delivered_before): indexing the others' hashes would only change a
-        # page at a random place per row. In the database the index is partial, `WHERE message_id IS NULL` (migration 0003, which
-        # makes the schema: nothing creates tables from these models). It is not declared so
-        # here: the dialect options (`sqlite_where`, `postgresql_where`) would make every
-        # process import the PostgreSQL dialect's modules, some 50 ms of a read-only command
-        # that runs on SQLite.
+        # page at a random place per row. In the database the index is partial,
+        # `WHERE message_id IS NULL` (migration 0003 makes the schema: nothing creates
+        # tables from these models). It is not declared so here: the dialect options would
+        # make every process import the PostgreSQL dialect's modules, some 50 ms of a
+        # read-only command that runs on SQLite.
         Index("ix_messages_raw_sha256", "raw_sha256"),
         # The report counts a period's inbound messages; rows come in time order, so the
         # index grows at its end.

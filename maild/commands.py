@@ -10,6 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from maild.app import mailbox_defaults
 from maild.clock import SystemClock
 from maild.domain import Address
@@ -23,7 +25,7 @@ from maild.rules.loader import check_templates, load_rules
 from maild.settings import Settings
 from maild.sla.engine import breaches, load_sla
 from maild.store import db, repo
-from maild.store.models import Ticket
+from maild.store.models import Participant, Ticket
 from maild.tickets.respond import acknowledgement
 
 MESSAGE_DIRECTIONS = ("inbound", "outbound", "note")
@@ -144,6 +146,9 @@ def ticket_detail(settings: Settings, ref: str) -> dict[str, Any] | None:
         ]
         out["events"] = [{"at": _iso(e.at), "kind": e.kind, "data": e.data}
                          for e in ticket.events]
+        out["participants"] = [{"address": p.address, "confirmed": p.confirmed}
+                               for p in session.scalars(select(Participant).where(
+                                   Participant.ticket_id == ticket.id).order_by(Participant.id))]
         out["sla"] = {
             "policy": ticket.sla_policy,
             "first_response_due": _iso(ticket.sla_first_response_due),

@@ -19,6 +19,7 @@ from maild.pipeline.route import (
     Discard,
     Hold,
     Intake,
+    Join,
     Open,
     RecordReport,
     RefuseStaff,
@@ -64,6 +65,13 @@ class Handlers:
                 return self.intake(store, inbound)
             case Reply(decision):
                 return self.reply(store, inbound, decision)
+            case Join(decision):
+                assert decision.ticket_id is not None
+                ticket = store.ticket(decision.ticket_id)
+                self.tickets.joined(store, ticket, inbound, decision)
+                log.info("ticket.joined", ticket_id=ticket.id, ref=ticket.ref,
+                         message_id=inbound.message_id, threaded_by=decision.by.value)
+                return Processed(ticket_id=ticket.id, created=False, queued=0)
             case Open(decision):
                 return self.open(store, inbound, decision)
         raise AssertionError(f"unknown route {route!r}")
@@ -79,6 +87,8 @@ class Handlers:
                         mailbox=inbound.source.mailbox if inbound.source else None,
                         decision=decision)
         t.add_message(store, ticket, inbound)
+        if not inbound.automatic:
+            t.take_in_copy(store, ticket, inbound)
         if inbound.notes:
             store.add_event(ticket.id, "limits.applied", t.clock.now(),
                             {"notes": list(inbound.notes)})

@@ -176,12 +176,14 @@ class Pipeline:
         ref_ticket = store.ticket_id_by_ref(keys.ref) if keys.ref and not report else None
         target = (store.ticket_id_by_ref(keys.target.ref)
                   if keys.target and not report else None)
+        referenced = store.tickets_for_references(keys.ids) if not report else {}
         tickets: dict[int, TicketFacts] = {}
         if not report:
-            for ticket_id in {*known.values(), ref_ticket, target} - {None}:
+            for ticket_id in {*known.values(), *referenced.values(), ref_ticket,
+                              target} - {None}:
                 assert ticket_id is not None
                 ticket = store.ticket(ticket_id)
                 tickets[ticket_id] = TicketFacts(
                     status=ticket.status, closed_at=ticket.closed_at, secret=ticket.secret,
                     participants=store.participants(ticket_id))
-        return Facts(known, delivered, ref_ticket, target, tickets)
+        return Facts(known, delivered, ref_ticket, target, tickets, referenced)

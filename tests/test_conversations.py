@@ -26,7 +26,9 @@ from maild import daemon
 from maild.app import App, build
 from maild.clock import FixedClock
 from maild.commands import ticket_detail
-from maild.store.models import Event, Message, Ticket
+from maild.domain import Fetched, SourceRef
+from maild.store.models import Event, Message, Outbox, Ticket
+from maild.tickets.address import reply_address
 from tests.kit import SUPPORT, customer_mail, message_id_of, settings_for
 from tests.servers.dovecot import MailUser
 from tests.servers.smtp import ReceivedMessage, SmtpServer
@@ -238,3 +240,24 @@ def test_replies_to_a_parent_maild_never_saw_share_one_ticket(
     assert threaded == ["placeholder"] * 3
     assert not sent_to(smtp_server, "other@example.net")
     assert [a.rcpt_tos for a in sent_to(smtp_server, GRETA)] == [[GRETA]]  # her ack
+
+
+def test_reply_to_all_off_answers_the_requester_alone(tmp_path: Path, sqlite_url: str) -> None:
+    (tmp_path / "rules.yaml").write_text(RULES, encoding="utf-8")
+    app = build(settings_for(tmp_path, db_url=sqlite_url, rules="rules.yaml",
+                             tickets={"reply_to_all": False}), clock=FixedClock())
+    try:
+        app.pipeline.process_batch([Fetched(SourceRef("support", "INBOX", 1, 1), customer_mail(
+            sender=ERIKA, headers={"Cc": GRETA}))])
+        [t] = tickets(app)
+        agent = customer_mail(sender="anna@example.test", subject=f"Re: [{t.ref}]",
+                              to=reply_address(SUPPORT, t.ref, t.secret), body="Fixed.")
+        app.pipeline.process_batch([Fetched(SourceRef("support", "INBOX", 1, 2), agent)])
+        with app.sessions() as s:
+            replies = list(s.scalars(select(Outbox.rcpt_to).where(Outbox.kind == "reply")))
+        assert replies == [ERIKA]
+        detail = ticket_detail(app.settings, t.ref)
+        assert detail is not None
+        assert detail["participants"] == [{"address": GRETA, "confirmed": True}]
+    finally:
+        app.dispose()

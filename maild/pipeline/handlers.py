@@ -66,12 +66,7 @@ class Handlers:
             case Reply(decision):
                 return self.reply(store, inbound, decision)
             case Join(decision):
-                assert decision.ticket_id is not None
-                ticket = store.ticket(decision.ticket_id)
-                self.tickets.joined(store, ticket, inbound, decision)
-                log.info("ticket.joined", ticket_id=ticket.id, ref=ticket.ref,
-                         message_id=inbound.message_id, threaded_by=decision.by.value)
-                return Processed(ticket_id=ticket.id, created=False, queued=0)
+                return self.join(store, inbound, decision)
             case Open(decision):
                 return self.open(store, inbound, decision)
         raise AssertionError(f"unknown route {route!r}")
@@ -116,6 +111,17 @@ class Handlers:
         ticket = store.ticket(decision.ticket_id)
         self.tickets.customer_wrote(store, ticket, inbound, decision)
         log.info("ticket.updated", ticket_id=ticket.id, ref=ticket.ref,
+                 message_id=inbound.message_id, threaded_by=decision.by.value)
+        return Processed(ticket_id=ticket.id, created=False, queued=0)
+
+    def join(self, store: TicketStore, inbound: Inbound, decision: ThreadDecision
+             ) -> Processed:
+        """Someone unconfirmed wrote into a ticket's conversation: kept there, nothing
+        else (TicketService.joined)."""
+        assert decision.ticket_id is not None
+        ticket = store.ticket(decision.ticket_id)
+        self.tickets.joined(store, ticket, inbound, decision)
+        log.info("ticket.joined", ticket_id=ticket.id, ref=ticket.ref,
                  message_id=inbound.message_id, threaded_by=decision.by.value)
         return Processed(ticket_id=ticket.id, created=False, queued=0)
 

@@ -37,6 +37,7 @@ from maild.store import db, repo
 from maild.store.automail import AutomailCounter
 from maild.store.batchstore import BatchStore
 from maild.store.ticketstore import DirectStore
+from maild.tickets.people import conversation_settings
 from maild.tickets.service import TicketService
 
 
@@ -133,7 +134,8 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
                           ids=MessageIdFactory(secret.encode(), settings.support.domain),
                           support=support),
         clock=clock, ref_prefix=settings.support.ref_prefix,
-        organisation=lambda: pipeline.rules.organisation, sla=sla, safety=settings.safety)
+        organisation=lambda: pipeline.rules.organisation, sla=sla, safety=settings.safety,
+        conversation=conversation_settings(settings))
     satisfaction = Satisfaction(tickets, settings.csat,
                                 organisation=lambda: pipeline.rules.organisation)
     pipeline = Pipeline(

@@ -111,6 +111,7 @@ class ThreadedBy(enum.StrEnum):
     IN_REPLY_TO = "in-reply-to"
     REFERENCES = "references"
     MARKER = "marker"
+    PLACEHOLDER = "placeholder"  # an id referred to before, by mail maild never held
     SUBJECT = "subject"
     NEW = "new"
 
@@ -161,6 +162,7 @@ class OutboundDraft:
     in_reply_to: str | None
     references: tuple[str, ...]
     automatic: bool = True
+    cc: tuple[Address, ...] = ()  # a ticket's confirmed participants (agents' replies)
     extra: dict[str, str] = field(default_factory=dict)
     direction: str = "outbound"  # or "notification": staff mail, not part of the thread
     sender_name: str | None = None  # e.g. the agent's name; the address stays ours

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from maild.settings import Settings
 from maild.store import db
-from maild.store.models import Message, SlaAlert, Ticket
+from maild.store.models import Message, Participant, SlaAlert, Ticket
 
 MESSAGE_DIRECTIONS = ("inbound", "outbound", "note")
 DONE = ("resolved", "closed")
@@ -219,12 +219,22 @@ def find_ticket(session: Session, ref: str) -> Ticket | None:
     return session.scalar(query.where(Ticket.ref == ref.strip("[]# ").upper()))
 
 
-def participants(ticket: Ticket) -> list[dict[str, Any]]:
-    """The requester and everyone who wrote into the ticket as a customer, in that order."""
-    found = dict.fromkeys([ticket.requester.lower(), *(
-        m.from_addr.lower() for m in ticket.messages
-        if m.direction == "inbound" and m.from_addr)])
-    return [{"address": a, "confirmed": True} for a in found if a]
+def participants(session: Session, ticket: Ticket) -> list[dict[str, Any]]:
+    """The requester, then the conversation's other participants (confirmed or not)."""
+    rows = session.execute(select(Participant.address, Participant.confirmed).where(
+        Participant.ticket_id == ticket.id).order_by(Participant.id))
+    return [{"address": ticket.requester, "confirmed": True},
+            *({"address": a, "confirmed": c} for a, c in rows if a != ticket.requester)]
+
+
+def rating(ticket: Ticket) -> dict[str, Any] | None:
+    """The latest satisfaction rating (maild/csat): a later one replaces an earlier."""
+    rated = [e for e in ticket.events if e.kind == "csat.rated"]
+    if not rated:
+        return None
+    last = rated[-1]
+    return {"score": last.data.get("score"), "comment": last.data.get("comment"),
+            "at": _iso(last.at)}
 
 
 def ticket_detail(settings: Settings, ref: str,
@@ -247,8 +257,8 @@ def ticket_detail(settings: Settings, ref: str,
              "date": _iso(m.date or m.created_at), "text": m.body_text or ""}
             for m in messages
         ]
-        out["participants"] = participants(ticket)
-        out["rating"] = None  # no satisfaction survey yet
+        out["participants"] = participants(session, ticket)
+        out["rating"] = rating(ticket)
         out["events"] = [{"at": _iso(e.at), "kind": e.kind, "data": e.data}
                          for e in ticket.events]
         alerts = session.scalars(select(SlaAlert).where(

@@ -283,6 +283,9 @@ class TicketSettings(_Model):
     # A reply to a ticket closed longer ago than this opens a new ticket linked to it;
     # to a resolved ticket, or one closed more recently, it reopens the ticket.
     reopen_days: float = Field(default=14.0, ge=0)
+    # Agents' replies go to the requester with the confirmed participants (those the
+    # customers put in To/Cc, or agents added with #cc add) in Cc.
+    reply_to_all: bool = True
 
 
 class CsatSettings(_Model):

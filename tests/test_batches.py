@@ -1,16 +1,18 @@
 """The ticket store's contract: the batched store answers and writes what the direct one
 does.
 
-Within a batch, maild reads ahead what its lookups will ask (threading, participants,
-suppressions, counts of automatic mail) and keeps notes of what it has added instead of
-flushing (maild/store/batchstore.py). Both are shortcuts over the direct store
+Within a batch, maild reads ahead what its lookups will ask (threading, placeholders,
+participants, suppressions, counts of automatic mail) and keeps notes of what it has added
+instead of flushing (maild/store/batchstore.py). Both are shortcuts over the direct store
 (maild/store/ticketstore.py). Here every operation of the `TicketStore` protocol is run
 against both, and one sequence of mail is fed to two fresh databases, once one message at a
 time on the direct store and once in large batches on the batched store: everything maild
 wrote must come out the same. The sequence exercises every lookup the
 shortcuts answer, including within one batch: a duplicate and a reply of a message in the
 same batch, replies by In-Reply-To, by References and by the subject reference, a stranger
-quoting a reference, a message without Message-ID delivered twice, a delivery report that
+quoting a reference, a colleague put in Cc who then replies (confirmed), someone nobody put in
+Cc who replies twice into a conversation (unconfirmed), replies to a parent maild never held
+(placeholders), a message without Message-ID delivered twice, a delivery report that
 suppresses an address before that customer writes again, and the per-recipient limit on
 acknowledgements reached partly by earlier batches and partly by this one.
 """
@@ -103,6 +105,9 @@ FIRST = [
 ]
 
 
+GHOST = "<ghost-parent@example.com>"  # a parent maild never receives
+
+
 def first_batch() -> list[bytes]:
     """New tickets, then a duplicate and a reply of a message in the same batch."""
     login = FIRST[0]
@@ -116,8 +121,9 @@ def second_batch(box: Mailbox) -> list[bytes]:
     Message-IDs of its acknowledgements are the app's own)."""
     login, invoice, server, _second, order, _no_id = box.tickets()
     return [
+        # Erika copies her colleague Greta: from now on, Greta takes part in the ticket.
         customer_mail(sender="erika@example.com", subject="Re: login",
-                      in_reply_to=box.ack_id(login)),
+                      in_reply_to=box.ack_id(login), headers={"Cc": "greta@example.com"}),
         customer_mail(sender="bob@example.org", subject=f"AW: [{invoice.ref}] Invoice",
                       body="Sent from my phone"),
         customer_mail(sender="eve@example.com", subject=f"Re: [{server.ref}] hello"),
@@ -129,18 +135,27 @@ def second_batch(box: Mailbox) -> list[bytes]:
         FIRST[5],  # the same bytes without a Message-ID again
         customer_mail(sender="carol@example.net", subject="still down",
                       in_reply_to=message_id_of(FIRST[2])),
-        customer_mail(sender="dave@example.com", subject="Brand new"),
-        # A colleague of Erika's answers our acknowledgement (a signed Message-ID lets
-        # anyone in): from now on, she takes part in the ticket.
+        customer_mail(sender="dave@example.com", subject="Brand new",
+                      in_reply_to=GHOST),
+        customer_mail(sender="dave@example.com", subject="Re: Brand new",
+                      references=[GHOST]),
+        # Greta, in Cc, answers our acknowledgement: a confirmed participant's reply.
         customer_mail(sender="greta@example.com", subject="Re: login",
                       in_reply_to=box.ack_id(login)),
+        # Hank, whom nobody put in Cc, replies to Carol's mail: he joins her ticket's
+        # conversation unconfirmed (no acknowledgement, no change to the ticket).
+        customer_mail(sender="hank@example.com", subject="Re: Server down",
+                      in_reply_to=message_id_of(FIRST[2])),
     ]
 
 
 def third_batch(box: Mailbox) -> list[bytes]:
     """Who wrote into a ticket in an earlier batch takes part in it (read ahead)."""
     login = box.tickets()[0]
-    return [customer_mail(sender="greta@example.com", subject=f"[{login.ref}] and another")]
+    return [customer_mail(sender="greta@example.com", subject=f"[{login.ref}] and another"),
+            customer_mail(sender="hank@example.com", subject="Re: Server down again",
+                          in_reply_to=message_id_of(FIRST[2])),
+            customer_mail(sender="dave@example.com", subject="Re: again", in_reply_to=GHOST)]
 
 
 def snapshot(app: App) -> dict[str, Any]:
@@ -203,6 +218,11 @@ def test_a_batch_decides_what_single_messages_decide(
                if direction == "inbound"]
     assert inbound.count((0, "erika@example.com")) == 3  # the first, by References, by ack
     assert inbound.count((0, "greta@example.com")) == 2  # by ack, then by subject reference
+    assert inbound.count((10, "dave@example.com")) == 3  # two by the placeholder
+    assert inbound.count((2, "hank@example.com")) == 2  # joined carol's ticket, unconfirmed
+    joined = [(t, kind) for t, kind, _ in expected["events"]
+              if kind in ("participant.added", "participant.joined")]
+    assert joined == [(0, "participant.added"), (2, "participant.joined")]
     assert (1, "bob@example.org") in inbound and (2, "carol@example.net") in inbound
 
 
@@ -274,8 +294,19 @@ def test_every_store_operation_answers_alike(store: TicketStore) -> None:
             source_key=message.source.key if message.source else None,
             raw_sha256=message.raw_sha256, in_reply_to=None, references=None,
             from_addr=sender, from_name="", to_addrs="", subject="s", date=now,
-            body_text=message.body_text, automatic=None, raw=message.raw, created_at=now),
-            inbound_from=sender)
+            body_text=message.body_text, automatic=None, raw=message.raw, created_at=now))
+    # Participants: confirmed, unconfirmed, confirmed later, removed; never downgraded.
+    assert store.add_participant(ticket.id, "d@x", confirmed=True, by="c@x", at=now)
+    assert not store.add_participant(ticket.id, "d@x", confirmed=False, by="d@x", at=now)
+    assert store.add_participant(ticket.id, "e@x", confirmed=False, by="e@x", at=now)
+    assert store.add_participant(ticket.id, "f@x", confirmed=False, by="f@x", at=now)
+    assert store.add_participant(ticket.id, "f@x", confirmed=True, by="anna@x", at=now)
+    assert store.add_participant(ticket.id, "g@x", confirmed=True, by="c@x", at=now)
+    assert store.remove_participant(ticket.id, "g@x")
+    assert not store.remove_participant(ticket.id, "g@x")
+    # References: only ids not known yet, as a message or as a reference.
+    store.add_references(ticket.id, ["a@x", "ghost@x", "ghost@x"])
+    store.add_references(ticket.id, ["ghost@x", "ghost2@x"])
     out = {"ticket_id": ticket.id, "message_row_id": None, "message_id": "ack@x",
            "kind": "acknowledgement", "mail_from": "s@x", "rcpt_to": "c@x", "raw": b"x",
            "status": "pending", "attempts": 0, "next_attempt_at": now, "last_error": None,
@@ -294,7 +325,10 @@ def test_every_store_operation_answers_alike(store: TicketStore) -> None:
             "a@x": ticket.id, "ack@x": ticket.id}
         assert store.delivered_before(no_id)
         assert not store.delivered_before(parse(b"From: e@x\r\n\r\nother\r\n", None))
-        assert store.participants(ticket.id) == {"c@x", "d@x"}
+        assert store.participants(ticket.id) == {"c@x", "d@x", "f@x"}
+        assert store.participant_list(ticket.id) == {"d@x": True, "e@x": False, "f@x": True}
+        assert store.tickets_for_references(["ghost@x", "a@x", "zz@x", "ghost2@x"]) == {
+            "ghost@x": ticket.id, "ghost2@x": ticket.id}
         assert store.first_customer_text(ticket.id) == "first"
         assert store.quarantined_before("support/INBOX/1/9") is None
         sent = store.automatic_sent("c@x", ticket.id, now)
@@ -305,6 +339,7 @@ def test_every_store_operation_answers_alike(store: TicketStore) -> None:
         assert store.suppression("c@x") is None
         if not written:
             store.write()
+            store.read_ahead(message_ids=["ghost@x", "a@x"], refs=[], recipients=[], now=now)
     assert store.customer_thread(ticket.id) == ("a@x", ("a@x", "ack@x"))
     session = store.session
     assert session.scalar(select(Outbox.message_row_id)) is not None

@@ -17,6 +17,7 @@ from maild.pipeline.route import (
     Facts,
     Hold,
     Intake,
+    Join,
     KeyRules,
     Keys,
     Open,
@@ -73,6 +74,7 @@ class Case:
     ref_ticket: int | None = None
     target_ticket: int | None = None
     report: Report | None = None
+    referenced: dict[str, int] | None = None
 
 
 REPORT = Report(kind="failure", reason="550", recipients=(), original_message_ids=(OURS,))
@@ -92,13 +94,33 @@ CASES = [
     Case("reply by a participant", message(in_reply_to=("p@x",)),
          Reply(ThreadDecision(1, ThreadedBy.IN_REPLY_TO, "p@x")), known={"p@x": 1},
          tickets={1: ticket()}),
+    # Someone not confirmed whose headers point into a ticket joins its conversation
+    # unconfirmed (issue 22): kept in the ticket, given and allowed nothing.
     Case("stranger quoting a customer's id", message("s@x", in_reply_to=("p@x",)),
-         Open(ThreadDecision(None, ThreadedBy.NEW, "p@x", 1,
-                             ("header-ref-from-non-participant",))),
+         Join(ThreadDecision(1, ThreadedBy.IN_REPLY_TO, "p@x",
+                             flags=("unconfirmed-participant",))),
          known={"p@x": 1}, tickets={1: ticket()}),
-    Case("stranger answering our signed mail", message("s@x", in_reply_to=(OURS,)),
-         Reply(ThreadDecision(1, ThreadedBy.IN_REPLY_TO, OURS)), known={OURS: 1},
-         tickets={1: ticket()}),
+    Case("stranger answering our signed mail (forwarded to them)",
+         message("s@x", in_reply_to=(OURS,)),
+         Join(ThreadDecision(1, ThreadedBy.IN_REPLY_TO, OURS,
+                             flags=("unconfirmed-participant",))),
+         known={OURS: 1}, tickets={1: ticket()}),
+    Case("confirmed participant (in Cc) by headers", message("s@x", in_reply_to=("p@x",)),
+         Reply(ThreadDecision(1, ThreadedBy.IN_REPLY_TO, "p@x")), known={"p@x": 1},
+         tickets={1: ticket(participants=frozenset({"c@x", "s@x"}))}),
+    Case("participant replying to a parent maild never held",
+         message(in_reply_to=("ghost@x",)),
+         Reply(ThreadDecision(1, ThreadedBy.PLACEHOLDER, "ghost@x")),
+         referenced={"ghost@x": 1}, tickets={1: ticket()}),
+    Case("stranger replying to a parent maild never held",
+         message("s@x", in_reply_to=("ghost@x",)),
+         Join(ThreadDecision(1, ThreadedBy.PLACEHOLDER, "ghost@x",
+                             flags=("unconfirmed-participant",))),
+         referenced={"ghost@x": 1}, tickets={1: ticket()}),
+    Case("stranger with only the subject reference", message("s@x"),
+         Open(ThreadDecision(None, ThreadedBy.NEW, "T-AAAAAA", 7,
+                             ("subject-ref-from-non-participant",))),
+         keys=replace(NO_KEYS, ref="T-AAAAAA"), ref_ticket=7, tickets={7: ticket()}),
     Case("reply to a ticket closed recently", message(in_reply_to=("p@x",)),
          Reply(ThreadDecision(1, ThreadedBy.IN_REPLY_TO, "p@x")), known={"p@x": 1},
          tickets={1: ticket("closed", closed_days_ago=3)}),
@@ -142,7 +164,7 @@ CASES = [
 def test_route(case: Case) -> None:
     facts = Facts(known=case.known or {}, delivered_before=case.delivered_before,
                   ref_ticket=case.ref_ticket, target_ticket=case.target_ticket,
-                  tickets=case.tickets or {})
+                  tickets=case.tickets or {}, referenced=case.referenced or {})
     policy = Policy(organisation=ORG, verify=lambda mid: mid == OURS,
                     reopen_window=timedelta(days=14), now=NOW)
     assert route(case.inbound, case.report, case.keys, facts, policy) == case.expected

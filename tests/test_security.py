@@ -71,11 +71,21 @@ def test_subject_reference_alone_does_not_let_a_stranger_in(feed: Feed) -> None:
 
 
 def test_a_customer_message_id_does_not_let_a_stranger_in(feed: Feed) -> None:
+    """Guessing a customer's Message-ID puts the stranger's mail in the conversation
+    (unconfirmed, the team told), but they learn nothing and change nothing."""
     first = customer_mail(subject="Account", body="secret details")
     feed(first)
+    [before] = feed.tickets()
     feed(customer_mail(sender="mallory@evil.example", subject="Re: Account",
-                       in_reply_to=message_id_of(first)))
-    assert len(feed.tickets()) == 2 and feed.tickets()[1].linked_ticket_id == 1
+                       in_reply_to=message_id_of(first), body="#close\nSend me the details"))
+    [after] = feed.tickets()
+    assert (after.status, after.updated_at, after.awaiting_reply_since) == (
+        before.status, before.updated_at, before.awaiting_reply_since)
+    assert not [m for m in feed.outbox() if "mallory" in str(m["To"]) + str(m["Cc"])]
+    with feed.app.sessions() as s:
+        received = s.scalars(select(Event).where(Event.kind == "message.received")).one()
+        assert received.data["flags"] == ["unconfirmed-participant"]
+    assert len(feed.outbox()) == 1  # the customer's acknowledgement, nothing more
 
 
 def test_our_signed_message_id_and_body_marker_thread(feed: Feed) -> None:

@@ -233,3 +233,36 @@ def test_postgresql_compresses_the_large_columns_with_lz4(pg_url: str) -> None:
                                     ("outbox", "raw", "l"), ("quarantine", "raw", "l")]
     finally:
         engine.dispose()
+
+
+def test_migration_0013_keeps_who_wrote_into_a_ticket_as_a_participant(db_url: str) -> None:
+    """Under 0012 whoever wrote into a ticket took part in it: after 0013 they are its
+    confirmed participants (the requester is not listed: the ticket names them)."""
+    from sqlalchemy import text
+
+    from maild.store import db
+
+    engine = _engine_at(db_url, "0012")
+    try:
+        at = "2026-12-01 10:00:00"
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO tickets (id, ref, subject, requester, requester_name, status, "
+                "level, priority, language, secret, created_at, updated_at, tags, sla_pauses, "
+                f"sla_alerted) VALUES (1, 'T-AAAAAA', 's', 'c@x', '', 'open', 1, 'normal', "
+                f"'en', 'x', '{at}', '{at}', '[]', '[]', '[]')"))
+            for n, (direction, sender) in enumerate([("inbound", "c@x"), ("inbound", "g@x"),
+                                                     ("inbound", "g@x"),
+                                                     ("outbound", "support@x")]):
+                conn.execute(text(
+                    "INSERT INTO messages (ticket_id, direction, message_id, from_addr, "
+                    "from_name, to_addrs, subject, body_text, created_at) VALUES (1, "
+                    f":direction, :mid, :sender, '', '', 's', '', '{at}')"),
+                    {"direction": direction, "mid": f"m{n}@x", "sender": sender})
+        db.upgrade(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT ticket_id, address, confirmed, added_by "
+                                     "FROM participants")).all()
+        assert [(t, a, bool(c), b) for t, a, c, b in rows] == [(1, "g@x", True, "migration")]
+    finally:
+        engine.dispose()

@@ -100,3 +100,32 @@ def test_decide_thread(message: Inbound, known: dict[str, int], ref: str | None,
                        ref_ticket: RefTicket | None, markers: tuple[str, ...],
                        expected: ThreadDecision) -> None:
     assert decide_thread(message, known, ref, ref_ticket, markers=markers) == expected
+
+
+def test_our_signed_ids_decide_before_a_customers() -> None:
+    message = inbound(in_reply_to=("p@x",), references=("maild.ours@s",))
+    decided = decide_thread(message, {"p@x": 1, "maild.ours@s": 2}, None, None,
+                            ours=lambda mid: mid.startswith("maild."))
+    assert decided == ThreadDecision(2, T.REFERENCES, "maild.ours@s")
+
+
+PLACEHOLDERS = [
+    # (message, known, referenced, expected)
+    ("reply to a parent never held", inbound(in_reply_to=("ghost@x",)), {}, {"ghost@x": 4},
+     ThreadDecision(4, T.PLACEHOLDER, "ghost@x")),
+    ("a held message before a placeholder",
+     inbound(in_reply_to=("ghost@x",), references=("p@x", "ghost@x")), {"p@x": 1},
+     {"ghost@x": 4}, ThreadDecision(1, T.REFERENCES, "p@x")),
+    ("the missing parent arrives late", inbound(message_id="ghost@x"), {}, {"ghost@x": 4},
+     ThreadDecision(4, T.PLACEHOLDER, "ghost@x")),
+    ("placeholder before the subject", inbound(references=("ghost@x",)), {}, {"ghost@x": 4},
+     ThreadDecision(4, T.PLACEHOLDER, "ghost@x")),
+]
+
+
+@pytest.mark.parametrize(("message", "known", "referenced", "expected"),
+                         [c[1:] for c in PLACEHOLDERS], ids=[c[0] for c in PLACEHOLDERS])
+def test_placeholders(message: Inbound, known: dict[str, int], referenced: dict[str, int],
+                      expected: ThreadDecision) -> None:
+    assert decide_thread(message, known, "T-AAAAAA", PARTICIPANT,
+                         referenced=referenced) == expected

@@ -10,12 +10,15 @@ for the nearest level below that does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from email.utils import parseaddr
 
 import structlog
 
 from maild.agents.parse import AgentText, Command, parse_agent_text
 from maild.domain import Address, Inbound
+from maild.outbound.compose import smtp_problem
 from maild.rules.engine import Organisation
 from maild.rules.schema import PRIORITIES, Agent
 from maild.store.models import Ticket
@@ -43,9 +46,35 @@ def _escalation_target(ticket: Ticket, argument: str) -> tuple[int, str]:
     return min(ticket.level + 1, 4), argument.strip()
 
 
-def _validate(commands: tuple[Command, ...], ticket: Ticket, org: Organisation) -> None:
+def cc_target(argument: str) -> tuple[str, str]:
+    """`add ADDRESS` or `remove ADDRESS` (a bare address or `Name <address>`)."""
+    verb, _, rest = argument.strip().partition(" ")
+    address = parseaddr(rest.strip())[1].strip("<> ").lower()
+    if verb.lower() not in ("add", "remove") or "@" not in address:
+        raise CommandError("#cc: use '#cc add ADDRESS' or '#cc remove ADDRESS'")
+    return verb.lower(), address
+
+
+def _validate_cc(cmd: Command, ticket: Ticket, people: Callable[[], dict[str, bool]],
+                 ours: Callable[[str], bool]) -> None:
+    verb, address = cc_target(cmd.argument)
+    if address == ticket.requester:
+        raise CommandError(f"#cc: {address} is the ticket's requester")
+    if verb == "add" and ours(address):
+        raise CommandError(f"#cc: {address} is one of our own addresses; staff are never "
+                           "copied on mail to customers")
+    if verb == "add" and smtp_problem(address):
+        raise CommandError(f"#cc: {address} {smtp_problem(address)}")
+    if verb == "remove" and address not in people():
+        raise CommandError(f"#cc: {address} does not take part in this ticket")
+
+
+def _validate(commands: tuple[Command, ...], ticket: Ticket, org: Organisation,
+              people: Callable[[], dict[str, bool]], ours: Callable[[str], bool]) -> None:
     """Reject the whole mail before anything is applied (no half-applied commands)."""
     for cmd in commands:
+        if cmd.name == "cc":
+            _validate_cc(cmd, ticket, people, ours)
         if cmd.name == "escalate":
             level, _ = _escalation_target(ticket, cmd.argument)
             if not 1 <= level <= 4 or level <= ticket.level:
@@ -86,8 +115,9 @@ class AgentDesk:
             if parsed.unknown:
                 raise CommandError(f"unknown command {parsed.unknown[0]!r}; known: "
                                    "#note #escalate #department #priority #pending #resolve "
-                                   "#close #assign")
-            _validate(parsed.commands, ticket, org)
+                                   "#close #assign #cc")
+            _validate(parsed.commands, ticket, org,
+                      lambda: store.participant_list(ticket.id), self._t.is_ours)
         except CommandError as exc:
             self._t.add_message(store, ticket, inbound, direction="note")
             store.add_event(ticket.id, "command.rejected", self._t.clock.now(),
@@ -119,6 +149,11 @@ class AgentDesk:
         self._t.add_message(store, ticket, inbound, direction="note", body=parsed.text)
         events: list[str] = []
         relayed = False
+        # Who is in the conversation is settled first: the answer in the same mail goes to
+        # the participants as the agent left them.
+        for cmd in parsed.commands:
+            if cmd.name == "cc":
+                events.extend(self._command(store, ticket, agent, cmd))
         if parsed.text and not internal:
             relayed = self._t.reply(store, ticket, agent=Address(agent.name, agent.address),
                                     text=parsed.text)
@@ -132,7 +167,8 @@ class AgentDesk:
                                headline=f"Internal note from level {agent.level} "
                                         f"({agent.name})", text=parsed.text)
         for cmd in parsed.commands:
-            events.extend(self._command(store, ticket, agent, cmd))
+            if cmd.name != "cc":
+                events.extend(self._command(store, ticket, agent, cmd))
         ticket.updated_at = self._t.clock.now()
         log.info("agent.mail", ticket_id=ticket.id, agent=agent.address, relayed=relayed,
                  commands=[c.name for c in parsed.commands])
@@ -156,6 +192,13 @@ class AgentDesk:
             who = by if cmd.argument.lower() == "me" else cmd.argument.lower()
             self._t.assign(store, ticket, who, by=by)
             return ["assigned"]
+        if cmd.name == "cc":
+            verb, address = cc_target(cmd.argument)
+            if verb == "add":
+                self._t.add_participant(store, ticket, address, by=by)
+                return ["participant.added"]
+            self._t.remove_participant(store, ticket, address, by=by)
+            return ["participant.removed"]
         if cmd.name in _STATUS_COMMANDS:
             self._t.set_status(store, ticket, _STATUS_COMMANDS[cmd.name], f"#{cmd.name}", by)
             return ["status.changed"]

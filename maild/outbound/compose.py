@@ -120,6 +120,7 @@ def compose(
     date: datetime,
     automatic: bool,
     extra_headers: dict[str, str] | None = None,
+    cc: tuple[Address, ...] = (),
 ) -> Envelope:
     """The message, with CRLF line ends.
 
@@ -131,6 +132,7 @@ def compose(
     fields = [
         ("From", _address(sender.name, sender.address)),
         ("To", _address(to.name, to.address)),
+        *((("Cc", ", ".join(_address(c.name, c.address) for c in cc)),) if cc else ()),
         ("Subject", _header(clean(rendered.subject))),
         ("Date", format_datetime(date)),
         ("Message-ID", f"<{clean(message_id)}>"),
@@ -158,5 +160,6 @@ def compose(
         body = quopri.encodestring(body.encode("utf-8")).decode("ascii")
     head = "".join(_fold(name, value) + "\r\n" for name, value in fields)
     raw = (head + "\r\n" + body.replace("\n", "\r\n")).encode("ascii")
-    return Envelope(mail_from=sender.address, rcpt_to=(ascii_address(to.address) or "",),
-                    raw=raw)
+    copies = tuple(a for a in (ascii_address(c.address) for c in cc) if a)
+    return Envelope(mail_from=sender.address,
+                    rcpt_to=(ascii_address(to.address) or "", *copies), raw=raw)

@@ -85,7 +85,7 @@ def compose_queued(ticket: Ticket, draft: OutboundDraft, out: Outgoing, *, at: d
     envelope = compose(
         rendered, sender=sender, to=draft.to, message_id=message_id,
         in_reply_to=draft.in_reply_to, references=draft.references, date=at,
-        automatic=draft.automatic, extra_headers=extra,
+        automatic=draft.automatic, extra_headers=extra, cc=draft.cc,
     )
     # A staff notification is not part of the conversation: its row is there for its
     # Message-ID (an agent's reply threads by it), and its text is kept once, in the exact
@@ -95,7 +95,8 @@ def compose_queued(ticket: Ticket, draft: OutboundDraft, out: Outgoing, *, at: d
         ticket_id=ticket.id, direction=draft.direction, message_id=message_id,
         source_key=None, raw_sha256=None, in_reply_to=draft.in_reply_to,
         references=" ".join(draft.references) or None, from_addr=out.support.address,
-        from_name=sender.name, to_addrs=draft.to.address, subject=rendered.subject, date=at,
+        from_name=sender.name, to_addrs=", ".join(a.address for a in (draft.to, *draft.cc)),
+        subject=rendered.subject, date=at,
         body_text=body_text, automatic=None, raw=None, created_at=at,
     )
     outbox: dict[str, Any] = dict(

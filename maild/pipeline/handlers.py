@@ -20,6 +20,7 @@ from maild.pipeline.route import (
     Discard,
     Hold,
     Intake,
+    Join,
     Open,
     Rate,
     RecordReport,
@@ -61,12 +62,7 @@ class Handlers:
                 self.desk.refuse(store, store.ticket(ticket_id), agent, inbound, reason)
                 return Outcome(Stop.HOLD, reason)
             case Rate(ticket_id, score):
-                if self.satisfaction is None:
-                    return Outcome(Stop.HOLD, "a survey answer, but surveys are not set up")
-                why = self.satisfaction.answer(store, store.ticket(ticket_id), inbound, score)
-                if why is not None:
-                    return Outcome(Stop.HOLD, why)
-                return Processed(ticket_id=ticket_id, created=False, queued=0)
+                return self.rate(store, inbound, ticket_id, score)
             case AgentMail(ticket_id, agent):
                 applied = self.desk.handle_reply(store, store.ticket(ticket_id), agent, inbound)
                 return Processed(ticket_id=ticket_id, created=False, queued=int(applied.relayed))
@@ -74,9 +70,21 @@ class Handlers:
                 return self.intake(store, inbound)
             case Reply(decision):
                 return self.reply(store, inbound, decision)
+            case Join(decision):
+                return self.join(store, inbound, decision)
             case Open(decision):
                 return self.open(store, inbound, decision)
         raise AssertionError(f"unknown route {route!r}")
+
+    def rate(self, store: TicketStore, inbound: Inbound, ticket_id: int, score: int | None
+             ) -> Processed | Outcome:
+        """An answer to a satisfaction survey (maild/csat)."""
+        if self.satisfaction is None:
+            return Outcome(Stop.HOLD, "a survey answer, but surveys are not set up")
+        why = self.satisfaction.answer(store, store.ticket(ticket_id), inbound, score)
+        if why is not None:
+            return Outcome(Stop.HOLD, why)
+        return Processed(ticket_id=ticket_id, created=False, queued=0)
 
     def open(self, store: TicketStore, inbound: Inbound, decision: ThreadDecision
              ) -> Processed:
@@ -89,6 +97,8 @@ class Handlers:
                         mailbox=inbound.source.mailbox if inbound.source else None,
                         decision=decision)
         t.add_message(store, ticket, inbound)
+        if not inbound.automatic:
+            t.take_in_copy(store, ticket, inbound)
         if inbound.notes:
             store.add_event(ticket.id, "limits.applied", t.clock.now(),
                             {"notes": list(inbound.notes)})
@@ -116,6 +126,17 @@ class Handlers:
         ticket = store.ticket(decision.ticket_id)
         self.tickets.customer_wrote(store, ticket, inbound, decision)
         log.info("ticket.updated", ticket_id=ticket.id, ref=ticket.ref,
+                 message_id=inbound.message_id, threaded_by=decision.by.value)
+        return Processed(ticket_id=ticket.id, created=False, queued=0)
+
+    def join(self, store: TicketStore, inbound: Inbound, decision: ThreadDecision
+             ) -> Processed:
+        """Someone unconfirmed wrote into a ticket's conversation: kept there, nothing
+        else (TicketService.joined)."""
+        assert decision.ticket_id is not None
+        ticket = store.ticket(decision.ticket_id)
+        self.tickets.joined(store, ticket, inbound, decision)
+        log.info("ticket.joined", ticket_id=ticket.id, ref=ticket.ref,
                  message_id=inbound.message_id, threaded_by=decision.by.value)
         return Processed(ticket_id=ticket.id, created=False, queued=0)
 

@@ -13,17 +13,22 @@ the spirit of Mailman's chains: each step may decide, in a fixed order.
    with both the directory and the right secret; otherwise held (and an agent who wrote
    about a ticket told why). An agent writing to support about no ticket opens one of
    their own, never acknowledged as a customer's.
-6. Only a participant, or someone holding one of our signed Message-IDs, writes into a
-   ticket by its headers: a stranger gets a new, linked, flagged ticket.
+6. Only a participant (the requester, or someone confirmed) writes into a ticket as a
+   customer. Anyone else whose headers point at a message of the ticket (the customer's,
+   ours, or one the customers' mail referred to) joins its conversation unconfirmed: the
+   message is kept there, and nothing of the ticket reaches them or changes for them. A
+   stranger with only the ticket's reference in the subject gets a new, linked, flagged
+   ticket (pipeline/thread.py).
 7. The intake's mail opens a ticket on a caller's behalf.
-8. A reply to its ticket, or a new ticket.
+8. A reply to its ticket (or a join, from someone unconfirmed), or a new ticket.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from maild.domain import Inbound, ThreadDecision, ThreadedBy
@@ -105,6 +110,8 @@ class Facts:
     target_ticket: int | None  # the ticket of `Keys.target`'s reference
     tickets: Mapping[int, TicketFacts]  # every ticket named above
     rating_ticket: int | None = None  # the ticket of `Keys.rating`'s reference
+    # Message-ID -> ticket, of `Keys.ids` that customers' mail referred to (placeholders)
+    referenced: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -156,11 +163,19 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class Join:
+    """Someone not (yet) confirmed wrote into a ticket's conversation by its headers."""
+
+    decision: ThreadDecision  # with its ticket
+
+
+@dataclass(frozen=True)
 class Open:
     decision: ThreadDecision  # why new, and what it links to
 
 
-Route = Discard | Hold | RecordReport | Rate | AgentMail | RefuseStaff | Intake | Reply | Open
+Route = (Discard | Hold | RecordReport | Rate | AgentMail | RefuseStaff | Intake | Reply | Join
+         | Open)
 
 
 @dataclass(frozen=True)
@@ -193,17 +208,20 @@ def route(inbound: Inbound, report: Report | None, keys: Keys, facts: Facts,
     if keys.ref is not None and facts.ref_ticket is not None:
         ref_ticket = RefTicket(facts.ref_ticket,
                                facts.tickets[facts.ref_ticket].participants)
-    decision = decide_thread(inbound, facts.known, keys.ref, ref_ticket, markers=keys.markers)
+    decision = decide_thread(inbound, facts.known, keys.ref, ref_ticket, markers=keys.markers,
+                             referenced=facts.referenced, ours=policy.verify)
     decision = _lifecycle(decision, facts, policy)
     staff = _staff_mail(inbound, keys, facts, decision, policy.organisation)
     if staff is not None:
         return staff
-    decision = _participants_only(inbound, decision, facts, policy)
     if inbound.sender.address in policy.organisation.intake and not inbound.automatic:
         return Intake()
-    if decision.ticket_id is not None:
+    if decision.ticket_id is None:
+        return Open(decision)
+    if _participant(inbound, decision, facts):
         return Reply(decision)
-    return Open(decision)
+    return Join(dataclasses.replace(decision, flags=(*decision.flags,
+                                                     "unconfirmed-participant")))
 
 
 def _rating(inbound: Inbound, rating: SignedAddress, facts: Facts, policy: Policy) -> Route:
@@ -288,17 +306,12 @@ def _staff_mail(inbound: Inbound, keys: Keys, facts: Facts, decision: ThreadDeci
     return AgentMail(facts.target_ticket, agent)
 
 
-def _participants_only(inbound: Inbound, decision: ThreadDecision, facts: Facts,
-                       policy: Policy) -> ThreadDecision:
-    """Only a participant, or someone holding one of our signed Message-IDs, may write
-    into a ticket. A stranger who quotes a customer's Message-ID gets a linked ticket."""
-    if decision.ticket_id is None or decision.by is ThreadedBy.SUBJECT:
-        return decision  # the subject path checks participants itself
-    if decision.matched and policy.verify(decision.matched):
-        return decision
+def _participant(inbound: Inbound, decision: ThreadDecision, facts: Facts) -> bool:
+    """Whether the sender may write into the ticket as its customer: the requester or a
+    confirmed participant. The subject path checked that already. Holding one of our
+    Message-IDs is not enough: a customer may have forwarded our answer to anyone."""
+    assert decision.ticket_id is not None
+    if decision.by is ThreadedBy.SUBJECT:
+        return True
     sender = inbound.sender.address if inbound.sender else ""
-    if sender in facts.tickets[decision.ticket_id].participants:
-        return decision
-    return ThreadDecision(ticket_id=None, by=ThreadedBy.NEW, matched=decision.matched,
-                          linked_ticket_id=decision.ticket_id,
-                          flags=("header-ref-from-non-participant",))
+    return sender in facts.tickets[decision.ticket_id].participants

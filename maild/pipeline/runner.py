@@ -194,12 +194,15 @@ class Pipeline:
                   if keys.target and not report else None)
         rated = parse_rating_ident(keys.rating.ident) if keys.rating and not report else None
         rating = store.ticket_id_by_ref(rated[0]) if rated else None
+        referenced = store.tickets_for_references(keys.ids) if not report else {}
         tickets: dict[int, TicketFacts] = {}
         if not report:
-            for ticket_id in {*known.values(), ref_ticket, target, rating} - {None}:
+            for ticket_id in {*known.values(), *referenced.values(), ref_ticket, target,
+                              rating} - {None}:
                 assert ticket_id is not None
                 ticket = store.ticket(ticket_id)
                 tickets[ticket_id] = TicketFacts(
                     status=ticket.status, closed_at=ticket.closed_at, secret=ticket.secret,
                     participants=store.participants(ticket_id))
-        return Facts(known, delivered, ref_ticket, target, tickets, rating)
+        return Facts(known, delivered, ref_ticket, target, tickets,
+                     rating_ticket=rating, referenced=referenced)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, or_, select, text
+from sqlalchemy import Connection, Table, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from maild.domain import Inbound
@@ -33,11 +33,12 @@ from maild.mailsafety.limits import AutomaticSent
 from maild.store import automail
 from maild.store.automail import IN_CHUNK, AutomailCounter
 from maild.store.bulk import insert_rows
-from maild.store.models import Event, Message, Outbox, Quarantine, Ticket
+from maild.store.models import Event, Message, MessageRef, Outbox, Participant, Quarantine, Ticket
 from maild.store.ticketstore import (
-    INBOUND_SENDERS,
     MAX_LOOKUP_IDS,
+    PARTICIPANTS,
     TICKETS_BY_MESSAGE_ID,
+    TICKETS_BY_REFERENCE,
     customer_thread,
     first_customer_text,
     new_ticket_object,
@@ -58,8 +59,8 @@ class ReadAhead:
     """
 
     ticket_of: dict[str, int | None] = field(default_factory=dict)  # Message-ID -> ticket
+    referenced: dict[str, int | None] = field(default_factory=dict)  # message_refs
     ticket_by_ref: dict[str, int | None] = field(default_factory=dict)
-    senders: dict[int, frozenset[str]] = field(default_factory=dict)  # ticket -> inbound From
     suppressed: dict[str, tuple[datetime, str] | None] = field(default_factory=dict)
     automatic_to: dict[str, tuple[int, ...]] = field(default_factory=dict)  # per window
     total: tuple[int, ...] | None = None  # automatic mail in total, counted once a batch
@@ -72,7 +73,8 @@ class _Added:
 
     ticket_of: dict[str, int] = field(default_factory=dict)  # Message-ID -> ticket id
     without_id: set[str] = field(default_factory=set)  # raw SHA-256 and source key
-    senders: dict[int, set[str]] = field(default_factory=dict)  # ticket id -> inbound From
+    referenced: dict[str, int] = field(default_factory=dict)  # Message-ID -> ticket id
+    inbound: set[int] = field(default_factory=set)  # tickets with a customer's mail added
     refs: dict[str, int] = field(default_factory=dict)  # of the tickets opened in the batch
     automatic_to: Counter[str] = field(default_factory=Counter)  # recipient -> queued
     automatic_for: Counter[int] = field(default_factory=Counter)  # ticket id -> queued
@@ -88,6 +90,9 @@ class _Rows:
     messages: list[dict[str, Any]] = field(default_factory=list)
     outbox: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    references: list[dict[str, Any]] = field(default_factory=list)
+    # participants: ("insert", row) | ("confirm", row) | ("delete", row), in order
+    participants: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 class BatchStore:
@@ -101,6 +106,9 @@ class BatchStore:
         self._added = _Added()
         self._rows = _Rows()
         self._tickets: dict[int, Ticket] = {}  # held for the batch (see `ticket`)
+        # Each ticket's participants as they are now (read ahead, then changed here):
+        # address -> confirmed.
+        self._people: dict[int, dict[str, bool]] = {}
         self._ids: list[int] = []  # ticket ids allocated, not yet used
         self._last_id = 0  # the last ticket id handed out
         if quarantined:
@@ -132,11 +140,13 @@ class BatchStore:
             ahead.ticket_of.update(dict.fromkeys(chunk))
             rows = self._read(TICKETS_BY_MESSAGE_ID, {"ids": chunk})
             ahead.ticket_of.update((mid, tid) for mid, tid in rows if mid is not None)
+            ahead.referenced.update(dict.fromkeys(chunk))
+            ahead.referenced.update(self._read(TICKETS_BY_REFERENCE, {"ids": chunk}).all())
         new_refs = [r for r in dict.fromkeys(refs)
                     if r not in ahead.ticket_by_ref and r not in self._added.refs]
         ahead.ticket_by_ref.update(dict.fromkeys(new_refs))
-        ids = sorted({t for t in ahead.ticket_of.values() if t is not None}
-                     - self._tickets.keys())
+        ids = sorted({t for t in (*ahead.ticket_of.values(), *ahead.referenced.values())
+                      if t is not None} - self._tickets.keys())
         with self._session.no_autoflush:  # what the batch holds back is not read here
             for start in range(0, max(len(ids), len(new_refs)), IN_CHUNK):
                 query = select(Ticket).where(or_(
@@ -146,14 +156,20 @@ class BatchStore:
                     self._tickets.setdefault(ticket.id, ticket)
                     if ticket.ref in ahead.ticket_by_ref:
                         ahead.ticket_by_ref[ticket.ref] = ticket.id
-        unknown = sorted(t for t in self._tickets if t not in ahead.senders)
-        for start in range(0, len(unknown), IN_CHUNK):
-            tickets = unknown[start:start + IN_CHUNK]
-            senders: dict[int, set[str]] = {t: set() for t in tickets}
-            for ticket_id, sender in self._read(INBOUND_SENDERS, {"tickets": tickets}):
-                senders[ticket_id].add(sender)
-            ahead.senders.update((t, frozenset(s)) for t, s in senders.items())
+        self._read_people(sorted(t for t in self._tickets if t not in self._people))
         self._read_ahead_recipients([r.lower() for r in recipients], now)
+
+    def _read_people(self, tickets: list[int]) -> None:
+        for start in range(0, len(tickets), IN_CHUNK):
+            chunk = tickets[start:start + IN_CHUNK]
+            self._people.update((t, {}) for t in chunk)
+            for ticket_id, address, confirmed in self._read(PARTICIPANTS, {"tickets": chunk}):
+                self._people[ticket_id][address] = bool(confirmed)
+
+    def _people_of(self, ticket_id: int) -> dict[str, bool]:
+        if ticket_id not in self._people:
+            self._read_people([ticket_id])
+        return self._people[ticket_id]
 
     def _read_ahead_recipients(self, recipients: list[str], now: datetime) -> None:
         """A recipient read before is not read again: the batch may have queued mail for
@@ -214,23 +230,35 @@ class BatchStore:
         ticket_id: int | None = self._read(select(Ticket.id).where(Ticket.ref == ref)).scalar()
         return ticket_id
 
+    def tickets_for_references(self, ids: Sequence[str]) -> dict[str, int]:
+        if not ids:
+            return {}
+        ids = ids[:MAX_LOOKUP_IDS]
+        ahead = self.ahead.referenced
+        if all(m in ahead for m in ids):
+            found = {m: t for m in ids if (t := ahead[m]) is not None}
+        else:
+            found = dict(self._read(TICKETS_BY_REFERENCE, {"ids": list(ids)}).all())
+        added = self._added.referenced
+        found.update((m, added[m]) for m in ids if m in added)
+        return found
+
     def participants(self, ticket_id: int) -> frozenset[str]:
         held = self._tickets.get(ticket_id)
         requester = held.requester if held is not None else self._read(
             select(Ticket.requester).where(Ticket.id == ticket_id)).scalar()
-        senders = self.ahead.senders.get(ticket_id)
-        if senders is None:
-            senders = frozenset(self._read(select(Message.from_addr).where(
-                Message.ticket_id == ticket_id, Message.direction == "inbound")).scalars())
-        senders |= self._added.senders.get(ticket_id, set())
-        return frozenset({requester or "", *senders} - {""})
+        confirmed = [a for a, yes in self._people_of(ticket_id).items() if yes]
+        return frozenset({requester or "", *confirmed} - {""})
+
+    def participant_list(self, ticket_id: int) -> dict[str, bool]:
+        return dict(self._people_of(ticket_id))
 
     def customer_thread(self, ticket_id: int) -> tuple[str | None, tuple[str, ...]]:
         self.write()  # this batch's messages count too
         return customer_thread(self._session, ticket_id)
 
     def first_customer_text(self, ticket_id: int) -> str:
-        if ticket_id in self._added.senders:
+        if ticket_id in self._added.inbound:
             self.write()  # its first customer mail may be waiting here
         with self._session.no_autoflush:  # what is pending is not what we look for
             return first_customer_text(self._session, ticket_id)
@@ -285,7 +313,7 @@ class BatchStore:
             self._rows.tickets.append(ticket)
         self._tickets[ticket.id] = ticket
         self._added.refs[ticket.ref] = ticket.id
-        self.ahead.senders[ticket.id] = frozenset()  # nobody wrote into it before
+        self._people[ticket.id] = {}  # nobody takes part in it yet
         return ticket
 
     def _allocate_id(self) -> int | None:
@@ -300,23 +328,56 @@ class BatchStore:
         self._last_id = self._ids.pop(0)
         return self._last_id
 
-    def add_message(self, row: dict[str, Any], *, inbound_from: str | None = None) -> None:
-        self._note_message(row, inbound_from)
+    def add_message(self, row: dict[str, Any]) -> None:
+        self._note_message(row)
 
-    def _note_message(self, row: dict[str, Any], inbound_from: str | None) -> int:
+    def add_participant(self, ticket_id: int, address: str, *, confirmed: bool, by: str,
+                        at: datetime) -> bool:
+        people = self._people_of(ticket_id)
+        row = {"ticket_id": ticket_id, "address": address, "confirmed": confirmed,
+               "added_by": by, "added_at": at}
+        if address not in people:
+            self._rows.participants.append(("insert", row))
+        elif confirmed and not people[address]:
+            self._rows.participants.append(("confirm", row))
+        else:
+            return False
+        people[address] = confirmed
+        return True
+
+    def remove_participant(self, ticket_id: int, address: str) -> bool:
+        people = self._people_of(ticket_id)
+        if address not in people:
+            return False
+        del people[address]
+        self._rows.participants.append(("delete", {"ticket_id": ticket_id,
+                                                   "address": address}))
+        return True
+
+    def add_references(self, ticket_id: int, ids: Iterable[str]) -> None:
+        wanted = [i for i in dict.fromkeys(ids) if i][:MAX_LOOKUP_IDS]
+        if not wanted:
+            return
+        known = {*self.tickets_for_message_ids(wanted), *self.tickets_for_references(wanted)}
+        for mid in wanted:
+            if mid not in known:
+                self._added.referenced[mid] = ticket_id
+                self._rows.references.append({"message_id": mid, "ticket_id": ticket_id})
+
+    def _note_message(self, row: dict[str, Any]) -> int:
         self._rows.messages.append(row)
         ticket_id = row["ticket_id"]
         if row["message_id"]:
             self._added.ticket_of[row["message_id"]] = ticket_id
         else:
             self._added.without_id.update(k for k in (row["raw_sha256"], row["source_key"]) if k)
-        if inbound_from:
-            self._added.senders.setdefault(ticket_id, set()).add(inbound_from)
+        if row["direction"] == "inbound":
+            self._added.inbound.add(ticket_id)
         return len(self._rows.messages) - 1
 
     def add_outgoing(self, message: dict[str, Any], outbox: dict[str, Any], *,
                      automatic: bool) -> None:
-        self._rows.outbox.append((self._note_message(message, None), outbox))
+        self._rows.outbox.append((self._note_message(message), outbox))
         if automatic:
             self._added.automatic_to[outbox["rcpt_to"].lower()] += 1
             self._added.automatic_for[outbox["ticket_id"]] += 1
@@ -364,6 +425,9 @@ class BatchStore:
             insert_rows(conn, Outbox, [row for _, row in rows.outbox])
         if rows.events:
             insert_rows(conn, Event, rows.events)
+        if rows.references:
+            insert_rows(conn, MessageRef, rows.references)
+        _write_participants(conn, rows.participants)
         self._rows = _Rows()  # nothing is written twice
         # The automatic mail the batch queued is in the database now: counted there from
         # here on, not twice.
@@ -373,6 +437,22 @@ class BatchStore:
         added.automatic_total = 0
         self.ahead.automatic_to.clear()
         self.ahead.total = None
+
+
+def _write_participants(conn: Connection, ops: list[tuple[str, dict[str, Any]]]) -> None:
+    """Participants change rarely (a Cc, an agent's command): one statement a change, in
+    the order they were made."""
+    table = Participant.__table__
+    assert isinstance(table, Table)
+    for op, row in ops:
+        where = (table.c.ticket_id == row["ticket_id"]) & (table.c.address == row["address"])
+        if op == "insert":
+            conn.execute(insert(table), row)
+        elif op == "confirm":
+            conn.execute(update(table).where(where).values(
+                confirmed=True, added_by=row["added_by"], added_at=row["added_at"]))
+        else:
+            conn.execute(delete(table).where(where))
 
 
 def _next_ids(conn: Connection, model: type[Ticket] | type[Message], n: int, *,

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -109,6 +110,33 @@ class Ticket(Base):
         back_populates="ticket", order_by="Message.id", foreign_keys="Message.ticket_id"
     )
     events: Mapped[list[Event]] = relationship(back_populates="ticket", order_by="Event.id")
+
+
+class Participant(Base):
+    """Someone besides the requester in a ticket's conversation: put in To/Cc by a customer
+    or added by an agent (confirmed: receives the agents' replies), or someone who joined by
+    replying into the thread (unconfirmed: receives nothing until confirmed)."""
+
+    __tablename__ = "participants"
+    __table_args__ = (UniqueConstraint("ticket_id", "address", name="uq_participants"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    address: Mapped[str] = mapped_column(String(320))
+    confirmed: Mapped[bool] = mapped_column(Boolean)
+    added_by: Mapped[str] = mapped_column(String(320))
+    added_at: Mapped[datetime]
+
+
+class MessageRef(Base):
+    """A Message-ID that a customer's message of a ticket referred to, whether maild holds
+    that message or not: two replies to a parent maild never saw meet here (JWZ's
+    placeholder containers)."""
+
+    __tablename__ = "message_refs"
+
+    message_id: Mapped[str] = mapped_column(String(998), primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
 
 
 class SlaAlert(Base):

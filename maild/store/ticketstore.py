@@ -16,21 +16,31 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Table, bindparam, insert, or_, select
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session, configure_mappers, make_transient_to_detached
 
 from maild.domain import Inbound
 from maild.mailsafety.limits import AutomaticSent
 from maild.store import automail
 from maild.store.automail import AutomailCounter
-from maild.store.models import Event, Message, Outbox, Quarantine, Suppression, Ticket
+from maild.store.models import (
+    Event,
+    Message,
+    MessageRef,
+    Outbox,
+    Participant,
+    Quarantine,
+    Suppression,
+    Ticket,
+)
 
 CUSTOMER_FACING = ("inbound", "outbound")
 # The lookups made for every message, built once (their SQL is compiled once and cached).
 TICKETS_BY_MESSAGE_ID = select(Message.message_id, Message.ticket_id).where(
     Message.message_id.in_(bindparam("ids", expanding=True)))
-INBOUND_SENDERS = select(Message.ticket_id, Message.from_addr).where(
-    Message.ticket_id.in_(bindparam("tickets", expanding=True)),
-    Message.direction == "inbound").distinct()
+TICKETS_BY_REFERENCE = select(MessageRef.message_id, MessageRef.ticket_id).where(
+    MessageRef.message_id.in_(bindparam("ids", expanding=True)))
+PARTICIPANTS = select(Participant.ticket_id, Participant.address, Participant.confirmed).where(
+    Participant.ticket_id.in_(bindparam("tickets", expanding=True))).order_by(Participant.id)
 MAX_LOOKUP_IDS = 200  # Message-IDs looked up for one message, its own first
 
 
@@ -60,8 +70,17 @@ class TicketStore(Protocol):
 
     def ticket_id_by_ref(self, ref: str) -> int | None: ...
 
+    def tickets_for_references(self, ids: Sequence[str]) -> dict[str, int]:
+        """The tickets whose customers' mail referred to those of `ids` (In-Reply-To,
+        References), whether maild holds the messages they name or not."""
+
     def participants(self, ticket_id: int) -> frozenset[str]:
-        """The requester and everyone who wrote into the ticket as a customer."""
+        """Who may steer the ticket and receives its replies: the requester and the
+        confirmed participants."""
+
+    def participant_list(self, ticket_id: int) -> dict[str, bool]:
+        """The participants besides the requester, in the order they came: address ->
+        confirmed."""
 
     def customer_thread(self, ticket_id: int) -> tuple[str | None, tuple[str, ...]]:
         """In-Reply-To and References for mail to the customer: customer-facing ids."""
@@ -80,8 +99,20 @@ class TicketStore(Protocol):
     def insert_ticket(self, values: dict[str, Any]) -> Ticket:
         """A new ticket with its id (every column given but the id)."""
 
-    def add_message(self, row: dict[str, Any], *, inbound_from: str | None = None) -> None:
-        """A message row; `inbound_from`: its sender, who takes part in the ticket now."""
+    def add_message(self, row: dict[str, Any]) -> None:
+        """A message row."""
+
+    def add_participant(self, ticket_id: int, address: str, *, confirmed: bool, by: str,
+                        at: datetime) -> bool:
+        """`address` takes part in the ticket (confirmed or not); a confirmed participant
+        stays confirmed. Whether anything changed."""
+
+    def remove_participant(self, ticket_id: int, address: str) -> bool:
+        """`address` no longer takes part; whether it did."""
+
+    def add_references(self, ticket_id: int, ids: Iterable[str]) -> None:
+        """Remember the Message-IDs a customer's message of the ticket referred to, those
+        not known yet (as a message or as a reference)."""
 
     def add_outgoing(self, message: dict[str, Any], outbox: dict[str, Any], *,
                      automatic: bool) -> None:
@@ -103,6 +134,8 @@ def new_ticket_object(ticket_id: int, row: dict[str, Any]) -> Ticket:
     the instrumentation, with its events and history, at twenty times the cost. The row is
     written with Core, not by the unit of work; what is changed afterwards is tracked as
     usual."""
+    if not Ticket.__mapper__.configured:  # before any query did it (a fresh process)
+        configure_mappers()
     ticket: Ticket = Ticket.__mapper__.class_manager.new_instance()
     ticket.__dict__.update(row, id=ticket_id)
     return ticket
@@ -169,11 +202,20 @@ class DirectStore:
         found: int | None = self._read(select(Ticket.id).where(Ticket.ref == ref)).scalar()
         return found
 
+    def tickets_for_references(self, ids: Sequence[str]) -> dict[str, int]:
+        if not ids:
+            return {}
+        rows = self._read(TICKETS_BY_REFERENCE, {"ids": list(ids[:MAX_LOOKUP_IDS])})
+        return dict(rows.all())
+
     def participants(self, ticket_id: int) -> frozenset[str]:
         requester = self._read(select(Ticket.requester).where(Ticket.id == ticket_id)).scalar()
-        senders = self._read(select(Message.from_addr).where(
-            Message.ticket_id == ticket_id, Message.direction == "inbound")).scalars()
-        return frozenset({requester or "", *senders} - {""})
+        confirmed = [a for a, yes in self.participant_list(ticket_id).items() if yes]
+        return frozenset({requester or "", *confirmed} - {""})
+
+    def participant_list(self, ticket_id: int) -> dict[str, bool]:
+        rows = self._read(PARTICIPANTS, {"tickets": [ticket_id]})
+        return {address: bool(confirmed) for _, address, confirmed in rows}
 
     def customer_thread(self, ticket_id: int) -> tuple[str | None, tuple[str, ...]]:
         return customer_thread(self._session, ticket_id)
@@ -206,8 +248,40 @@ class DirectStore:
         self._session.add(ticket)
         return ticket
 
-    def add_message(self, row: dict[str, Any], *, inbound_from: str | None = None) -> None:
+    def add_message(self, row: dict[str, Any]) -> None:
         self._session.add(Message(**row))
+
+    def add_participant(self, ticket_id: int, address: str, *, confirmed: bool, by: str,
+                        at: datetime) -> bool:
+        self._session.flush()
+        row = self._session.scalar(select(Participant).where(
+            Participant.ticket_id == ticket_id, Participant.address == address))
+        if row is None:
+            self._session.add(Participant(ticket_id=ticket_id, address=address,
+                                          confirmed=confirmed, added_by=by, added_at=at))
+            return True
+        if confirmed and not row.confirmed:
+            row.confirmed, row.added_by, row.added_at = True, by, at
+            return True
+        return False
+
+    def remove_participant(self, ticket_id: int, address: str) -> bool:
+        self._session.flush()
+        row = self._session.scalar(select(Participant).where(
+            Participant.ticket_id == ticket_id, Participant.address == address))
+        if row is None:
+            return False
+        self._session.delete(row)
+        return True
+
+    def add_references(self, ticket_id: int, ids: Iterable[str]) -> None:
+        wanted = [i for i in dict.fromkeys(ids) if i][:MAX_LOOKUP_IDS]
+        if not wanted:
+            return
+        known = {*self.tickets_for_message_ids(wanted), *self.tickets_for_references(wanted)}
+        for mid in wanted:
+            if mid not in known:
+                self._session.add(MessageRef(message_id=mid, ticket_id=ticket_id))
 
     def add_outgoing(self, message: dict[str, Any], outbox: dict[str, Any], *,
                      automatic: bool) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -32,6 +32,7 @@ from maild.store.models import Ticket
 from maild.store.ticketstore import TicketStore
 from maild.tickets import respond
 from maild.tickets.address import reply_address
+from maild.tickets.people import Conversation, addressed, is_ours, staff_addresses
 from maild.tickets.times import staff_time
 
 log = structlog.get_logger("maild.tickets")
@@ -55,6 +56,7 @@ class TicketService:
     organisation: Callable[[], Organisation]  # read at use: a reload swaps it
     sla: SlaEngine
     safety: SafetySettings
+    conversation: Conversation = field(default_factory=Conversation)
 
     # -- opening and messages ----------------------------------------------------------
     def open(self, store: TicketStore, *, requester: Address, subject: str,
@@ -84,8 +86,8 @@ class TicketService:
 
     def add_message(self, store: TicketStore, ticket: Ticket, inbound: Inbound, *,
                     direction: str = "inbound", body: str | None = None) -> None:
-        """Keep a message on the ticket, raw bytes and all; an inbound one's sender takes
-        part in the ticket from now on."""
+        """Keep a message on the ticket, raw bytes and all. A customer's: the Message-IDs
+        it refers to are remembered for the ticket, held or not (placeholders)."""
         sender = inbound.sender
         from_addr = sender.address if sender else ""
         store.add_message(dict(
@@ -100,7 +102,12 @@ class TicketService:
             body_text=inbound.body_text if body is None else body,
             automatic=",".join(inbound.automatic)[:200] or None, raw=inbound.raw,
             created_at=self.clock.now(),
-        ), inbound_from=from_addr if direction == "inbound" else None)
+        ))
+        if direction == "inbound":
+            # Longer ids than the column holds are no Message-IDs anyone threads by.
+            store.add_references(ticket.id, [m for m in (*inbound.in_reply_to,
+                                                         *inbound.references)
+                                             if len(m) <= 998])
 
     def add_note(self, store: TicketStore, ticket: Ticket, *, by: str, subject: str,
                  text: str) -> None:
@@ -124,6 +131,7 @@ class TicketService:
                     automatic=list(inbound.automatic))
         if inbound.automatic:
             return
+        self.take_in_copy(store, ticket, inbound)
         if ticket.status in ("waiting_customer", "resolved", "closed"):
             self.set_status(store, ticket, "open", "customer replied")
         if ticket.first_response_at is not None and ticket.awaiting_reply_since is None:
@@ -131,6 +139,69 @@ class TicketService:
         self.notify(store, ticket, ticket.assignee or self.default_team(ticket),
                     headline="The customer replied", text=inbound.body_text,
                     author=inbound.sender.formatted() if inbound.sender else "")
+
+    def joined(self, store: TicketStore, ticket: Ticket, inbound: Inbound,
+               decision: ThreadDecision) -> None:
+        """Someone who is not a confirmed participant wrote into the conversation by its
+        headers: the message is kept in the ticket (the thread stays whole) and the team
+        told, and nothing else happens. They receive nothing of the ticket and change
+        nothing of it until an agent confirms them (#cc add) or a customer of the ticket
+        puts them in To or Cc."""
+        assert inbound.sender is not None
+        sender = inbound.sender.address
+        self.add_message(store, ticket, inbound)
+        self._event(store, ticket, "message.received", message_id=inbound.message_id,
+                    threaded_by=decision.by.value, matched=decision.matched,
+                    automatic=list(inbound.automatic), flags=list(decision.flags),
+                    unconfirmed=sender)
+        if inbound.automatic:
+            return
+        if store.add_participant(ticket.id, sender, confirmed=False, by=sender,
+                                 at=self.clock.now()):
+            self._event(store, ticket, "participant.joined", address=sender, confirmed=False)
+        self.notify(store, ticket, ticket.assignee or self.default_team(ticket),
+                    headline=f"Unconfirmed participant {sender} wrote",
+                    text=f"{sender} is not a confirmed participant of this ticket: they "
+                         f"receive nothing from it and change nothing in it. If they belong "
+                         f"to the conversation, answer this mail with '#cc add {sender}'."
+                         f"\n\n{inbound.body_text}",
+                    author=inbound.sender.formatted())
+
+    def take_in_copy(self, store: TicketStore, ticket: Ticket, inbound: Inbound) -> None:
+        """The people a customer's mail is also addressed to (To, Cc) take part in the
+        conversation, confirmed. Nobody is removed when a later mail leaves them out."""
+        assert inbound.sender is not None
+        now, sender = self.clock.now(), inbound.sender.address
+        for address in addressed(inbound, exclude=(ticket.requester, sender),
+                                 support=self.outgoing.support.address,
+                                 own=self.conversation.own,
+                                 staff=staff_addresses(self.organisation())):
+            if store.add_participant(ticket.id, address, confirmed=True, by=sender, at=now):
+                self._event(store, ticket, "participant.added", address=address,
+                            confirmed=True, by=sender, via="cc")
+
+    def add_participant(self, store: TicketStore, ticket: Ticket, address: str, *,
+                        by: str) -> bool:
+        """An agent's `#cc add`: `address` takes part, confirmed."""
+        changed = store.add_participant(ticket.id, address, confirmed=True, by=by,
+                                        at=self.clock.now())
+        if changed:
+            self._event(store, ticket, "participant.added", address=address, confirmed=True,
+                        by=by, via="command")
+        return changed
+
+    def remove_participant(self, store: TicketStore, ticket: Ticket, address: str, *,
+                           by: str) -> bool:
+        """An agent's `#cc remove`."""
+        changed = store.remove_participant(ticket.id, address)
+        if changed:
+            self._event(store, ticket, "participant.removed", address=address, by=by)
+        return changed
+
+    def is_ours(self, address: str) -> bool:
+        """One of our own addresses (support, mailboxes, agents, teams, intake)."""
+        return is_ours(address, self.outgoing.support.address, self.conversation.own,
+                       staff_addresses(self.organisation()))
 
     def record_report(self, store: TicketStore, ticket: Ticket, inbound: Inbound,
                       report: Report) -> None:
@@ -222,10 +293,16 @@ class TicketService:
                              "mail client.")
             return False
         in_reply_to, references = store.customer_thread(ticket.id)
+        copies: tuple[Address, ...] = ()
+        if self.conversation.reply_to_all:
+            copies = tuple(Address("", a) for a, confirmed in
+                           store.participant_list(ticket.id).items()
+                           if confirmed and a != ticket.requester and not self.is_ours(a)
+                           and smtp_problem(a) is None)
         draft = OutboundDraft(
             template="reply", language=ticket.language,
             to=Address(ticket.requester_name, ticket.requester), in_reply_to=in_reply_to,
-            references=references, automatic=False,
+            references=references, automatic=False, cc=copies,
             sender_name=f"{agent.name} ({self.outgoing.support.name})", text=text,
             author=agent.name,
         )
@@ -408,4 +485,5 @@ class TicketService:
         store.add_outgoing(queued.message, queued.outbox,
                            automatic=kind in limits.AUTOMATIC_KINDS)
         self._event(store, ticket, f"{kind}.queued", message_id=queued.message_id,
-                    template=draft.template, language=draft.language, to=draft.to.address)
+                    template=draft.template, language=draft.language, to=draft.to.address,
+                    **({"cc": [c.address for c in draft.cc]} if draft.cc else {}))

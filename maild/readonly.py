@@ -220,7 +220,7 @@ def find_ticket(session: Session, ref: str) -> Ticket | None:
 
 
 def participants(session: Session, ticket: Ticket) -> list[dict[str, Any]]:
-    """The requester, then the conversation's other participants (confirmed or not)."""
+    """The requester, then the conversation's other participants, confirmed or not."""
     rows = session.execute(select(Participant.address, Participant.confirmed).where(
         Participant.ticket_id == ticket.id).order_by(Participant.id))
     return [{"address": ticket.requester, "confirmed": True},

@@ -25,8 +25,8 @@ from sqlalchemy import select
 from maild import daemon
 from maild.app import App, build
 from maild.clock import FixedClock
-from maild.commands import ticket_detail
 from maild.domain import Fetched, SourceRef
+from maild.readonly import ticket_detail
 from maild.store.models import Event, Message, Outbox, Ticket
 from maild.tickets.address import reply_address
 from tests.kit import SUPPORT, customer_mail, message_id_of, settings_for
@@ -114,7 +114,8 @@ def test_colleague_in_cc_replies_and_the_answer_goes_to_both(
     daemon.run_once(desk)
     detail = ticket_detail(desk.settings, t.ref)
     assert detail is not None
-    assert detail["participants"] == [{"address": GRETA, "confirmed": True}]
+    assert detail["participants"] == [{"address": ERIKA, "confirmed": True},
+                                     {"address": GRETA, "confirmed": True}]
     assert len(tickets(desk)) == 1
 
     # An agent takes Greta out; staff cannot be put in.
@@ -258,6 +259,7 @@ def test_reply_to_all_off_answers_the_requester_alone(tmp_path: Path, sqlite_url
         assert replies == [ERIKA]
         detail = ticket_detail(app.settings, t.ref)
         assert detail is not None
-        assert detail["participants"] == [{"address": GRETA, "confirmed": True}]
+        assert detail["participants"] == [{"address": ERIKA, "confirmed": True},
+                                     {"address": GRETA, "confirmed": True}]
     finally:
         app.dispose()

@@ -137,7 +137,8 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
                           ids=MessageIdFactory(secret.encode(), settings.support.domain),
                           support=support),
         clock=clock, ref_prefix=settings.support.ref_prefix,
-        organisation=lambda: pipeline.rules.organisation, sla=sla, safety=settings.safety)
+        organisation=lambda: pipeline.rules.organisation, sla=sla, safety=settings.safety,
+        wishes=settings.wishes)
     pipeline = Pipeline(
         session_factory=sessions,
         rules=rules,

@@ -11,7 +11,7 @@ import os
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -288,6 +288,29 @@ class TicketSettings(_Model):
     reopen_days: float = Field(default=14.0, ge=0)
 
 
+class WishSettings(_Model):
+    """The feature-request register (maild/wishes/, README "Feature requests")."""
+
+    # Who may change a wish's status by mail (`#wish-status KEY STATUS [REASON]`); they
+    # are told of new wishes and of re-reviews.
+    quality_management: list[str] = []
+    # A rejected wish goes back to under_review when this many distinct customers asked
+    # for it since the rejection.
+    rereview_customers: int = Field(default=5, ge=1)
+    # Statuses whose customers are told by mail (template wish_done), once per customer.
+    notify_customers_on: list[Literal["done", "rejected"]] = ["done"]
+    # How similar (0-100, maild/wishes/match.py) a title must be to join an existing wish.
+    match_score: float = Field(default=75.0, ge=0, le=100)
+
+    @field_validator("quality_management")
+    @classmethod
+    def _addresses(cls, v: list[str]) -> list[str]:
+        for address in v:
+            if not _ADDRESS.match(address):
+                raise ValueError(f"'{address}' is not an email address")
+        return [a.lower() for a in v]
+
+
 class Settings(_Model):
     """Everything maild needs to know, validated."""
 
@@ -304,6 +327,7 @@ class Settings(_Model):
     safety: SafetySettings = SafetySettings()
     http: HttpSettings = HttpSettings()
     daemon: DaemonSettings = DaemonSettings()
+    wishes: WishSettings = WishSettings()
     default_language: Annotated[str, Field(pattern=r"^(en|de)$")] = "en"
     log_level: Annotated[str, Field(pattern=r"^(debug|info|warning|error)$")] = "info"
 

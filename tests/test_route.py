@@ -26,6 +26,8 @@ from maild.pipeline.route import (
     Reply,
     Route,
     TicketFacts,
+    WishAddress,
+    WishCommandMail,
     keys_of,
     route,
 )
@@ -132,6 +134,18 @@ CASES = [
          keys=replace(NO_KEYS, ref="T-AAAAAA"), ref_ticket=7, tickets={7: ticket()}),
     Case("agent writing to support about nothing", message(ANNA.address),
          Open(ThreadDecision(None, ThreadedBy.NEW))),
+    Case("quality management to a wish's address", message("qm@x", in_reply_to=("p@x",)),
+         WishCommandMail("w-1"), keys=replace(NO_KEYS, wish=WishAddress("w-1", True)),
+         known={"p@x": 1}, tickets={1: ticket()}),
+    Case("an agent to a wish's address", message(ANNA.address),
+         WishCommandMail("w-1"), keys=replace(TO_SECRET, wish=WishAddress("w-1", True)),
+         target_ticket=1, tickets={1: ticket()}),
+    Case("a wish's address with a wrong signature", message("qm@x"),
+         Hold("wish address for W-1 with a wrong signature from qm@x: not applied"),
+         keys=replace(NO_KEYS, wish=WishAddress("w-1", False))),
+    Case("automatic mail to a wish's address", message("qm@x", automatic=("x",)),
+         Discard("automatic mail to a wish address (x)"),
+         keys=replace(NO_KEYS, wish=WishAddress("w-1", True))),
     Case("intake", message("desk@example.test"), Intake()),
     Case("automatic mail from intake", message("desk@example.test", automatic=("x",)),
          Open(ThreadDecision(None, ThreadedBy.NEW))),
@@ -165,6 +179,21 @@ def test_keys_are_read_once_from_the_message() -> None:
     assert keys.reported == ("maild.good3@support.test",)
     assert keys.ref == "T-K7QF2X"
     assert keys.target == TicketAddress("T-K7QF2X", SECRET)
+    assert keys.wish is None
+
+
+def test_a_wish_address_is_read_with_its_signature_checked() -> None:
+    from maild.tickets.address import signed_pattern
+
+    sign = {"wish-w-42": "b" * 20}.get
+    rules = KeyRules(verify=lambda mid: False, domain="support.test", ref_re=ref_pattern("T"),
+                     agent_re=re.compile("^$"), wish_re=signed_pattern("support@support.test",
+                                                                       "wish"),
+                     sign=lambda text: sign(text) or "0" * 20)
+    good = replace(message(), to=(Address("", f"support+wish-w-42.{'b' * 20}@support.test"),))
+    assert keys_of(good, None, rules).wish == WishAddress("w-42", True)
+    forged = replace(good, to=(Address("", f"support+wish-w-42.{'c' * 20}@support.test"),))
+    assert keys_of(forged, None, rules).wish == WishAddress("w-42", False)
 
 
 def test_signed_addresses_round_trip_and_do_not_pass_for_tickets() -> None:

@@ -23,6 +23,7 @@ from maild.pipeline.route import (
     RecordReport,
     RefuseStaff,
     Reply,
+    WishCommandMail,
 )
 from maild.pipeline.route import Route as RouteType
 from maild.pipeline.thread import strip_ref
@@ -30,6 +31,7 @@ from maild.rules.engine import Organisation
 from maild.store.ticketstore import TicketStore
 from maild.tickets.intake import IntakeError, intake_classification
 from maild.tickets.service import Notice, TicketService
+from maild.wishes.inbox import WishInbox
 
 log = structlog.get_logger("maild.pipeline")
 
@@ -54,6 +56,8 @@ class Handlers:
                 self.tickets.record_report(store, store.ticket(ticket_id), inbound, report)
                 log.info("report.recorded", ticket_id=ticket_id, kind=report.kind)
                 return Processed(ticket_id=ticket_id, created=False, queued=0)
+            case WishCommandMail(ident):
+                return WishInbox(self.tickets).handle(store, inbound, ident)
             case RefuseStaff(ticket_id, agent, reason):
                 self.desk.refuse(store, store.ticket(ticket_id), agent, inbound, reason)
                 return Outcome(Stop.HOLD, reason)

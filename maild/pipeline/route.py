@@ -5,6 +5,8 @@ the spirit of Mailman's chains: each step may decide, in a fixed order.
 1. A Message-ID seen before, or the same bytes without one: discard (a re-fetch).
 2. No sender: hold.
 3. A delivery report: recorded on the ticket of the mail of ours it reports on, or held.
+3a. Mail to a wish's signed address (quality management's `#wish-status`, maild/wishes/):
+   with a valid signature, to the register (which checks the sender); else held.
 4. Threading (pipeline/thread.py), then the lifecycle: a ticket closed longer ago than the
    reopen window is not continued; a new ticket links to it.
 5. Staff mail (to a ticket's secret address, or from the agents directory): applied only
@@ -29,7 +31,12 @@ from maild.mailsafety.bounce import Report
 from maild.pipeline.thread import RefTicket, candidate_ids, decide_thread, subject_ref
 from maild.rules.engine import Organisation
 from maild.rules.schema import Agent
-from maild.tickets.address import TicketAddress, find_ticket_address, secret_matches
+from maild.tickets.address import (
+    TicketAddress,
+    find_signed_address,
+    find_ticket_address,
+    secret_matches,
+)
 
 MAX_IDS = 200  # Message-IDs looked up for one message
 
@@ -43,6 +50,13 @@ class Keys:
     reported: tuple[str, ...]  # verified Message-IDs a delivery report names
     ref: str | None  # the ticket reference in its subject
     target: TicketAddress | None  # a ticket's secret reply address among its recipients
+    wish: WishAddress | None = None  # a wish's signed address among its recipients
+
+
+@dataclass(frozen=True)
+class WishAddress:
+    ident: str  # the wish's key, lower case
+    valid: bool  # its signature is ours
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,8 @@ class KeyRules:
     domain: str  # of the support address (body markers)
     ref_re: re.Pattern[str]
     agent_re: re.Pattern[str]
+    wish_re: re.Pattern[str] | None = None  # signed wish addresses (tickets/address.py)
+    sign: Callable[[str], str] | None = None  # the signature of a signed address's text
 
 
 def keys_of(inbound: Inbound, report: Report | None, rules: KeyRules) -> Keys:
@@ -70,7 +86,18 @@ def keys_of(inbound: Inbound, report: Report | None, rules: KeyRules) -> Keys:
     return Keys(ids=(*own, *reported, *candidate_ids(inbound), *markers)[:MAX_IDS],
                 markers=markers, reported=reported, ref=subject_ref(inbound.subject,
                                                                     rules.ref_re),
-                target=find_ticket_address(rules.agent_re, recipients))
+                target=find_ticket_address(rules.agent_re, recipients),
+                wish=_wish_address(rules, recipients))
+
+
+def _wish_address(rules: KeyRules, recipients: list[str]) -> WishAddress | None:
+    if rules.wish_re is None or rules.sign is None:
+        return None
+    found = find_signed_address(rules.wish_re, "wish", recipients)
+    if found is None:
+        return None
+    return WishAddress(found.ident, secret_matches(found.signature,
+                                                   rules.sign(f"wish-{found.ident}")))
 
 
 @dataclass(frozen=True)
@@ -125,6 +152,13 @@ class RefuseStaff:
 
 
 @dataclass(frozen=True)
+class WishCommandMail:
+    """To a wish's signed address: quality management's commands (maild/wishes/inbox.py)."""
+
+    ident: str
+
+
+@dataclass(frozen=True)
 class Intake:
     pass
 
@@ -139,7 +173,8 @@ class Open:
     decision: ThreadDecision  # why new, and what it links to
 
 
-Route = Discard | Hold | RecordReport | AgentMail | RefuseStaff | Intake | Reply | Open
+Route = (Discard | Hold | RecordReport | WishCommandMail | AgentMail | RefuseStaff | Intake
+         | Reply | Open)
 
 
 @dataclass(frozen=True)
@@ -165,6 +200,8 @@ def route(inbound: Inbound, report: Report | None, keys: Keys, facts: Facts,
         if ticket_id is None:
             return Hold(f"{report.kind} report for no message maild sent")
         return RecordReport(ticket_id)
+    if keys.wish is not None:
+        return _wish_mail(inbound, keys.wish)
     ref_ticket = None
     if keys.ref is not None and facts.ref_ticket is not None:
         ref_ticket = RefTicket(facts.ref_ticket,
@@ -180,6 +217,18 @@ def route(inbound: Inbound, report: Report | None, keys: Keys, facts: Facts,
     if decision.ticket_id is not None:
         return Reply(decision)
     return Open(decision)
+
+
+def _wish_mail(inbound: Inbound, wish: WishAddress) -> Route:
+    """Quality management's answer to a wish's notification: only with our signature."""
+    if inbound.automatic:
+        return Discard("automatic mail to a wish address (" + ", ".join(inbound.automatic)
+                       + ")")
+    if not wish.valid:
+        sender = inbound.sender.address if inbound.sender else ""
+        return Hold(f"wish address for {wish.ident.upper()} with a wrong signature from "
+                    f"{sender}: not applied")
+    return WishCommandMail(wish.ident)
 
 
 def _lifecycle(decision: ThreadDecision, facts: Facts, policy: Policy) -> ThreadDecision:

@@ -29,6 +29,7 @@ THRESHOLD = 75.0
     ("Dark mode for the control panel", "Control panel in dark mode"),
     ("Dark mode for the control panel", "dark-mode control panel, please"),
     ("Darkmode im Kundenbereich", "Dark-Mode für den Kundenbereich"),
+    ("Dark mode for the control panel", "Control panel in darkmode"),
     ("Rechnungen als CSV exportieren", "CSV-Export der Rechnungen"),
     ("Rechnungen als CSV exportieren", "Rechnung als CSV exportieren"),
     ("Zwei-Faktor-Authentifizierung", "Zwei Faktor Authentifizierung fürs Login"),

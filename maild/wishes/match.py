@@ -8,8 +8,8 @@ compared word by word: a word matches a word of the other title when their edit 
 what a typo explains for its length, or one is the other's stem ("export",
 "exportieren"). The score is the share of the words of both titles that found a partner,
 so "Export invoices as CSV" and "Export invoices as PDF" (a different wish) stay apart
-while a reordered or misspelt title joins. Compounds written apart ("dark mode",
-"darkmode") are caught by comparing the titles without spaces.
+while a reordered or misspelt title joins. A compound written apart ("dark mode",
+"darkmode") is one word's partner.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import pairwise
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import OSA
@@ -55,13 +56,28 @@ def _typos_allowed(word: str) -> int:
     return 0 if len(word) <= 2 else 1 if len(word) <= 5 else 2
 
 
-def _words_match(a: str, b: str) -> bool:
+def _words_match(a: str, b: str, *, stems: bool = True) -> bool:
     if a == b:
         return True
     shorter = a if len(a) <= len(b) else b
-    if len(shorter) >= 5 and (a.startswith(b) or b.startswith(a)):
+    if stems and len(shorter) >= 5 and (a.startswith(b) or b.startswith(a)):
         return True  # a stem: export / exportieren, rechnung / rechnungen
     return OSA.distance(a, b, score_cutoff=_typos_allowed(shorter)) <= _typos_allowed(shorter)
+
+
+def _covered(wa: list[str], wb: list[str]) -> int:
+    """How many words of `wa` find a partner in `wb`: a word, or two adjacent words written
+    as one ("dark mode" / "darkmode"), on either side."""
+    pairs_b = [x + y for x, y in pairwise(wb)]
+    # A compound is the same word, or a typo of it, never a stem ("invoices csv" is not
+    # "invoices").
+    found = {i for i, word in enumerate(wa)
+             if any(_words_match(word, other) for other in wb)
+             or any(_words_match(word, pair, stems=False) for pair in pairs_b)}
+    for i in range(len(wa) - 1):
+        if any(_words_match(wa[i] + wa[i + 1], other, stems=False) for other in wb):
+            found.update((i, i + 1))
+    return len(found)
 
 
 def similarity(a: str, b: str) -> float:
@@ -69,9 +85,7 @@ def similarity(a: str, b: str) -> float:
     wa, wb = a.split(), b.split()
     if not wa or not wb:
         return 0.0
-    found_a = sum(any(_words_match(x, y) for y in wb) for x in wa)
-    found_b = sum(any(_words_match(y, x) for x in wa) for y in wb)
-    words = 100.0 * (found_a + found_b) / (len(wa) + len(wb))
+    words = 100.0 * (_covered(wa, wb) + _covered(wb, wa)) / (len(wa) + len(wb))
     joined = fuzz.ratio(a.replace(" ", ""), b.replace(" ", ""))
     return max(words, joined if joined >= COMPOUND_SCORE else 0.0)
 

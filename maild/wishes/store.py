@@ -62,7 +62,7 @@ class WishStore:
                     description=description, department=department, status="new",
                     reason=None, created_at=at, created_by=by, updated_at=at)
         self.session.add(wish)
-        self.session.flush([wish])
+        self.session.flush()
         self.add_history(wish, at=at, by=by, note="created")
         return wish
 
@@ -92,7 +92,7 @@ class WishStore:
     # -- requests and history ------------------------------------------------------------
     def add_request(self, request: WishRequest) -> None:
         self.session.add(request)
-        self.session.flush([request])
+        self.session.flush()
 
     def requests(self, wish: Wish) -> list[WishRequest]:
         return list(self.session.scalars(select(WishRequest).where(

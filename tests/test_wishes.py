@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -153,8 +154,8 @@ def test_wishes_by_email(desk: App, mail_user: MailUser, smtp_server: SmtpServer
                                            "Sorry, that is not possible."))
     daemon.run_once(desk)
     later(desk)
-    told = text_of(last_to(smtp, "anna@example.test"))
-    assert "REJECTED: Too costly for the shared plans" in told
+    reason = text_of(last_to(smtp, "anna@example.test"))
+    assert "REJECTED: Too costly for the shared plans" in reason
     assert "not possible" in text_of(last_to(smtp, "c3@example.com"))
     assert wish(desk).status == "rejected"
 
@@ -240,7 +241,7 @@ def test_register_counts_merges_and_lists(register: tuple[App, Register],
     assert record(app, reg, ids[3], "Exprot invoices as CVS") == "W-1"
     config = str(app.settings.config_path)
 
-    def cli(*args: str) -> object:
+    def cli(*args: str) -> Any:
         capsys.readouterr()
         assert main(["-c", config, "wishes", *args, "--json"]) == 0
         return json.loads(capsys.readouterr().out)
@@ -264,7 +265,7 @@ def test_register_counts_merges_and_lists(register: tuple[App, Register],
     assert ("W-3", "created") in notes and ("W-3", "merged into W-1") in notes
     assert ("W-1", "merged W-3 into this (1 requests)") in notes
     assert {k for h in shown["history"] for k in h} >= {"at", "by", "status", "reason"}
-    assert [r["key"] for r in cli("list")] == ["W-1", "W-2"]  # type: ignore[union-attr]
+    assert [r["key"] for r in cli("list")] == ["W-1", "W-2"]
 
     # Bad input on the command line: exit 2, a clear message, nothing changed.
     for args, error in [(["set", "W-9", "--status", "planned"], "no wish W-9"),
@@ -278,7 +279,7 @@ def test_register_counts_merges_and_lists(register: tuple[App, Register],
                  "Not for now", "--department", "accounting"]) == 0
     assert (wish(app, "W-2").status, wish(app, "W-2").department) == ("rejected",
                                                                       "accounting")
-    assert cli("list", "--status", "rejected", "--department", "accounting")[0][  # type: ignore[index]
+    assert cli("list", "--status", "rejected", "--department", "accounting")[0][
         "reason"] == "Not for now"
 
     since = app.clock.now().date().isoformat()

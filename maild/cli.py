@@ -263,7 +263,9 @@ def cmd_wishes(args: argparse.Namespace) -> int:
             merged = wishes.wish_merge(settings, args.key, args.into, by=by)
             print(f"{merged['merged']} merged into {merged['into']}")
     except wishes.BadInput as exc:
-        print(f"maild: error: {exc}; nothing was changed", file=sys.stderr)
+        changing = args.wishes_command in ("set", "merge")
+        print(f"maild: error: {exc}" + ("; nothing was changed" if changing else ""),
+              file=sys.stderr)
         return 2
     return 0
 

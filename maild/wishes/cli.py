@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from maild.clock import Clock, SystemClock
 from maild.domain import Address
-from maild.errors import ConfigError, MaildError
+from maild.errors import MaildError
 from maild.settings import Settings
 from maild.store import db
 from maild.store.ticketstore import DirectStore
@@ -47,7 +47,7 @@ def parse_day(text: str, option: str) -> datetime:
     try:
         return datetime.combine(date.fromisoformat(text), time(), UTC)
     except ValueError:
-        raise ConfigError(f"{option}: not a date (YYYY-MM-DD): {text!r}") from None
+        raise BadInput(f"{option}: not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def wish_period(settings: Settings, *, since: str | None, until: str | None, top: int,

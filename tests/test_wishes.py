@@ -158,6 +158,9 @@ def test_wishes_by_email(desk: App, mail_user: MailUser, smtp_server: SmtpServer
     assert "REJECTED: Too costly for the shared plans" in reason
     assert "not possible" in text_of(last_to(smtp, "c3@example.com"))
     assert wish(desk).status == "rejected"
+    with desk.sessions() as s:
+        assert s.scalar(select(WishRequest.not_possible).where(
+            WishRequest.customer == "c3@example.com")) is True
 
     # Five more distinct customers, recorded in one batch: the fifth since the rejection
     # sends it back to review, and quality management gets the new requests.
@@ -291,3 +294,35 @@ def test_register_counts_merges_and_lists(register: tuple[App, Register],
     with app.sessions() as s:  # nothing of that was mail to customers
         assert not s.scalar(select(func.count()).select_from(Outbox).where(
             Outbox.kind == "wish_notice"))
+
+
+def test_customers_can_be_told_of_a_rejection(tmp_path: Path, db_url: str) -> None:
+    """With `notify_customers_on: [done, rejected]`: each customer in their ticket's
+    language, with the reason; a suppressed address gets nothing and is not marked told,
+    so nobody is told twice and nobody is skipped for good by a bounce."""
+    (tmp_path / "rules.yaml").write_text(RULES, encoding="utf-8")
+    app = build(settings_for(tmp_path, db_url=db_url, rules="rules.yaml", wishes={
+        **WISHES, "notify_customers_on": ["done", "rejected"]}), clock=FixedClock())
+    try:
+        reg = Register(app.tickets)
+        ids = add_tickets(app, 3)
+        with app.sessions() as s, s.begin():
+            s.get_one(Ticket, ids[1]).language = "de"
+            app.tickets.suppress(app.direct_store(s), "c2@example.com", "550 gone")
+        for ticket_id in ids:
+            record(app, reg, ticket_id, "Weekend hotline")
+        with app.sessions() as s, s.begin():
+            changed = reg.set_status(app.direct_store(s), "W-1", "rejected",
+                                     reason="We cannot staff it", by=QM)
+        assert changed.told == 2
+        with app.sessions() as s:
+            sent = {o.rcpt_to: o.raw.decode() for o in s.scalars(
+                select(Outbox).where(Outbox.kind == "wish_notice"))}
+        assert set(sent) == {"c0@example.com", "c1@example.com"}
+        assert "Zu Ihrem Wunsch" in sent["c1@example.com"]
+        assert "We cannot staff it" in sent["c0@example.com"]
+        with app.sessions() as s, s.begin():  # the same status again: nobody twice
+            assert reg.set_status(app.direct_store(s), "W-1", "rejected",
+                                  reason="We cannot staff it", by=QM).changed is False
+    finally:
+        app.dispose()

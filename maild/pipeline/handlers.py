@@ -11,6 +11,7 @@ import structlog
 
 from maild.agents.handle import AgentDesk
 from maild.agents.intake import read_intake_mail
+from maild.agents.parse import strip_quoted
 from maild.domain import Classification, Inbound, Outcome, Stop, ThreadDecision
 from maild.mailsafety.bounce import Report
 from maild.pipeline.batch import Processed
@@ -57,7 +58,8 @@ class Handlers:
                 log.info("report.recorded", ticket_id=ticket_id, kind=report.kind)
                 return Processed(ticket_id=ticket_id, created=False, queued=0)
             case WishCommandMail(ident):
-                return WishInbox(self.tickets).handle(store, inbound, ident)
+                return WishInbox(self.tickets).handle(store, inbound, ident,
+                                                      strip_quoted(inbound.body_text))
             case RefuseStaff(ticket_id, agent, reason):
                 self.desk.refuse(store, store.ticket(ticket_id), agent, inbound, reason)
                 return Outcome(Stop.HOLD, reason)

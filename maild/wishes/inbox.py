@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import structlog
 
-from maild.agents.parse import strip_quoted
 from maild.domain import Inbound, Outcome, Stop
 from maild.store.ticketstore import TicketStore
 from maild.tickets.service import TicketService
@@ -26,7 +25,9 @@ log = structlog.get_logger("maild.wishes")
 class WishInbox:
     tickets: TicketService
 
-    def handle(self, store: TicketStore, inbound: Inbound, ident: str) -> Outcome:
+    def handle(self, store: TicketStore, inbound: Inbound, ident: str, wrote: str
+               ) -> Outcome:
+        """`wrote`: the new part of the mail, quoted text stripped (agents/parse.py)."""
         ws = WishStore(store.session)
         if ws.mail_seen(inbound.message_id):
             return Outcome(Stop.DISCARD, "wish command mail seen before")
@@ -34,7 +35,6 @@ class WishInbox:
         sender = inbound.sender.address.lower()
         register = Register(self.tickets)
         key = ident.upper()
-        wrote = strip_quoted(inbound.body_text)
         quoted = "\n".join(f"> {line}" for line in wrote.splitlines())
         try:
             if sender not in self.tickets.wishes.quality_management:

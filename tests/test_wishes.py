@@ -326,3 +326,34 @@ def test_customers_can_be_told_of_a_rejection(tmp_path: Path, db_url: str) -> No
                                   reason="We cannot staff it", by=QM).changed is False
     finally:
         app.dispose()
+
+
+def test_a_quality_management_mail_applies_all_or_nothing(
+        register: tuple[App, Register]) -> None:
+    """Two commands, the second naming no wish: the first is not applied either; the
+    sender is told which line was wrong, with their text quoted; the mail is kept."""
+    from maild.agents.parse import strip_quoted
+    from maild.domain import Stop
+    from maild.pipeline.parse import parse
+    from maild.wishes.inbox import WishInbox
+
+    app, reg = register
+    ids = add_tickets(app, 1)
+    record(app, reg, ids[0], "Weekend hotline")
+    body = ("#wish-status W-1 planned\n#wish-status W-7 done\n\n"
+            "On Mon, 23 Nov 2026 Example Support wrote:\n> old text")
+    inbound = parse(customer_mail(sender=QM, subject="Re: [W-1]", body=body), None)
+    with app.sessions() as s, s.begin():
+        outcome = WishInbox(app.tickets).handle(app.direct_store(s), inbound, "w-1",
+                                                strip_quoted(inbound.body_text))
+    assert outcome.stop is Stop.HOLD and "W-7: no such wish" in outcome.reason
+    assert wish(app).status == "new"
+    with app.sessions() as s:
+        [answer] = [o.raw.decode() for o in s.scalars(select(Outbox).where(
+            Outbox.rcpt_to == QM)) if "NOT applied" in o.raw.decode()]
+        [kept] = s.scalars(select(WishMail)).all()
+    assert "> #wish-status W-1 planned" in answer and "old text" not in answer
+    assert kept.raw == inbound.raw and kept.result.startswith("refused")
+    with app.sessions() as s, s.begin():  # the same mail again (a re-fetch): discarded
+        again = WishInbox(app.tickets).handle(app.direct_store(s), inbound, "w-1", body)
+    assert again.stop is Stop.DISCARD

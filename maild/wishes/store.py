@@ -71,8 +71,8 @@ class WishStore:
         self.session.add(WishHistory(wish_id=wish.id, at=at, by=by, status=wish.status,
                                      reason=wish.reason, note=note))
 
-    def rows(self, *, status: str | None = None, department: str | None = None
-             ) -> list[Row]:
+    def rows(self, *, status: str | None = None, department: str | None = None,
+             only: int | None = None) -> list[Row]:
         agg = (select(WishRequest.wish_id, func.count().label("requests"),
                       func.count(func.distinct(func.lower(WishRequest.customer)))
                       .label("customers"),
@@ -82,6 +82,8 @@ class WishStore:
         query = select(Wish, agg.c.requests, agg.c.customers, agg.c.first, agg.c.last
                        ).outerjoin(agg, agg.c.wish_id == Wish.id).where(
                            Wish.merged_into_id.is_(None))
+        if only is not None:
+            query = query.where(Wish.id == only)
         if status:
             query = query.where(Wish.status == status)
         if department:

@@ -44,7 +44,7 @@ def wish_detail(ws: WishStore, key: str) -> dict[str, Any] | None:
     wish = ws.by_key(key)
     if wish is None:
         return None
-    [row] = [r for r in ws.rows() if r.wish.id == wish.id]
+    [row] = ws.rows(only=wish.id)
     ids = ws.merged_ids(wish)
     keys = ws.keys(ids)
     out = summary(row)

@@ -294,6 +294,9 @@ class WishSettings(_Model):
     # Who may change a wish's status by mail (`#wish-status KEY STATUS [REASON]`); they
     # are told of new wishes and of re-reviews.
     quality_management: list[str] = []
+    # Each department's own quality management (by the rules' department names): told when
+    # a wish of theirs is handed to them for review, and they may set its status by mail.
+    departments: dict[str, list[str]] = {}
     # A rejected wish goes back to under_review when this many distinct customers asked
     # for it since the rejection.
     rereview_customers: int = Field(default=5, ge=1)
@@ -305,10 +308,19 @@ class WishSettings(_Model):
     @field_validator("quality_management")
     @classmethod
     def _addresses(cls, v: list[str]) -> list[str]:
-        for address in v:
-            if not _ADDRESS.match(address):
-                raise ValueError(f"'{address}' is not an email address")
-        return [a.lower() for a in v]
+        return _email_addresses(v)
+
+    @field_validator("departments")
+    @classmethod
+    def _department_addresses(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        return {name: _email_addresses(addresses) for name, addresses in v.items()}
+
+
+def _email_addresses(addresses: list[str]) -> list[str]:
+    for address in addresses:
+        if not _ADDRESS.match(address):
+            raise ValueError(f"'{address}' is not an email address")
+    return [a.lower() for a in addresses]
 
 
 class Settings(_Model):

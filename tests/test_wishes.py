@@ -34,6 +34,21 @@ GERMAN = ("Guten Tag, ich hätte gerne einen dunklen Modus für den Kundenbereic
           "die helle Oberfläche am Abend in den Augen wehtut. Vielen Dank und viele Grüße")
 
 
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """`main()` runs in this process here: it points structlog and the logging module at
+    the standard error pytest captures for that test; later tests must not write there."""
+    import logging
+
+    import structlog
+
+    config = structlog.get_config()
+    handlers = list(logging.getLogger().handlers)
+    yield
+    structlog.configure(**config)
+    logging.getLogger().handlers[:] = handlers
+
+
 @pytest.fixture
 def desk(tmp_path: Path, mail_user: MailUser, smtp_server: SmtpServer,
          db_url: str) -> Iterator[App]:
@@ -357,3 +372,44 @@ def test_a_quality_management_mail_applies_all_or_nothing(
     with app.sessions() as s, s.begin():  # the same mail again (a re-fetch): discarded
         again = WishInbox(app.tickets).handle(app.direct_store(s), inbound, "w-1", body)
     assert again.stop is Stop.DISCARD
+
+
+def test_a_department_reviews_what_is_handed_to_it(tmp_path: Path, db_url: str) -> None:
+    """Customer service's quality management hands a wish to a department (under_review):
+    that department's quality management is told, with the wish's address to answer to,
+    and may decide on its own department's wishes only."""
+    from maild.agents.parse import strip_quoted
+    from maild.domain import Stop
+    from maild.pipeline.parse import parse
+    from maild.wishes.inbox import WishInbox
+
+    accounting = "acc-qm@example.test"
+    (tmp_path / "rules.yaml").write_text(RULES, encoding="utf-8")
+    app = build(settings_for(tmp_path, db_url=db_url, rules="rules.yaml", wishes={
+        **WISHES, "departments": {"accounting": [accounting]}}), clock=FixedClock())
+    try:
+        reg = Register(app.tickets)
+        ids = add_tickets(app, 2)
+        record(app, reg, ids[0], "Invoices by post")
+        record(app, reg, ids[1], "Weekend hotline")
+        with app.sessions() as s, s.begin():
+            reg.set_status(app.direct_store(s), "W-1", "under_review", reason=None, by=QM,
+                           department="accounting")
+        with app.sessions() as s:
+            [handed] = [o.raw.decode() for o in s.scalars(select(Outbox).where(
+                Outbox.rcpt_to == accounting))]
+        assert "For review" in handed and "Reply-To: support+wish-w-1." in handed
+
+        def mail(body: str) -> Stop:
+            inbound = parse(customer_mail(sender=accounting, subject="Re: [W-1]",
+                                          body=body), None)
+            with app.sessions() as s, s.begin():
+                return WishInbox(app.tickets).handle(app.direct_store(s), inbound, "w-1",
+                                                     strip_quoted(inbound.body_text)).stop
+
+        assert mail("#wish-status W-2 planned") is Stop.HOLD  # not their department's
+        assert wish(app, "W-2").status == "new"
+        assert mail("#wish-status W-1 planned") is Stop.DISCARD  # applied
+        assert (wish(app).status, wish(app).department) == ("planned", "accounting")
+    finally:
+        app.dispose()

@@ -37,13 +37,21 @@ class WishInbox:
         key = ident.upper()
         quoted = "\n".join(f"> {line}" for line in wrote.splitlines())
         try:
-            if sender not in self.tickets.wishes.quality_management:
+            settings = self.tickets.wishes
+            central = sender in settings.quality_management
+            if not central and not any(sender in a for a in settings.departments.values()):
                 raise StatusError(f"{sender} is not a quality-management address "
                                   "(setting wishes.quality_management)")
             commands = parse_status_commands(wrote)
             for command in commands:  # all checked before any is applied
-                if ws.by_key(command.key) is None:
+                wish = ws.by_key(command.key)
+                if wish is None:
                     raise WishError(f"#wish-status {command.key}: no such wish")
+                if not central and sender not in settings.departments.get(
+                        wish.department or "", []):
+                    raise StatusError(f"{wish.key} belongs to the {wish.department or '-'} "
+                                      f"department, whose quality management {sender} is "
+                                      "not")
         except (StatusError, WishError) as exc:
             return self._refuse(store, ws, inbound, sender, key, str(exc), quoted)
         done = [self._apply(store, register, command, sender) for command in commands]

@@ -69,8 +69,15 @@ class WishMailer:
                             text="\n\n".join(lines))
 
     # -- quality management -----------------------------------------------------------------
-    def tell_qm(self, store: TicketStore, wish: Wish, headline: str, text: str) -> None:
-        for address in self.tickets.wishes.quality_management:
+    def tell_qm(self, store: TicketStore, wish: Wish, headline: str, text: str, *,
+                department: bool = False, besides: str = "") -> None:
+        """Quality management (and, with `department`, the wish's department's own), not
+        `besides` (who caused this)."""
+        settings = self.tickets.wishes
+        addresses = [*settings.quality_management,
+                     *(settings.departments.get(wish.department or "", []) if department
+                       else [])]
+        for address in dict.fromkeys(a for a in addresses if a != besides):
             self.tickets.mail_staff(store, StaffMail(
                 to=address, template="wish_notification", about=view(wish),
                 headline=headline, text=text, reply_to=self.address(wish.key),

@@ -127,7 +127,7 @@ class Register:
                 wish, ticket, by))
         if newer is not None:
             self.mailer.tell_qm(store, wish, "Back to review", self.mailer.rereview_text(
-                wish, reason, newer))
+                wish, reason, newer), department=True)
         log.info("wish.recorded", wish=wish.key, ticket=ticket.ref, how=how, again=bool(again))
         return recorded
 
@@ -154,6 +154,10 @@ class Register:
         if moved:
             wish.department = department
         ws.add_history(wish, at=now, by=by, note=note)
+        if (new_status and status == "under_review") or moved:
+            self.mailer.tell_qm(store, wish, "For review", f"{by} handed this wish to the "
+                                f"{wish.department or '-'} department for review.",
+                                department=True, besides=by)
         told = 0
         if new_status and status in self.settings.notify_customers_on:
             told = self.mailer.tell_customers(store, wish)

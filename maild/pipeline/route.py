@@ -32,6 +32,7 @@ from maild.pipeline.thread import RefTicket, candidate_ids, decide_thread, subje
 from maild.rules.engine import Organisation
 from maild.rules.schema import Agent
 from maild.tickets.address import (
+    SignedAddress,
     TicketAddress,
     find_signed_address,
     find_ticket_address,
@@ -50,13 +51,7 @@ class Keys:
     reported: tuple[str, ...]  # verified Message-IDs a delivery report names
     ref: str | None  # the ticket reference in its subject
     target: TicketAddress | None  # a ticket's secret reply address among its recipients
-    wish: WishAddress | None = None  # a wish's signed address among its recipients
-
-
-@dataclass(frozen=True)
-class WishAddress:
-    ident: str  # the wish's key, lower case
-    valid: bool  # its signature is ours
+    wish: SignedAddress | None = None  # a wish's signed address among its recipients
 
 
 @dataclass(frozen=True)
@@ -68,7 +63,6 @@ class KeyRules:
     ref_re: re.Pattern[str]
     agent_re: re.Pattern[str]
     wish_re: re.Pattern[str] | None = None  # signed wish addresses (tickets/address.py)
-    sign: Callable[[str], str] | None = None  # the signature of a signed address's text
 
 
 def keys_of(inbound: Inbound, report: Report | None, rules: KeyRules) -> Keys:
@@ -87,17 +81,8 @@ def keys_of(inbound: Inbound, report: Report | None, rules: KeyRules) -> Keys:
                 markers=markers, reported=reported, ref=subject_ref(inbound.subject,
                                                                     rules.ref_re),
                 target=find_ticket_address(rules.agent_re, recipients),
-                wish=_wish_address(rules, recipients))
-
-
-def _wish_address(rules: KeyRules, recipients: list[str]) -> WishAddress | None:
-    if rules.wish_re is None or rules.sign is None:
-        return None
-    found = find_signed_address(rules.wish_re, "wish", recipients)
-    if found is None:
-        return None
-    return WishAddress(found.ident, secret_matches(found.signature,
-                                                   rules.sign(f"wish-{found.ident}")))
+                wish=find_signed_address(rules.wish_re, "wish", recipients)
+                if rules.wish_re else None)
 
 
 @dataclass(frozen=True)
@@ -185,6 +170,7 @@ class Policy:
     verify: Callable[[str], bool]  # is this one of our signed Message-IDs
     reopen_window: timedelta
     now: datetime
+    signed: Callable[[str, str], bool] = lambda _text, _signature: False  # signed addresses
 
 
 def route(inbound: Inbound, report: Report | None, keys: Keys, facts: Facts,
@@ -201,7 +187,7 @@ def route(inbound: Inbound, report: Report | None, keys: Keys, facts: Facts,
             return Hold(f"{report.kind} report for no message maild sent")
         return RecordReport(ticket_id)
     if keys.wish is not None:
-        return _wish_mail(inbound, keys.wish)
+        return _wish_mail(inbound, keys.wish, policy)
     ref_ticket = None
     if keys.ref is not None and facts.ref_ticket is not None:
         ref_ticket = RefTicket(facts.ref_ticket,
@@ -219,12 +205,12 @@ def route(inbound: Inbound, report: Report | None, keys: Keys, facts: Facts,
     return Open(decision)
 
 
-def _wish_mail(inbound: Inbound, wish: WishAddress) -> Route:
+def _wish_mail(inbound: Inbound, wish: SignedAddress, policy: Policy) -> Route:
     """Quality management's answer to a wish's notification: only with our signature."""
     if inbound.automatic:
         return Discard("automatic mail to a wish address (" + ", ".join(inbound.automatic)
                        + ")")
-    if not wish.valid:
+    if not policy.signed(f"wish-{wish.ident}", wish.signature):
         sender = inbound.sender.address if inbound.sender else ""
         return Hold(f"wish address for {wish.ident.upper()} with a wrong signature from "
                     f"{sender}: not applied")

@@ -41,7 +41,7 @@ from maild.rules.schema import Actions
 from maild.settings import SafetySettings
 from maild.store.automail import AutomailCounter
 from maild.store.ticketstore import TicketStore
-from maild.tickets.address import address_pattern, signed_pattern
+from maild.tickets.address import address_pattern, secret_matches, signed_pattern
 from maild.tickets.service import TicketService
 
 __all__ = ["BatchResult", "Pipeline", "Processed"]
@@ -83,11 +83,13 @@ class Pipeline:
         self._key_rules = KeyRules(verify=tickets.outgoing.ids.verify,
                                    domain=support.rpartition("@")[2], ref_re=ref_re,
                                    agent_re=address_pattern(support, tickets.ref_prefix),
-                                   wish_re=signed_pattern(support, "wish"),
-                                   sign=tickets.outgoing.ids.sign)
+                                   wish_re=signed_pattern(support, "wish"))
         self._handlers = Handlers(tickets=tickets, desk=AgentDesk(tickets),
                                   classify=self.classify,
                                   organisation=lambda: self.rules.organisation, ref_re=ref_re)
+
+    def _signed(self, text: str, signature: str) -> bool:
+        return secret_matches(signature, self.tickets.outgoing.ids.sign(text))
 
     def reload(self, rules: RuleSet) -> None:
         """Swap in new rules; a batch in progress finishes with the old."""
@@ -156,7 +158,7 @@ class Pipeline:
         facts = self._facts(store, inbound, report, work.keys)
         decided = route(inbound, report, work.keys, facts, Policy(
             organisation=self.rules.organisation, verify=self._key_rules.verify,
-            reopen_window=self._reopen_window, now=self._clock.now()))
+            reopen_window=self._reopen_window, now=self._clock.now(), signed=self._signed))
         result = self._handlers.handle(store, inbound, report, decided)
         if isinstance(result, Processed):
             # Whatever changed (a new ticket, a reply, a command): deadlines follow.

@@ -135,7 +135,7 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
                           support=support),
         clock=clock, ref_prefix=settings.support.ref_prefix,
         organisation=lambda: pipeline.rules.organisation, sla=sla, safety=settings.safety,
-        conversation=conversation_settings(settings))
+        conversation=conversation_settings(settings), wishes=settings.wishes)
     satisfaction = Satisfaction(tickets, settings.csat,
                                 organisation=lambda: pipeline.rules.organisation)
     pipeline = Pipeline(

@@ -89,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true")
     out.add_argument("--csv", action="store_true")
     out.add_argument("--html", type=Path, metavar="FILE", help="write a page with charts")
+    _wishes_parser(sub)
 
     dbp = sub.add_parser("db", help="database maintenance")
     dsub = dbp.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
@@ -97,6 +98,36 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="which daemon holds which mailbox; jobs' last runs")
     status.add_argument("--json", action="store_true")
     return p
+
+
+def _wishes_parser(sub: Any) -> None:
+    statuses = ["new", "under_review", "planned", "in_progress", "done", "rejected"]
+    wishes = sub.add_parser("wishes", help="the feature-request register")
+    wsub = wishes.add_subparsers(dest="wishes_command", required=True, parser_class=_Parser)
+    wlist = wsub.add_parser("list", help="wishes with their counts; or, with --top or "
+                                         "--since, a period's top wishes and changes")
+    wlist.add_argument("--status", choices=statuses)
+    wlist.add_argument("--department")
+    wlist.add_argument("--sort", choices=["count", "recent"])
+    wlist.add_argument("--top", type=int, metavar="N",
+                       help="the N wishes most customers asked for in the period")
+    wlist.add_argument("--since", metavar="DATE", help="period start (YYYY-MM-DD, UTC)")
+    wlist.add_argument("--until", metavar="DATE", help="period end, inclusive")
+    wlist.add_argument("--json", action="store_true")
+    wshow = wsub.add_parser("show", help="one wish with its requests and history")
+    wshow.add_argument("key")
+    wshow.add_argument("--json", action="store_true")
+    wset = wsub.add_parser("set", help="change a wish's status (and department)")
+    wset.add_argument("key")
+    wset.add_argument("--status", required=True, choices=statuses)
+    wset.add_argument("--reason", help="required for rejected")
+    wset.add_argument("--department")
+    wset.add_argument("--by", help="who decides (default: the login name)")
+    wset.add_argument("--json", action="store_true")
+    wmerge = wsub.add_parser("merge", help="move KEY's requests to INTO; both histories kept")
+    wmerge.add_argument("key")
+    wmerge.add_argument("into")
+    wmerge.add_argument("--by", help="who decides (default: the login name)")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -254,6 +285,51 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_wishes(args: argparse.Namespace) -> int:
+    import getpass
+
+    from maild.wishes import cli as wishes
+    from maild.wishes import views
+
+    settings = _settings(args)
+    by = getattr(args, "by", None) or f"{getpass.getuser()} (command line)"
+    try:
+        if args.wishes_command == "list" and (args.top is not None or args.since):
+            found = wishes.wish_period(settings, since=args.since, until=args.until,
+                                       top=args.top or 10)
+            print(json.dumps(found, indent=2, ensure_ascii=False) if args.json
+                  else views.format_period(found))
+        elif args.wishes_command == "list":
+            rows = wishes.wish_list(settings, status=args.status, department=args.department,
+                                    sort=args.sort)
+            print(json.dumps(rows, indent=2, ensure_ascii=False) if args.json
+                  else views.format_list(rows))
+        elif args.wishes_command == "show":
+            detail = wishes.wish_show(settings, args.key)
+            print(json.dumps(detail, indent=2, ensure_ascii=False) if args.json
+                  else views.format_detail(detail))
+        elif args.wishes_command == "set":
+            done = wishes.wish_set(settings, args.key, status=args.status, reason=args.reason,
+                                   department=args.department, by=by)
+            if args.json:
+                _emit(done)
+            else:
+                print(f"{done['key']}: {done['status']}"
+                      + (f" ({done['reason']})" if done["reason"] else "")
+                      + ("" if done["changed"] else ", unchanged")
+                      + (f"; {done['customers_told']} customers told" if done[
+                          "customers_told"] else ""))
+        else:
+            merged = wishes.wish_merge(settings, args.key, args.into, by=by)
+            print(f"{merged['merged']} merged into {merged['into']}")
+    except wishes.BadInput as exc:
+        changing = args.wishes_command in ("set", "merge")
+        print(f"maild: error: {exc}" + ("; nothing was changed" if changing else ""),
+              file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     from maild import logs
     from maild.store import db
@@ -305,6 +381,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run, "check": cmd_check, "route": cmd_route, "tickets": cmd_tickets,
     "db": cmd_db, "demo": cmd_demo, "sla": cmd_sla, "status": cmd_status,
     "report": cmd_report,
+    "wishes": cmd_wishes,
 }
 
 

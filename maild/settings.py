@@ -12,7 +12,7 @@ import re
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -316,6 +316,41 @@ class ClusterSettings(_Model):
     lease_seconds: float = Field(default=15.0, ge=1.0)
 
 
+class WishSettings(_Model):
+    """The feature-request register (maild/wishes/, README "Feature requests")."""
+
+    # Who may change a wish's status by mail (`#wish-status KEY STATUS [REASON]`); they
+    # are told of new wishes and of re-reviews.
+    quality_management: list[str] = []
+    # Each department's own quality management (by the rules' department names): told when
+    # a wish of theirs is handed to them for review, and they may set its status by mail.
+    departments: dict[str, list[str]] = {}
+    # A rejected wish goes back to under_review when this many distinct customers asked
+    # for it since the rejection.
+    rereview_customers: int = Field(default=5, ge=1)
+    # Statuses whose customers are told by mail (template wish_done), once per customer.
+    notify_customers_on: list[Literal["done", "rejected"]] = ["done"]
+    # How similar (0-100, maild/wishes/match.py) a title must be to join an existing wish.
+    match_score: float = Field(default=75.0, ge=0, le=100)
+
+    @field_validator("quality_management")
+    @classmethod
+    def _addresses(cls, v: list[str]) -> list[str]:
+        return _email_addresses(v)
+
+    @field_validator("departments")
+    @classmethod
+    def _department_addresses(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        return {name: _email_addresses(addresses) for name, addresses in v.items()}
+
+
+def _email_addresses(addresses: list[str]) -> list[str]:
+    for address in addresses:
+        if not _ADDRESS.match(address):
+            raise ValueError(f"'{address}' is not an email address")
+    return [a.lower() for a in addresses]
+
+
 class Settings(_Model):
     """Everything maild needs to know, validated."""
 
@@ -334,6 +369,7 @@ class Settings(_Model):
     safety: SafetySettings = SafetySettings()
     http: HttpSettings = HttpSettings()
     daemon: DaemonSettings = DaemonSettings()
+    wishes: WishSettings = WishSettings()
     default_language: Annotated[str, Field(pattern=r"^(en|de)$")] = "en"
     # The organisation's time zone: where the report's days, weeks and months begin. UTC by
     # default, so that an unset key never shifts figures by a guess; SLA calendars keep

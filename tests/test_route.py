@@ -27,13 +27,14 @@ from maild.pipeline.route import (
     Reply,
     Route,
     TicketFacts,
+    WishCommandMail,
     keys_of,
     route,
 )
 from maild.pipeline.thread import ref_pattern
 from maild.rules.engine import Organisation
 from maild.rules.schema import Agent
-from maild.tickets.address import TicketAddress
+from maild.tickets.address import SignedAddress, TicketAddress
 
 NOW = datetime(2026, 12, 4, 12, tzinfo=UTC)
 ANNA = Agent(address="anna@example.test", name="Anna", level=2)
@@ -80,6 +81,7 @@ class Case:
 REPORT = Report(kind="failure", reason="550", recipients=(), original_message_ids=(OURS,))
 TO_SECRET = Keys(ids=(), markers=(), reported=(), ref=None,
                  target=TicketAddress(ref="T-AAAAAA", secret=SECRET))
+WISH_ADDRESS = SignedAddress("wish", "w-1", "b" * 20)  # signed: see `signed` below
 CASES = [
     Case("duplicate Message-ID", message(), Discard("duplicate Message-ID"),
          known={"new@x": 1}),
@@ -154,6 +156,18 @@ CASES = [
          keys=replace(NO_KEYS, ref="T-AAAAAA"), ref_ticket=7, tickets={7: ticket()}),
     Case("agent writing to support about nothing", message(ANNA.address),
          Open(ThreadDecision(None, ThreadedBy.NEW))),
+    Case("quality management to a wish's address", message("qm@x", in_reply_to=("p@x",)),
+         WishCommandMail("w-1"), keys=replace(NO_KEYS, wish=WISH_ADDRESS),
+         known={"p@x": 1}, tickets={1: ticket()}),
+    Case("an agent to a wish's address", message(ANNA.address),
+         WishCommandMail("w-1"), keys=replace(TO_SECRET, wish=WISH_ADDRESS),
+         target_ticket=1, tickets={1: ticket()}),
+    Case("a wish's address with a wrong signature", message("qm@x"),
+         Hold("wish address for W-1 with a wrong signature from qm@x: not applied"),
+         keys=replace(NO_KEYS, wish=SignedAddress("wish", "w-1", "c" * 20))),
+    Case("automatic mail to a wish's address", message("qm@x", automatic=("x",)),
+         Discard("automatic mail to a wish address (x)"),
+         keys=replace(NO_KEYS, wish=WISH_ADDRESS)),
     Case("intake", message("desk@example.test"), Intake()),
     Case("automatic mail from intake", message("desk@example.test", automatic=("x",)),
          Open(ThreadDecision(None, ThreadedBy.NEW))),
@@ -166,7 +180,8 @@ def test_route(case: Case) -> None:
                   ref_ticket=case.ref_ticket, target_ticket=case.target_ticket,
                   tickets=case.tickets or {}, referenced=case.referenced or {})
     policy = Policy(organisation=ORG, verify=lambda mid: mid == OURS,
-                    reopen_window=timedelta(days=14), now=NOW)
+                    reopen_window=timedelta(days=14), now=NOW,
+                    signed=lambda text, signature: (text, signature) == ("wish-w-1", "b" * 20))
     assert route(case.inbound, case.report, case.keys, facts, policy) == case.expected
 
 
@@ -187,6 +202,17 @@ def test_keys_are_read_once_from_the_message() -> None:
     assert keys.reported == ("maild.good3@support.test",)
     assert keys.ref == "T-K7QF2X"
     assert keys.target == TicketAddress("T-K7QF2X", SECRET)
+    assert keys.wish is None
+
+
+def test_a_wish_address_is_read_from_the_recipients() -> None:
+    from maild.tickets.address import signed_pattern
+
+    rules = KeyRules(verify=lambda mid: False, domain="support.test", ref_re=ref_pattern("T"),
+                     agent_re=re.compile("^$"), wish_re=signed_pattern("support@support.test",
+                                                                       "wish"))
+    to = replace(message(), cc=(Address("", f"support+wish-w-42.{'b' * 20}@support.test"),))
+    assert keys_of(to, None, rules).wish == SignedAddress("wish", "w-42", "b" * 20)
 
 
 def test_signed_addresses_round_trip_and_do_not_pass_for_tickets() -> None:

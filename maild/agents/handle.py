@@ -24,6 +24,9 @@ from maild.rules.schema import PRIORITIES, Agent
 from maild.store.models import Ticket
 from maild.store.ticketstore import TicketStore
 from maild.tickets.service import TicketService
+from maild.wishes.register import Register, WishError, read_command
+
+WISH_COMMANDS = ("wish", "no")  # `#no TITLE`: the reply says "not possible"; a wish too
 
 log = structlog.get_logger("maild.agents")
 
@@ -106,6 +109,7 @@ _STATUS_COMMANDS = {"pending": "waiting_customer", "resolve": "resolved", "close
 class AgentDesk:
     def __init__(self, tickets: TicketService) -> None:
         self._t = tickets
+        self._wishes = Register(tickets)
 
     def handle_reply(self, store: TicketStore, ticket: Ticket, agent: Agent,
                      inbound: Inbound) -> Applied:
@@ -115,10 +119,13 @@ class AgentDesk:
             if parsed.unknown:
                 raise CommandError(f"unknown command {parsed.unknown[0]!r}; known: "
                                    "#note #escalate #department #priority #pending #resolve "
-                                   "#close #assign #cc")
+                                   "#close #assign #cc #wish #no")
             _validate(parsed.commands, ticket, org,
                       lambda: store.participant_list(ticket.id), self._t.is_ours)
-        except CommandError as exc:
+            for cmd in parsed.commands:
+                if cmd.name in WISH_COMMANDS:
+                    self._wishes.check(store, read_command(cmd.name, cmd.argument))
+        except (CommandError, WishError) as exc:
             self._t.add_message(store, ticket, inbound, direction="note")
             store.add_event(ticket.id, "command.rejected", self._t.clock.now(),
                             {"by": agent.address, "error": str(exc)})
@@ -199,6 +206,10 @@ class AgentDesk:
                 return ["participant.added"]
             self._t.remove_participant(store, ticket, address, by=by)
             return ["participant.removed"]
+        if cmd.name in WISH_COMMANDS:
+            self._wishes.record(store, ticket, by=by,
+                                command=read_command(cmd.name, cmd.argument))
+            return ["wish.recorded"]
         if cmd.name in _STATUS_COMMANDS:
             self._t.set_status(store, ticket, _STATUS_COMMANDS[cmd.name], f"#{cmd.name}", by)
             return ["status.changed"]

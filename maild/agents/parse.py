@@ -7,8 +7,9 @@ The customer's export fails at row 12. Quoted text and signatures below are drop
 ```
 
 Commands: note, escalate [N] [reason], department NAME, priority P, pending, resolve,
-close, assign ADDRESS|me, cc add ADDRESS, cc remove ADDRESS. A line that starts with `#`
-but names no command is an error the agent is told about, not text that reaches a customer.
+close, assign ADDRESS|me, cc add ADDRESS, cc remove ADDRESS, wish TITLE|KEY|new TITLE,
+no TITLE (maild/wishes/). A line that starts with `#` but names no command is an error the
+agent is told about, not text that reaches a customer.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import re
 from dataclasses import dataclass
 
 COMMANDS = ("note", "escalate", "department", "priority", "pending", "resolve", "close",
-            "assign", "cc")
+            "assign", "cc", "wish", "no")
 INTAKE_COMMANDS = ("customer", "level", "department", "priority")
-_COMMAND = re.compile(r"^\s*#([a-z]+)\b\s*(.*?)\s*$", re.IGNORECASE)
+# A name may hold hyphens: `#wish-status` is another command than `#wish`.
+_COMMAND = re.compile(r"^\s*#([a-z]+(?:-[a-z]+)*)(?![\w-])\s*(.*?)\s*$", re.IGNORECASE)
 # Where the quoted original starts in the replies of common clients (English and German).
 _QUOTE_STARTS = (
     re.compile(r"^\s*On .{5,200} wrote:\s*$"),

@@ -16,7 +16,9 @@ from datetime import datetime
 
 from maild.settings import SafetySettings, WindowLimit
 
-AUTOMATIC_KINDS = ("acknowledgement", "answer", "survey")
+# survey: the satisfaction survey (maild/csat/); wish_notice: a customer told that what
+# they asked for is done (maild/wishes/).
+AUTOMATIC_KINDS = ("acknowledgement", "answer", "survey", "wish_notice")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import structlog
 
 from maild.agents.handle import AgentDesk
 from maild.agents.intake import read_intake_mail
+from maild.agents.parse import strip_quoted
 from maild.csat.desk import Satisfaction
 from maild.domain import Classification, Inbound, Outcome, Stop, ThreadDecision
 from maild.mailsafety.bounce import Report
@@ -26,6 +27,7 @@ from maild.pipeline.route import (
     RecordReport,
     RefuseStaff,
     Reply,
+    WishCommandMail,
 )
 from maild.pipeline.route import Route as RouteType
 from maild.pipeline.thread import strip_ref
@@ -33,6 +35,7 @@ from maild.rules.engine import Organisation
 from maild.store.ticketstore import TicketStore
 from maild.tickets.intake import IntakeError, intake_classification
 from maild.tickets.service import Notice, TicketService
+from maild.wishes.inbox import WishInbox
 
 log = structlog.get_logger("maild.pipeline")
 
@@ -58,6 +61,9 @@ class Handlers:
                 self.tickets.record_report(store, store.ticket(ticket_id), inbound, report)
                 log.info("report.recorded", ticket_id=ticket_id, kind=report.kind)
                 return Processed(ticket_id=ticket_id, created=False, queued=0)
+            case WishCommandMail(ident):
+                return WishInbox(self.tickets).handle(store, inbound, ident,
+                                                      strip_quoted(inbound.body_text))
             case RefuseStaff(ticket_id, agent, reason):
                 self.desk.refuse(store, store.ticket(ticket_id), agent, inbound, reason)
                 return Outcome(Stop.HOLD, reason)

@@ -7,6 +7,8 @@ the spirit of Mailman's chains: each step may decide, in a fixed order.
 3. A delivery report: recorded on the ticket of the mail of ours it reports on, or held.
    An answer to a satisfaction survey (to a ticket's signed rating address): recorded, if
    genuine and from a participant; never a ticket of its own, never acknowledged.
+3a. Mail to a wish's signed address (quality management's `#wish-status`, maild/wishes/):
+   with a valid signature, to the register (which checks the sender); else held.
 4. Threading (pipeline/thread.py), then the lifecycle: a ticket closed longer ago than the
    reopen window is not continued; a new ticket links to it.
 5. Staff mail (to a ticket's secret address, or from the agents directory): applied only
@@ -57,6 +59,7 @@ class Keys:
     ref: str | None  # the ticket reference in its subject
     target: TicketAddress | None  # a ticket's secret reply address among its recipients
     rating: SignedAddress | None = None  # a ticket's rating address among its recipients
+    wish: SignedAddress | None = None  # a wish's signed address among its recipients
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class KeyRules:
     ref_re: re.Pattern[str]
     agent_re: re.Pattern[str]
     rate_re: re.Pattern[str] | None = None
+    wish_re: re.Pattern[str] | None = None  # signed wish addresses (tickets/address.py)
 
 
 def keys_of(inbound: Inbound, report: Report | None, rules: KeyRules) -> Keys:
@@ -87,7 +91,9 @@ def keys_of(inbound: Inbound, report: Report | None, rules: KeyRules) -> Keys:
                                                                     rules.ref_re),
                 target=find_ticket_address(rules.agent_re, recipients),
                 rating=find_signed_address(rules.rate_re, "rate", recipients)
-                if rules.rate_re else None)
+                if rules.rate_re else None,
+                wish=find_signed_address(rules.wish_re, "wish", recipients)
+                if rules.wish_re else None)
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,13 @@ class Rate:
 
 
 @dataclass(frozen=True)
+class WishCommandMail:
+    """To a wish's signed address: quality management's commands (maild/wishes/inbox.py)."""
+
+    ident: str
+
+
+@dataclass(frozen=True)
 class Intake:
     pass
 
@@ -174,8 +187,8 @@ class Open:
     decision: ThreadDecision  # why new, and what it links to
 
 
-Route = (Discard | Hold | RecordReport | Rate | AgentMail | RefuseStaff | Intake | Reply | Join
-         | Open)
+Route = (Discard | Hold | RecordReport | Rate | WishCommandMail | AgentMail | RefuseStaff
+         | Intake | Reply | Join | Open)
 
 
 @dataclass(frozen=True)
@@ -202,8 +215,9 @@ def route(inbound: Inbound, report: Report | None, keys: Keys, facts: Facts,
         if ticket_id is None:
             return Hold(f"{report.kind} report for no message maild sent")
         return RecordReport(ticket_id)
-    if keys.rating is not None:
-        return _rating(inbound, keys.rating, facts, policy)
+    signed = _signed_address(inbound, keys, facts, policy)
+    if signed is not None:
+        return signed
     ref_ticket = None
     if keys.ref is not None and facts.ref_ticket is not None:
         ref_ticket = RefTicket(facts.ref_ticket,
@@ -251,6 +265,29 @@ def parse_rating_ident(ident: str) -> tuple[str, int | None] | None:
     if not prefix or not code or (score and not (score.isdigit() and 1 <= int(score) <= 5)):
         return None
     return f"{prefix}-{code}".upper(), int(score) if score else None
+
+
+def _wish_mail(inbound: Inbound, wish: SignedAddress, policy: Policy) -> Route:
+    """Quality management's answer to a wish's notification: only with our signature."""
+    if inbound.automatic:
+        return Discard("automatic mail to a wish address (" + ", ".join(inbound.automatic)
+                       + ")")
+    if not policy.signed(f"wish-{wish.ident}", wish.signature):
+        sender = inbound.sender.address if inbound.sender else ""
+        return Hold(f"wish address for {wish.ident.upper()} with a wrong signature from "
+                    f"{sender}: not applied")
+    return WishCommandMail(wish.ident)
+
+
+def _signed_address(inbound: Inbound, keys: Keys, facts: Facts, policy: Policy
+                    ) -> Route | None:
+    """Mail to one of our signed addresses other than a ticket's: a survey's rating
+    address, a wish's address."""
+    if keys.rating is not None:
+        return _rating(inbound, keys.rating, facts, policy)
+    if keys.wish is not None:
+        return _wish_mail(inbound, keys.wish, policy)
+    return None
 
 
 def _lifecycle(decision: ThreadDecision, facts: Facts, policy: Policy) -> ThreadDecision:

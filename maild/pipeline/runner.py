@@ -94,7 +94,8 @@ class Pipeline:
         self._key_rules = KeyRules(verify=tickets.outgoing.ids.verify,
                                    domain=support.rpartition("@")[2], ref_re=ref_re,
                                    agent_re=address_pattern(support, tickets.ref_prefix),
-                                   rate_re=signed_pattern(support, "rate"))
+                                   rate_re=signed_pattern(support, "rate"),
+                                   wish_re=signed_pattern(support, "wish"))
         self._handlers = Handlers(tickets=tickets, desk=AgentDesk(tickets),
                                   classify=self.classify,
                                   organisation=lambda: self.rules.organisation, ref_re=ref_re,

@@ -24,15 +24,16 @@ from maild.mailsafety.vocabulary import normalise_subject
 from maild.outbound.compose import smtp_problem
 from maild.outbound.queue import Outgoing, compose_queued
 from maild.rules.engine import Organisation
-from maild.settings import SafetySettings
+from maild.settings import SafetySettings, WishSettings
 from maild.sla.engine import SlaEngine, raise_priority
 from maild.sla.policy import Deadline, Policy
 from maild.store.ids import new_ref, new_secret
-from maild.store.models import Ticket
+from maild.store.models import Outbox, Ticket
 from maild.store.ticketstore import TicketStore
-from maild.tickets import respond
+from maild.tickets import respond, staffmail
 from maild.tickets.address import reply_address
 from maild.tickets.people import Conversation, addressed, is_ours, staff_addresses
+from maild.tickets.staffmail import StaffMail
 from maild.tickets.times import staff_time
 
 log = structlog.get_logger("maild.tickets")
@@ -57,6 +58,7 @@ class TicketService:
     sla: SlaEngine
     safety: SafetySettings
     conversation: Conversation = field(default_factory=Conversation)
+    wishes: WishSettings = field(default_factory=WishSettings)  # the register's settings
 
     # -- opening and messages ----------------------------------------------------------
     def open(self, store: TicketStore, *, requester: Address, subject: str,
@@ -359,6 +361,37 @@ class TicketService:
         if dept is not None and dept.team:
             return ticket.department or ""
         return f"level{ticket.level}"
+
+    def mail_staff(self, store: TicketStore, mail: StaffMail) -> None:
+        """Queue staff mail about no single ticket (tickets/staffmail.py): an outbox row
+        alone, in the caller's transaction like all mail."""
+        row = staffmail.outbox_row(mail, self.outgoing, at=self.clock.now(),
+                                   kind="notification")
+        store.session.add(Outbox(**row))
+
+    def inform_customer(self, store: TicketStore, ticket: Ticket, *, template: str,
+                        headline: str, text: str, kind: str) -> str | None:
+        """Automatic mail to a ticket's customer about something decided elsewhere (a
+        wish done), in their language, threaded into their ticket, within the loop limits
+        and never to a suppressed address. None when queued, else why not (an event on
+        the ticket says so too)."""
+        now = self.clock.now()
+        address = ticket.requester.lower()
+        problem = smtp_problem(ticket.requester)
+        blocked = (f"{ticket.requester} {problem}" if problem else limits.blocked(
+            self.safety, address, store.suppression(address),
+            store.automatic_sent(address, ticket.id, now), now))
+        if blocked:
+            self._event(store, ticket, "autoreply.suppressed", to=ticket.requester,
+                        reason=blocked, template=template)
+            return blocked
+        in_reply_to, references = store.customer_thread(ticket.id)
+        draft = OutboundDraft(
+            template=template, language=ticket.language,
+            to=Address(ticket.requester_name, ticket.requester), in_reply_to=in_reply_to,
+            references=references, automatic=True, headline=headline, text=text)
+        self._queue(store, ticket, draft, body=text, kind=kind)
+        return None
 
     # -- changes -----------------------------------------------------------------------
     def set_status(self, store: TicketStore, ticket: Ticket, status: str, reason: str,

@@ -146,7 +146,8 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
                           ids=MessageIdFactory(secret.encode(), settings.support.domain),
                           support=support),
         clock=clock, ref_prefix=settings.support.ref_prefix,
-        organisation=lambda: pipeline.rules.organisation, sla=sla, safety=settings.safety)
+        organisation=lambda: pipeline.rules.organisation, sla=sla, safety=settings.safety,
+        staff_language=settings.staff_language_or_default)
     pipeline = Pipeline(
         session_factory=sessions,
         rules=rules,
@@ -155,7 +156,7 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
         classifier=classifier,
         guard=guard_for(settings),
         clock=clock,
-        default_language=settings.default_language,
+        default_language=settings.default_language, languages=templates.languages(),
         parse_workers=(default_workers() if settings.daemon.parse_workers is None
                        else settings.daemon.parse_workers),
         reopen_window=timedelta(days=settings.tickets.reopen_days),

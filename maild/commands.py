@@ -44,8 +44,13 @@ def sample_context(settings: Settings) -> MailContext:
 
 
 def check_configuration(settings: Settings) -> list[str]:
-    """Validate everything that can be validated without a server; lines to print."""
-    names = Templates(settings.templates).check(sample_context(settings))
+    """Validate everything that can be validated without a server; lines to print.
+
+    A missing translation is a warning, not an error: the mail goes out in English, the
+    daemon runs, and an admin adding a language template by template is not stopped."""
+    templates = Templates(settings.templates)
+    names = templates.check(sample_context(settings))
+    warnings = templates.missing(settings.default_language, settings.staff_language_or_default)
     rules = load_rules(settings.rules)
     check_templates(rules, names)
     sla = load_sla(settings.sla)
@@ -59,7 +64,9 @@ def check_configuration(settings: Settings) -> list[str]:
         f"{len(rules.calendars)} calendars",
         f"sla {sla.source or '(none)'}: {len(sla.policies)} policies, checked every "
         f"{sla.check_interval:g} s",
-        f"templates: {len(names)} valid ({', '.join(names)})",
+        f"templates: {len(names)} valid ({', '.join(names)}); customers are answered in "
+        f"{', '.join(templates.languages())}, staff in {settings.staff_language_or_default}",
+        *(f"warning: {w}" for w in warnings),
     ]
 
 

@@ -299,7 +299,12 @@ class Settings(_Model):
     safety: SafetySettings = SafetySettings()
     http: HttpSettings = HttpSettings()
     daemon: DaemonSettings = DaemonSettings()
-    default_language: Annotated[str, Field(pattern=r"^(en|de)$")] = "en"
+    # ISO 639-1 codes. The default answers a customer whose language has no templates;
+    # staff mail (notifications to teams and agents) is in the organisation's language,
+    # `staff_language`, the default language unless set. `maild check` says when either
+    # has no templates.
+    default_language: Annotated[str, Field(pattern=r"^[a-z]{2}$")] = "en"
+    staff_language: Annotated[str | None, Field(pattern=r"^[a-z]{2}$")] = None
     log_level: Annotated[str, Field(pattern=r"^(debug|info|warning|error)$")] = "info"
 
     @field_validator("rules", "sla", "templates")
@@ -309,6 +314,10 @@ class Settings(_Model):
         if path is not None and not path.exists():
             raise ValueError(f"{path} does not exist")
         return path
+
+    @property
+    def staff_language_or_default(self) -> str:
+        return self.staff_language or self.default_language
 
     @model_validator(mode="after")
     def _unique_mailboxes(self) -> Self:

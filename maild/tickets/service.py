@@ -55,6 +55,7 @@ class TicketService:
     organisation: Callable[[], Organisation]  # read at use: a reload swaps it
     sla: SlaEngine
     safety: SafetySettings
+    staff_language: str = "en"  # notifications to teams and agents (settings.staff_language)
 
     # -- opening and messages ----------------------------------------------------------
     def open(self, store: TicketStore, *, requester: Address, subject: str,
@@ -235,7 +236,7 @@ class TicketService:
             text = "\n\n".join(dict.fromkeys(n.text for n in reasons if n.text))
             teams = list(dict.fromkeys(n.team for n in reasons))
             draft = OutboundDraft(
-                template="notification", language="en", to=Address("", address),
+                template="notification", language=self.staff_language, to=Address("", address),
                 in_reply_to=None, references=(), automatic=True, direction="notification",
                 reply_to=reply_address(support, ticket.ref, ticket.secret),
                 headline=headline, text=text, author=author,

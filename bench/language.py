@@ -149,7 +149,7 @@ CANDIDATES: dict[str, Callable[[], Detect]] = {
     "py3langid, all languages": _py3langid(None),
     "py3langid, OTHERS": _py3langid(OTHERS),
     "fasttext-langdetect": _fasttext,
-    "maild (lingua low, OTHERS, sample)": _maild,
+    "maild (py3langid, OTHERS, sample)": _maild,
 }
 
 

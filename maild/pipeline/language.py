@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-# Languages a German hosting desk hears from besides those it has templates for: enough
+# Languages a German hosting desk hears from (the template languages are added): enough
 # neighbours that text in them is told apart from the template languages.
 OTHERS = ("de", "en", "fr", "it", "es", "pt", "nl", "pl", "tr", "et", "cs", "sk", "sv",
           "da", "nb", "fi", "hu", "ro", "ru", "uk", "el", "hr", "sl", "lt", "lv", "bg",
@@ -88,7 +88,7 @@ class LanguageDetector:
         return str(self._model.classify(text)[0])
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=2)  # about 90 MB each: one set of languages per daemon
 def detector_for(languages: tuple[str, ...]) -> LanguageDetector:
     """The process's detector for these template languages (a parse worker builds it on its
     first message, or when it is warmed up; a reload with new languages builds another)."""

@@ -63,9 +63,15 @@ def choose(detected: str | None, content_language: str, choice: Choice) -> str:
 def sample(text: str) -> str:
     """The start of the text, runs of white space as one (a reply's blank lines are many).
 
-    Quoted lines stay: in a short reply they are most of the evidence, and mostly in the
-    language of the conversation."""
-    return _SPACE.sub(" ", text[: SAMPLE_CHARS * 2])[:SAMPLE_CHARS]
+    Only a prefix is read, grown until it gives enough characters (a mail may start with
+    thousands of blank lines). Quoted lines stay: in a short reply they are most of the
+    evidence, and mostly in the language of the conversation."""
+    window = SAMPLE_CHARS * 2
+    while True:
+        head = _SPACE.sub(" ", text[:window])
+        if len(head) > SAMPLE_CHARS or window >= len(text):
+            return head[:SAMPLE_CHARS]
+        window *= 4
 
 
 class LanguageDetector:

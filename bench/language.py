@@ -1,5 +1,6 @@
 """Language detectors compared on real mail and short customer texts: accuracy and cost.
 
+    .venv/bin/pip install lingua-language-detector fasttext-langdetect  # the others
     .venv/bin/python -m bench.language
     .venv/bin/python -m bench.language --corpus /work/shared/corpus/i18n
 

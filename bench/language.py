@@ -201,7 +201,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("sets: " + "; ".join(f"{s} {len(v)} ({', '.join(labels[s])})"
                                    for s, v in sets.items()))
     for name, build in CANDIDATES.items():
-        if args.only not in name:
+        child = args.here and args.quiet  # started by the loop below: its one candidate
+        if (name != args.only) if child else (args.only not in name):
             continue
         if args.here:
             measure(name, build, sets)

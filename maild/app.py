@@ -135,7 +135,8 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
                           support=support),
         clock=clock, ref_prefix=settings.support.ref_prefix,
         organisation=lambda: pipeline.rules.organisation, sla=sla, safety=settings.safety,
-        conversation=conversation_settings(settings), wishes=settings.wishes)
+        conversation=conversation_settings(settings), wishes=settings.wishes,
+        staff_language=settings.staff_language_or_default)
     satisfaction = Satisfaction(tickets, settings.csat,
                                 organisation=lambda: pipeline.rules.organisation)
     pipeline = Pipeline(
@@ -147,7 +148,7 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
         classifier=classifier,
         guard=guard_for(settings),
         clock=clock,
-        default_language=settings.default_language,
+        default_language=settings.default_language, languages=templates.languages(),
         parse_workers=(default_workers() if settings.daemon.parse_workers is None
                        else settings.daemon.parse_workers),
         reopen_window=timedelta(days=settings.tickets.reopen_days),

@@ -14,7 +14,10 @@ from maild.sla.config import load_sla
 
 
 def check_configuration(settings: Settings) -> list[str]:
-    """Validate everything that can be validated without a server; lines to print."""
+    """Validate everything that can be validated without a server; lines to print.
+
+    A missing translation is a warning, not an error: the mail goes out in English, the
+    daemon runs, and an admin adding a language template by template is not stopped."""
     sample = MailContext(
         ticket=TicketView(ref=f"{settings.support.ref_prefix}-ABC234", subject="Sample",
                           level=1, department=None, priority="normal", status="new"),
@@ -22,7 +25,9 @@ def check_configuration(settings: Settings) -> list[str]:
         support=PersonView(name=settings.support.name, address=settings.support.address),
         message_excerpt="Hello, my sample message.",
     )
-    names = Templates(settings.templates).check(sample)
+    templates = Templates(settings.templates)
+    names = templates.check(sample)
+    warnings = templates.missing(settings.default_language, settings.staff_language_or_default)
     rules = load_rules(settings.rules)
     check_templates(rules, names)
     sla = load_sla(settings.sla)
@@ -36,5 +41,7 @@ def check_configuration(settings: Settings) -> list[str]:
         f"{len(rules.calendars)} calendars",
         f"sla {sla.source or '(none)'}: {len(sla.policies)} policies, checked every "
         f"{sla.check_interval:g} s",
-        f"templates: {len(names)} valid ({', '.join(names)})",
+        f"templates: {len(names)} valid ({', '.join(names)}); customers are answered in "
+        f"{', '.join(templates.languages())}, staff in {settings.staff_language_or_default}",
+        *(f"warning: {w}" for w in warnings),
     ]

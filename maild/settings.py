@@ -369,8 +369,13 @@ class Settings(_Model):
     safety: SafetySettings = SafetySettings()
     http: HttpSettings = HttpSettings()
     daemon: DaemonSettings = DaemonSettings()
+    # ISO 639-1 codes. The default answers a customer whose language has no templates;
+    # staff mail (notifications to teams and agents) is in the organisation's language,
+    # `staff_language`, the default language unless set. `maild check` says when either
+    # has no templates.
+    default_language: Annotated[str, Field(pattern=r"^[a-z]{2}$")] = "en"
+    staff_language: Annotated[str | None, Field(pattern=r"^[a-z]{2}$")] = None
     wishes: WishSettings = WishSettings()
-    default_language: Annotated[str, Field(pattern=r"^(en|de)$")] = "en"
     # The organisation's time zone: where the report's days, weeks and months begin. UTC by
     # default, so that an unset key never shifts figures by a guess; SLA calendars keep
     # their own zones.
@@ -394,6 +399,10 @@ class Settings(_Model):
             raise ValueError(f"unknown time zone '{v}' (use an IANA name such as "
                              "Europe/Berlin)") from None
         return v
+
+    @property
+    def staff_language_or_default(self) -> str:
+        return self.staff_language or self.default_language
 
     @model_validator(mode="after")
     def _unique_mailboxes(self) -> Self:

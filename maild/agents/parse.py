@@ -22,17 +22,62 @@ COMMANDS = ("note", "escalate", "department", "priority", "pending", "resolve", 
 INTAKE_COMMANDS = ("customer", "level", "department", "priority")
 # A name may hold hyphens: `#wish-status` is another command than `#wish`.
 _COMMAND = re.compile(r"^\s*#([a-z]+(?:-[a-z]+)*)(?![\w-])\s*(.*?)\s*$", re.IGNORECASE)
-# Where the quoted original starts in the replies of common clients (English and German).
-_QUOTE_STARTS = (
-    re.compile(r"^\s*On .{5,200} wrote:\s*$"),
-    re.compile(r"^\s*Am .{5,200} schrieb .{1,200}:\s*$"),
-    re.compile(r"^\s*-{2,}\s*(Original Message|Ursprüngliche Nachricht|Forwarded message|"
-               r"Weitergeleitete Nachricht)\s*-{2,}\s*$", re.IGNORECASE),
-    re.compile(r"^\s*(From|Von|Gesendet|Sent):\s.+$"),
+# Where the quoted original starts in the replies of common clients, in the languages of the
+# shipped templates (de, en, fr). An attribution line ("On ... wrote:") may be wrapped by
+# the client (Gmail wraps at about 80 characters, often inside the address), so it is
+# matched against one, two and three lines joined. It must hold a digit (the date or time
+# every client puts there), so that "On Monday the customer wrote:" stays text.
+_ATTRIBUTIONS = (
+    re.compile(r"On\s.{0,200}\d.{0,200}\swrote\s?:"),  # Gmail, Apple Mail, Thunderbird
+    re.compile(r"Am\s.{0,200}\d.{0,200}\sschrieb\s.{1,200}:"),
+    re.compile(r"Am\s.{0,200}\d.{0,200}\s(hat|haben)\s.{1,200}\sgeschrieben\s?:"),
+    re.compile(r"Le\s.{0,200}\d.{0,200}\sa\s[ée]crit\s?:"),
+)
+_JOIN = 3  # lines an attribution may span
+_SEPARATOR = re.compile(
+    r"^\s*-{2,}\s*(Original Message|Original-Nachricht|Ursprüngliche Nachricht|"
+    r"Forwarded message|Weitergeleitete Nachricht|Message d'origine|Message original|"
+    r"Message transféré)\s*-{2,}\s*$", re.IGNORECASE)
+# A header block (Outlook, GMX/web.de, T-Online, Apple Mail's forward): two or more of these
+# lines in a row, one of them naming the sender.
+_HEADER = re.compile(r"^\s*\*?(From|Sent|To|Cc|Subject|Date|Von|Gesendet|An|Betreff|Datum|"
+                     r"De|Envoyé|À|Objet|Date d'envoi)\*?\s?:\*?\s", re.IGNORECASE)
+_SENDER = re.compile(r"^\s*\*?(From|Von|De)\*?\s?:", re.IGNORECASE)
+_OTHER_STARTS = (
     re.compile(r"^\s*_{20,}\s*$"),  # Outlook's rule above the quoted header block
     re.compile(r"^>"),
     re.compile(r"^-- ?$"),  # signature separator
 )
+
+
+def _header_block(lines: list[str], i: int) -> bool:
+    """A run of two or more header lines from line `i`, one of them the sender's."""
+    run = 0
+    sender = False
+    for line in lines[i:i + 6]:
+        if not _HEADER.match(line):
+            break
+        run += 1
+        sender = sender or bool(_SENDER.match(line))
+    return run >= 2 and sender and bool(_HEADER.match(lines[i]))
+
+
+def _attribution(lines: list[str], i: int) -> bool:
+    """Lines from `i` (one to three, joined) are an attribution ending in a colon."""
+    joined = ""
+    for line in lines[i:i + _JOIN]:
+        joined = f"{joined} {line.strip()}" if joined else line.strip()
+        if joined.endswith(":") and any(p.fullmatch(joined) for p in _ATTRIBUTIONS):
+            return True
+        if not line.strip():
+            return False
+    return False
+
+
+def quote_start(lines: list[str], i: int) -> bool:
+    line = lines[i]
+    return (any(p.match(line) for p in _OTHER_STARTS) or bool(_SEPARATOR.match(line))
+            or _header_block(lines, i) or _attribution(lines, i))
 
 
 @dataclass(frozen=True)
@@ -50,12 +95,9 @@ class AgentText:
 
 def strip_quoted(text: str) -> str:
     """The new part of a reply: everything before the first quote marker."""
-    kept: list[str] = []
-    for line in text.replace("\r\n", "\n").split("\n"):
-        if any(p.match(line) for p in _QUOTE_STARTS):
-            break
-        kept.append(line)
-    return "\n".join(kept).strip()
+    lines = text.replace("\r\n", "\n").split("\n")
+    end = next((i for i in range(len(lines)) if quote_start(lines, i)), len(lines))
+    return "\n".join(lines[:end]).strip()
 
 
 def parse_agent_text(body: str, known: tuple[str, ...] = COMMANDS) -> AgentText:

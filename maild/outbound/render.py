@@ -1,12 +1,14 @@
 """Templates: Jinja2's sandboxed environment with strict undefined and a typed context.
 
-A template file is `<name>.<lang>.txt` in the admin's folder or the shipped one. It starts
-with `Subject: ...`, then a blank line, then the body. Customer text enters only as data in
-the context; it is never compiled as template code.
+A template file is `<name>.<lang>.txt` in the admin's folder or the shipped one, `<lang>`
+an ISO 639-1 code: a language in which any customer template exists is one customers are
+answered in. It starts with `Subject: ...`, then a blank line, then the body. Customer text
+enters only as data in the context; it is never compiled as template code.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,9 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from maild.errors import ConfigError
 
-LANGUAGES = ("en", "de")
+_FILE = re.compile(r"^(?P<name>[A-Za-z0-9_-]+)\.(?P<lang>[a-z]{2})\.txt$")
+# Templates only staff read (in `staff_language`); the rest go to customers.
+STAFF_TEMPLATES = frozenset({"notification", "wish_notification"})
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,38 @@ class Templates:
     def names(self) -> list[str]:
         return sorted(self._env.list_templates(extensions=["txt"]))
 
+    def files(self) -> dict[str, set[str]]:
+        """Template name -> the languages it exists in (well-named files only)."""
+        out: dict[str, set[str]] = {}
+        for file in self.names():
+            found = _FILE.match(file)
+            if found:
+                out.setdefault(found["name"], set()).add(found["lang"])
+        return out
+
+    def languages(self) -> tuple[str, ...]:
+        """The languages customers can be answered in: those of any customer template."""
+        return tuple(sorted({lang for name, langs in self.files().items()
+                             if name not in STAFF_TEMPLATES for lang in langs}))
+
+    def missing(self, default_language: str, staff_language: str) -> list[str]:
+        """Warnings for translations that are not there: a customer template missing in a
+        language other customer templates have (or in the default language), a staff
+        template missing in the staff language. Such mail falls back to English."""
+        files = self.files()
+        customer_languages = set(self.languages()) | {default_language}
+        out = []
+        for name, langs in sorted(files.items()):
+            wanted = {staff_language} if name in STAFF_TEMPLATES else customer_languages
+            for lang in sorted(wanted - langs):
+                why = ("the staff language" if name in STAFF_TEMPLATES else
+                       "the default language" if lang == default_language
+                       and lang not in self.languages() else
+                       "other templates exist in it")
+                out.append(f"template {name}.{lang}.txt is missing ({why}); "
+                           f"{name} mail in '{lang}' falls back to English")
+        return out
+
     def render(self, name: str, language: str, context: MailContext) -> Rendered:
         """Render `name` in `language`, falling back to English."""
         for lang in dict.fromkeys((language, "en")):
@@ -137,10 +173,11 @@ class Templates:
         """Compile and render every template with a sample context; return the names."""
         names = self.names()
         for file in names:
-            stem, _, _ = file.rpartition(".")
-            name, _, lang = stem.rpartition(".")
-            if not name or lang not in LANGUAGES:
-                raise ConfigError("template files are named <name>.<en|de>.txt", file=file)
+            found = _FILE.match(file)
+            if not found:
+                raise ConfigError("template files are named <name>.<lang>.txt, <lang> an "
+                                  "ISO 639-1 code such as en, de or fr", file=file)
+            name, lang = found["name"], found["lang"]
             try:
                 self.render(name, lang, sample)
             except TemplateError as exc:

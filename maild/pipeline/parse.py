@@ -22,7 +22,7 @@ import mailparser
 
 from maild.domain import Address, Attachment, Inbound, SourceRef
 from maild.mailsafety.mime import addresses_of, decode_words, html_to_text
-from maild.pipeline.language import detect_language
+from maild.pipeline.language import SHIPPED, detect_language
 
 _MSGID = re.compile(r"<\s*([^<>\s]+?)\s*>")
 # The marker maild puts under customer-facing mail (see outbound.queue): the signed part of
@@ -129,7 +129,8 @@ def _headers_only(raw: bytes, note: str) -> tuple[email.message.Message, str, li
 
 
 def parse(raw: bytes, source: SourceRef | None, *, default_language: str = "en",
-          max_bytes: int | None = None, max_attachments: int | None = None) -> Inbound:
+          languages: tuple[str, ...] = SHIPPED, max_bytes: int | None = None,
+          max_attachments: int | None = None) -> Inbound:
     """Parse one message. Raises ParseError only when there is nothing to work with."""
     if not raw.strip():
         raise ParseError("empty message")
@@ -185,7 +186,7 @@ def parse(raw: bytes, source: SourceRef | None, *, default_language: str = "en",
         body_text=body,
         language=detect_language(
             f"{subject}\n{body}", decoded.get("content-language", [""])[0],
-            default=default_language,
+            default=default_language, available=languages,
         ),
         headers=headers,
         attachments=attachments,

@@ -28,6 +28,8 @@ import structlog
 from maild.domain import Fetched, Inbound
 from maild.mailsafety.bounce import Report
 from maild.pipeline.guard import Guard
+from maild.pipeline.language import SHIPPED
+from maild.pipeline.language import load as load_language_model
 from maild.pipeline.parse import ParseError, parse
 from maild.pipeline.workers import Call, WorkerPool
 
@@ -57,11 +59,13 @@ class PrepareOptions:
     default_language: str
     max_bytes: int | None
     max_attachments: int | None
+    languages: tuple[str, ...] = SHIPPED  # those of the templates: Templates.languages()
 
 
 def prepare(item: Fetched, options: PrepareOptions) -> Prepared | Unparseable:
     try:
         inbound = parse(item.raw, item.source, default_language=options.default_language,
+                        languages=options.languages,
                         max_bytes=options.max_bytes, max_attachments=options.max_attachments)
     except ParseError as exc:
         return Unparseable(f"unparseable: {exc}")
@@ -165,7 +169,9 @@ class Preparer:
     def _warm_up(self) -> None:
         try:
             pool = self._pool_for_use()
-            for call in [pool.call(os.getpid) for _ in range(self._workers)]:
+            # Each worker loads the language model now, not on its first message.
+            for call in [pool.call(load_language_model, self.options.languages)
+                         for _ in range(self._workers)]:
                 call.result()
         except Exception as exc:  # noqa: BLE001 - the first batch tries again and says so
             log.info("parse_pool.not_started", error=f"{type(exc).__name__}: {exc}")

@@ -27,6 +27,7 @@ from maild.pipeline.batch import BatchResult, BatchRunner, Fence, Processed
 from maild.pipeline.classify import Classifier
 from maild.pipeline.guard import Guard
 from maild.pipeline.handlers import Handlers
+from maild.pipeline.language import SHIPPED
 from maild.pipeline.prepare import (
     Prepared,
     PreparedBatch,
@@ -75,12 +76,14 @@ class Pipeline:
         safety: SafetySettings, classifier: Classifier | None = None,
         reopen_window: timedelta = timedelta(days=14),
         mailbox_defaults: Mapping[str, Actions] | None = None, parse_workers: int = 0,
+        languages: tuple[str, ...] = SHIPPED,
     ) -> None:
         self._mailbox_defaults = mailbox_defaults or {}
         self._reopen_window = reopen_window
         self._preparer = Preparer(PrepareOptions(
             guard=guard, default_language=default_language,
             max_bytes=safety.max_message_bytes, max_attachments=safety.max_attachments,
+            languages=languages,
         ), workers=parse_workers)
         self._batches = BatchRunner(session_factory, clock, AutomailCounter(safety))
         self._clock = clock

@@ -59,6 +59,7 @@ class TicketService:
     safety: SafetySettings
     conversation: Conversation = field(default_factory=Conversation)
     wishes: WishSettings = field(default_factory=WishSettings)  # the register's settings
+    staff_language: str = "en"  # notifications to teams and agents (settings.staff_language)
 
     # -- opening and messages ----------------------------------------------------------
     def open(self, store: TicketStore, *, requester: Address, subject: str,
@@ -341,7 +342,7 @@ class TicketService:
             text = "\n\n".join(dict.fromkeys(n.text for n in reasons if n.text))
             teams = list(dict.fromkeys(n.team for n in reasons))
             draft = OutboundDraft(
-                template="notification", language="en", to=Address("", address),
+                template="notification", language=self.staff_language, to=Address("", address),
                 in_reply_to=None, references=(), automatic=True, direction="notification",
                 reply_to=reply_address(support, ticket.ref, ticket.secret),
                 headline=headline, text=text, author=author,

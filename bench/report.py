@@ -335,6 +335,8 @@ def measure(kind: str, args: argparse.Namespace) -> None:
         tz = ZoneInfo("Europe/Berlin")
         for name, first, unit in (("month", datetime(2026, 11, 1, tzinfo=tz), "month"),
                                   ("year", datetime(2025, 12, 1, tzinfo=tz), "year")):
+            if name not in args.periods:
+                continue
             end = datetime(2026, 12, 1, tzinfo=tz)
             argv = ["--from", first.date().isoformat(), "--period", unit]
             run = report(config, argv)
@@ -355,6 +357,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    default=Path(tempfile.gettempdir()) / "maild-bench-report",
                    help="where the SQLite desks are kept between runs")
     p.add_argument("--rebuild", action="store_true", help="build the desks anew")
+    p.add_argument("--periods", nargs="+", choices=["month", "year"],
+                   default=["month", "year"], help="which periods to time")
     p.add_argument("--admin-dsn", default=os.environ.get(ADMIN_DSN_ENV, DEFAULT_ADMIN_DSN))
     return p.parse_args(argv)
 

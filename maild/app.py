@@ -36,6 +36,7 @@ from maild.store.automail import AutomailCounter
 from maild.store.batchstore import BatchStore
 from maild.store.ticketstore import DirectStore
 from maild.tickets.service import TicketService
+from maild.training.reminders import training_jobs
 
 
 @dataclass
@@ -166,7 +167,9 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
     tokens = TokenProviders(clock)
     sender = OutboxSender(sessions=sessions, smtp=settings.smtp, policy=settings.outbox,
                           clock=clock, metrics=metrics, tokens=tokens)
-    return App(settings=settings, engine=engine, sessions=sessions, clock=clock,
-               templates=templates, rules=rules, pipeline=pipeline, tickets=tickets,
-               sender=sender, sla=sla,
-               metrics=metrics, tokens=tokens)
+    app = App(settings=settings, engine=engine, sessions=sessions, clock=clock,
+              templates=templates, rules=rules, pipeline=pipeline, tickets=tickets,
+              sender=sender, sla=sla,
+              metrics=metrics, tokens=tokens)
+    app.jobs.extend(training_jobs(tickets, settings.training))
+    return app

@@ -66,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     scheck = ssub.add_parser("check", help="one SLA pass now; prints what it raised")
     scheck.add_argument("--json", action="store_true")
 
+    training = sub.add_parser("training", help="per trainee: drafts approved, edited, "
+                              "rejected, waiting, and the time they waited for review")
+    training.add_argument("--json", action="store_true")
+
     dbp = sub.add_parser("db", help="database maintenance")
     dsub = dbp.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
     dsub.add_parser("upgrade", help="apply database migrations")
@@ -179,6 +183,26 @@ def cmd_tickets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_training(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from maild.store import db
+    from maild.training.counts import trainee_counts
+
+    settings = _settings(args)
+    with db.opened(settings.database.url) as sessions, sessions() as session:
+        rows = trainee_counts(session, datetime.now(UTC))
+    if args.json:
+        _emit([r.as_json() for r in rows])
+        return 0
+    print(f"{'trainee':<32} {'approved':>8} {'edited':>6} {'rejected':>8} {'waiting':>7} "
+          f"{'waited':>8}")
+    for r in rows:
+        print(f"{r.trainee:<32} {r.approved:>8} {r.edited:>6} {r.rejected:>8} "
+              f"{r.waiting:>7} {r.waited_seconds / 3600:>7.1f}h")
+    return 0
+
+
 def cmd_sla(args: argparse.Namespace) -> int:
     from maild.commands import sla_check
 
@@ -224,7 +248,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run, "check": cmd_check, "route": cmd_route, "tickets": cmd_tickets,
-    "db": cmd_db, "demo": cmd_demo, "sla": cmd_sla,
+    "db": cmd_db, "demo": cmd_demo, "sla": cmd_sla, "training": cmd_training,
 }
 
 

@@ -283,6 +283,25 @@ class TicketSettings(_Model):
     reopen_days: float = Field(default=14.0, ge=0)
 
 
+class TrainingSettings(_Model):
+    """Trainees' drafts waiting for review (maild/training/): after `remind_after` the
+    mentor is reminded, after `team_after` the mentor's team; each once a draft."""
+
+    remind_after: float = 4 * 3600.0  # seconds ("4h" in the file)
+    team_after: float = 8 * 3600.0
+
+    @field_validator("remind_after", "team_after", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return parse_duration(v).total_seconds() if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _order(self) -> Self:
+        if self.remind_after <= 0 or self.team_after < self.remind_after:
+            raise ValueError("remind_after must be positive and team_after not shorter")
+        return self
+
+
 class Settings(_Model):
     """Everything maild needs to know, validated."""
 
@@ -299,6 +318,7 @@ class Settings(_Model):
     safety: SafetySettings = SafetySettings()
     http: HttpSettings = HttpSettings()
     daemon: DaemonSettings = DaemonSettings()
+    training: TrainingSettings = TrainingSettings()
     default_language: Annotated[str, Field(pattern=r"^(en|de)$")] = "en"
     log_level: Annotated[str, Field(pattern=r"^(debug|info|warning|error)$")] = "info"
 

@@ -21,6 +21,8 @@ from maild.rules.schema import PRIORITIES, Agent
 from maild.store.models import Ticket
 from maild.store.ticketstore import TicketStore
 from maild.tickets.service import TicketService
+from maild.training.drafts import Drafts
+from maild.training.mentor import next_level_team
 
 log = structlog.get_logger("maild.agents")
 
@@ -56,6 +58,8 @@ def _validate(commands: tuple[Command, ...], ticket: Ticket, org: Organisation) 
                                f"{', '.join(sorted(org.departments))})")
         elif cmd.name == "priority" and cmd.argument.lower() not in PRIORITIES:
             raise CommandError(f"#priority: use one of {', '.join(PRIORITIES)}")
+        elif cmd.name == "ask" and not cmd.argument:
+            raise CommandError("#ask: write your question after #ask")
         elif cmd.name == "assign":
             who = cmd.argument.lower()
             if who != "me" and who not in org.agents:
@@ -86,7 +90,7 @@ class AgentDesk:
             if parsed.unknown:
                 raise CommandError(f"unknown command {parsed.unknown[0]!r}; known: "
                                    "#note #escalate #department #priority #pending #resolve "
-                                   "#close #assign")
+                                   "#close #assign #ask")
             _validate(parsed.commands, ticket, org)
         except CommandError as exc:
             self._t.add_message(store, ticket, inbound, direction="note")
@@ -115,11 +119,23 @@ class AgentDesk:
     def _apply(self, store: TicketStore, ticket: Ticket, agent: Agent, inbound: Inbound,
                parsed: AgentText, org: Organisation) -> Applied:
         writes = org.levels[agent.level].writes_to_customers
-        internal = any(c.name == "note" for c in parsed.commands) or not writes
+        asking = next((c for c in parsed.commands if c.name == "ask"), None)
+        internal = (any(c.name in ("note", "ask") for c in parsed.commands) or not writes)
         self._t.add_message(store, ticket, inbound, direction="note", body=parsed.text)
         events: list[str] = []
         relayed = False
-        if parsed.text and not internal:
+        if asking is not None:
+            # Internal: to the trainee's mentor, or the next level's team.
+            team = (agent.mentor if agent.trainee and agent.mentor
+                    else next_level_team(agent.level))
+            question = "\n\n".join(t for t in (asking.argument, parsed.text) if t)
+            Drafts(self._t).ask(store, ticket, agent, team, question)
+            events.append("question.asked")
+        elif parsed.text and not internal and agent.trainee:
+            # A trainee's reply is held for the mentor (maild/training/): nothing is sent.
+            Drafts(self._t).hold(store, ticket, agent, parsed.text)
+            events.append("draft.held")
+        elif parsed.text and not internal:
             relayed = self._t.reply(store, ticket, agent=Address(agent.name, agent.address),
                                     text=parsed.text)
             events.append("replied")

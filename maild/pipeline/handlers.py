@@ -11,6 +11,7 @@ import structlog
 
 from maild.agents.handle import AgentDesk
 from maild.agents.intake import read_intake_mail
+from maild.agents.review import ReviewDesk
 from maild.domain import Classification, Inbound, Outcome, Stop, ThreadDecision
 from maild.mailsafety.bounce import Report
 from maild.pipeline.batch import Processed
@@ -23,6 +24,7 @@ from maild.pipeline.route import (
     RecordReport,
     RefuseStaff,
     Reply,
+    ReviewMail,
 )
 from maild.pipeline.route import Route as RouteType
 from maild.pipeline.thread import strip_ref
@@ -54,6 +56,12 @@ class Handlers:
                 self.tickets.record_report(store, store.ticket(ticket_id), inbound, report)
                 log.info("report.recorded", ticket_id=ticket_id, kind=report.kind)
                 return Processed(ticket_id=ticket_id, created=False, queued=0)
+            case ReviewMail(ident):
+                reviewed = ReviewDesk(self.tickets).handle(store, ident, inbound)
+                if isinstance(reviewed, Outcome):
+                    return reviewed
+                return Processed(ticket_id=reviewed.ticket_id, created=False,
+                                 queued=reviewed.queued)
             case RefuseStaff(ticket_id, agent, reason):
                 self.desk.refuse(store, store.ticket(ticket_id), agent, inbound, reason)
                 return Outcome(Stop.HOLD, reason)

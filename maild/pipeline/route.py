@@ -5,6 +5,9 @@ the spirit of Mailman's chains: each step may decide, in a fixed order.
 1. A Message-ID seen before, or the same bytes without one: discard (a re-fetch).
 2. No sender: hold.
 3. A delivery report: recorded on the ticket of the mail of ours it reports on, or held.
+3b. Mail to a review address (`support+review-<id>.<signature>@`, a trainee's draft or an
+   internal question, maild/training/): with a valid signature, to the mentor's desk
+   (which checks the sender); a wrong signature is held.
 4. Threading (pipeline/thread.py), then the lifecycle: a ticket closed longer ago than the
    reopen window is not continued; a new ticket links to it.
 5. Staff mail (to a ticket's secret address, or from the agents directory): applied only
@@ -29,7 +32,12 @@ from maild.mailsafety.bounce import Report
 from maild.pipeline.thread import RefTicket, candidate_ids, decide_thread, subject_ref
 from maild.rules.engine import Organisation
 from maild.rules.schema import Agent
-from maild.tickets.address import TicketAddress, find_ticket_address, secret_matches
+from maild.tickets.address import (
+    TicketAddress,
+    find_signed_address,
+    find_ticket_address,
+    secret_matches,
+)
 
 MAX_IDS = 200  # Message-IDs looked up for one message
 
@@ -43,6 +51,13 @@ class Keys:
     reported: tuple[str, ...]  # verified Message-IDs a delivery report names
     ref: str | None  # the ticket reference in its subject
     target: TicketAddress | None  # a ticket's secret reply address among its recipients
+    review: SignedKey | None = None  # a review address among its recipients
+
+
+@dataclass(frozen=True)
+class SignedKey:
+    ident: str  # lower case
+    valid: bool  # its signature is ours
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,8 @@ class KeyRules:
     domain: str  # of the support address (body markers)
     ref_re: re.Pattern[str]
     agent_re: re.Pattern[str]
+    review_re: re.Pattern[str] | None = None  # review addresses (tickets/address.py)
+    sign: Callable[[str], str] | None = None  # the signature of a signed address's text
 
 
 def keys_of(inbound: Inbound, report: Report | None, rules: KeyRules) -> Keys:
@@ -70,7 +87,19 @@ def keys_of(inbound: Inbound, report: Report | None, rules: KeyRules) -> Keys:
     return Keys(ids=(*own, *reported, *candidate_ids(inbound), *markers)[:MAX_IDS],
                 markers=markers, reported=reported, ref=subject_ref(inbound.subject,
                                                                     rules.ref_re),
-                target=find_ticket_address(rules.agent_re, recipients))
+                target=find_ticket_address(rules.agent_re, recipients),
+                review=_signed_key(rules, rules.review_re, "review", recipients))
+
+
+def _signed_key(rules: KeyRules, pattern: re.Pattern[str] | None, tag: str,
+                recipients: list[str]) -> SignedKey | None:
+    if pattern is None or rules.sign is None:
+        return None
+    found = find_signed_address(pattern, tag, recipients)
+    if found is None:
+        return None
+    return SignedKey(found.ident, secret_matches(found.signature,
+                                                 rules.sign(f"{tag}-{found.ident}")))
 
 
 @dataclass(frozen=True)
@@ -125,6 +154,14 @@ class RefuseStaff:
 
 
 @dataclass(frozen=True)
+class ReviewMail:
+    """To a review address: a mentor's decision on a draft, or an answer to a question
+    (maild/agents/review.py checks who sent it)."""
+
+    ident: str
+
+
+@dataclass(frozen=True)
 class Intake:
     pass
 
@@ -139,7 +176,8 @@ class Open:
     decision: ThreadDecision  # why new, and what it links to
 
 
-Route = Discard | Hold | RecordReport | AgentMail | RefuseStaff | Intake | Reply | Open
+Route = (Discard | Hold | RecordReport | ReviewMail | AgentMail | RefuseStaff | Intake
+         | Reply | Open)
 
 
 @dataclass(frozen=True)
@@ -165,6 +203,8 @@ def route(inbound: Inbound, report: Report | None, keys: Keys, facts: Facts,
         if ticket_id is None:
             return Hold(f"{report.kind} report for no message maild sent")
         return RecordReport(ticket_id)
+    if keys.review is not None:
+        return _review_mail(inbound, keys.review)
     ref_ticket = None
     if keys.ref is not None and facts.ref_ticket is not None:
         ref_ticket = RefTicket(facts.ref_ticket,
@@ -180,6 +220,18 @@ def route(inbound: Inbound, report: Report | None, keys: Keys, facts: Facts,
     if decision.ticket_id is not None:
         return Reply(decision)
     return Open(decision)
+
+
+def _review_mail(inbound: Inbound, key: SignedKey) -> Route:
+    """A reply to a review mail or a question: only with our signature."""
+    if inbound.automatic:
+        return Discard("automatic mail to a review address (" + ", ".join(inbound.automatic)
+                       + ")")
+    if not key.valid:
+        sender = inbound.sender.address if inbound.sender else ""
+        return Hold(f"review address {key.ident} with a wrong signature from {sender}: "
+                    "not applied")
+    return ReviewMail(key.ident)
 
 
 def _lifecycle(decision: ThreadDecision, facts: Facts, policy: Policy) -> ThreadDecision:

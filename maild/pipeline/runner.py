@@ -41,7 +41,7 @@ from maild.rules.schema import Actions
 from maild.settings import SafetySettings
 from maild.store.automail import AutomailCounter
 from maild.store.ticketstore import TicketStore
-from maild.tickets.address import address_pattern
+from maild.tickets.address import address_pattern, signed_pattern
 from maild.tickets.service import TicketService
 
 __all__ = ["BatchResult", "Pipeline", "Processed"]
@@ -82,7 +82,9 @@ class Pipeline:
         ref_re = ref_pattern(tickets.ref_prefix)
         self._key_rules = KeyRules(verify=tickets.outgoing.ids.verify,
                                    domain=support.rpartition("@")[2], ref_re=ref_re,
-                                   agent_re=address_pattern(support, tickets.ref_prefix))
+                                   agent_re=address_pattern(support, tickets.ref_prefix),
+                                   review_re=signed_pattern(support, "review"),
+                                   sign=tickets.outgoing.ids.sign)
         self._handlers = Handlers(tickets=tickets, desk=AgentDesk(tickets),
                                   classify=self.classify,
                                   organisation=lambda: self.rules.organisation, ref_re=ref_re)

@@ -275,3 +275,27 @@ class JobRun(Base):
     run_at: Mapped[datetime] = mapped_column()
     host: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
+
+
+class Draft(Base):
+    """A trainee's reply held for their mentor (maild/training/): sent only when the mentor
+    approves it (as written or edited), never when rejected. `mentor` is what the
+    directory said when it was held (an agent's address or a team), so a trainee promoted
+    meanwhile does not leave the draft without someone to decide it."""
+
+    __tablename__ = "drafts"
+    __table_args__ = (Index("ix_drafts_status", "status", "created_at"),
+                      Index("ix_drafts_author", "author"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    author: Mapped[str] = mapped_column(String(320))  # the trainee's address
+    author_name: Mapped[str] = mapped_column(String(200))
+    mentor: Mapped[str] = mapped_column(String(320))
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))  # waiting, approved, edited, rejected
+    created_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    decided_by: Mapped[str | None] = mapped_column(String(320), default=None)
+    sent_text: Mapped[str | None] = mapped_column(Text, default=None)
+    advice: Mapped[str | None] = mapped_column(Text, default=None)

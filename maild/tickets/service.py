@@ -211,14 +211,17 @@ class TicketService:
         return True
 
     def notify(self, store: TicketStore, ticket: Ticket, team: str, *, headline: str,
-               text: str, author: str = "") -> bool:
+               text: str, author: str = "", reply_to: str | None = None,
+               template: str = "notification") -> bool:
         """Queue a notification to a team (a name from the organisation, or an address)
-        whose Reply-To is the ticket's secret address."""
+        whose Reply-To is the ticket's secret address (or `reply_to`: a signed address of
+        another kind, such as a draft's review address)."""
         return bool(self.notify_each(store, ticket, [Notice(team, headline, text)],
-                                     author=author))
+                                     author=author, reply_to=reply_to, template=template))
 
     def notify_each(self, store: TicketStore, ticket: Ticket, notices: Sequence[Notice], *,
-                    author: str = "") -> list[str]:
+                    author: str = "", reply_to: str | None = None,
+                    template: str = "notification") -> list[str]:
         """One mail per address for one event, whatever reasons led there (a department
         team that a rule also names, an escalation and a breach to the same team): the
         mail's headline lists the reasons, its text each different text once. The teams
@@ -235,9 +238,9 @@ class TicketService:
             text = "\n\n".join(dict.fromkeys(n.text for n in reasons if n.text))
             teams = list(dict.fromkeys(n.team for n in reasons))
             draft = OutboundDraft(
-                template="notification", language="en", to=Address("", address),
+                template=template, language="en", to=Address("", address),
                 in_reply_to=None, references=(), automatic=True, direction="notification",
-                reply_to=reply_address(support, ticket.ref, ticket.secret),
+                reply_to=reply_to or reply_address(support, ticket.ref, ticket.secret),
                 headline=headline, text=text, author=author,
             )
             self._queue(store, ticket, draft, body=text, kind="notification")
@@ -372,6 +375,10 @@ class TicketService:
         actions += [f"notified:{team}" for team in notified
                     if team != escalated_to or team in spec.notify]
         return tuple(actions)
+
+    def event(self, store: TicketStore, ticket: Ticket, kind: str, **data: Any) -> None:
+        """An event of an operation kept outside the service (a draft's review, say)."""
+        self._event(store, ticket, kind, **data)
 
     # -- helpers -----------------------------------------------------------------------
     def _event(self, store: TicketStore, ticket: Ticket, kind: str, **data: Any) -> None:

@@ -16,6 +16,8 @@ import structlog
 
 from maild.agents.parse import AgentText, Command, parse_agent_text
 from maild.domain import Address, Inbound
+from maild.knowledge.catalogue import answers, catalogue, catalogue_text
+from maild.knowledge.compose import AnswerText, find_answer, render_answer
 from maild.rules.engine import Organisation
 from maild.rules.schema import PRIORITIES, Agent
 from maild.store.models import Ticket
@@ -90,15 +92,33 @@ class AgentDesk:
             if parsed.unknown:
                 raise CommandError(f"unknown command {parsed.unknown[0]!r}; known: "
                                    "#note #escalate #department #priority #pending #resolve "
-                                   "#close #assign #ask")
+                                   "#close #assign #ask #answer #answers")
             _validate(parsed.commands, ticket, org)
+            answer = self._answer_of(parsed, agent, org)
         except CommandError as exc:
             self._t.add_message(store, ticket, inbound, direction="note")
             store.add_event(ticket.id, "command.rejected", self._t.clock.now(),
                             {"by": agent.address, "error": str(exc)})
             self._tell(store, ticket, agent, inbound, str(exc))
             return Applied(relayed=False, note=False, events=("command.rejected",))
-        return self._apply(store, ticket, agent, inbound, parsed, org)
+        return self._apply(store, ticket, agent, inbound, parsed, org, answer)
+
+    def _answer_of(self, parsed: AgentText, agent: Agent, org: Organisation
+                   ) -> AnswerText | None:
+        """The canned answer the mail asks for (checked to exist), or None."""
+        leading = next((c.argument for c in parsed.commands if c.name == "answer"), None)
+        answer = find_answer(parsed.text, leading)
+        if answer is None:
+            return None
+        known = [a.name for a in answers(self._t.outgoing.templates)]
+        if answer.name not in known:
+            raise CommandError(f"#answer: no canned answer '{answer.name}' (known: "
+                               f"{', '.join(known) or 'none'}; #answers WORD lists them)")
+        if (any(c.name in ("note", "ask") for c in parsed.commands)
+                or not org.levels[agent.level].writes_to_customers):
+            raise CommandError("#answer writes to the customer: not with #note or #ask, "
+                               f"and not from level {agent.level}")
+        return answer
 
     def refuse(self, store: TicketStore, ticket: Ticket, agent: Agent, inbound: Inbound,
                reason: str) -> None:
@@ -117,14 +137,26 @@ class AgentDesk:
                        text=f"{why}\n\nWhat you wrote:\n{quoted}")
 
     def _apply(self, store: TicketStore, ticket: Ticket, agent: Agent, inbound: Inbound,
-               parsed: AgentText, org: Organisation) -> Applied:
+               parsed: AgentText, org: Organisation, answer: AnswerText | None) -> Applied:
         writes = org.levels[agent.level].writes_to_customers
         asking = next((c for c in parsed.commands if c.name == "ask"), None)
         internal = (any(c.name in ("note", "ask") for c in parsed.commands) or not writes)
         self._t.add_message(store, ticket, inbound, direction="note", body=parsed.text)
         events: list[str] = []
         relayed = False
-        if asking is not None:
+        if answer is not None:
+            # A canned answer, rendered for this ticket, with the agent's text around it.
+            text = render_answer(self._t.outgoing, ticket, answer,
+                                 store.first_customer_text(ticket.id))
+            self._t.event(store, ticket, "answer.used", name=answer.name, by=agent.address)
+            if agent.trainee:
+                Drafts(self._t).hold(store, ticket, agent, text, template="canned")
+                events.append("draft.held")
+            else:
+                relayed = self._t.reply(store, ticket, agent=Address(agent.name, agent.address),
+                                        text=text, template="canned")
+                events.append("replied")
+        elif asking is not None:
             # Internal: to the trainee's mentor, or the next level's team.
             team = (agent.mentor if agent.trainee and agent.mentor
                     else next_level_team(agent.level))
@@ -148,12 +180,24 @@ class AgentDesk:
                                headline=f"Internal note from level {agent.level} "
                                         f"({agent.name})", text=parsed.text)
         for cmd in parsed.commands:
+            if cmd.name == "answers":
+                self._catalogue(store, ticket, agent, cmd.argument)
+                events.append("catalogue.sent")
+                continue
             events.extend(self._command(store, ticket, agent, cmd))
         ticket.updated_at = self._t.clock.now()
         log.info("agent.mail", ticket_id=ticket.id, agent=agent.address, relayed=relayed,
                  commands=[c.name for c in parsed.commands])
         return Applied(relayed=relayed, note=internal and bool(parsed.text),
                        events=tuple(events))
+
+    def _catalogue(self, store: TicketStore, ticket: Ticket, agent: Agent, word: str) -> None:
+        """#answers [WORD]: the canned answers, to the agent who asked."""
+        entries = catalogue(self._t.outgoing.templates, store.session, self._t.clock.now(),
+                            word)
+        self._t.notify(store, ticket, agent.address, author="maild",
+                       headline="Canned answers" + (f" matching '{word}'" if word else ""),
+                       text=catalogue_text(entries, word))
 
     def _command(self, store: TicketStore, ticket: Ticket, agent: Agent,
                  cmd: Command) -> list[str]:

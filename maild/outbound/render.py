@@ -125,6 +125,14 @@ class Templates:
             return split_subject(text, f"{name}.{lang}.txt")
         raise ConfigError(f"template '{name}' not found in {', '.join(self._folders)}")
 
+    def source(self, file: str) -> str | None:
+        """A template file's text as written (for the catalogue of canned answers)."""
+        try:
+            text, _, _ = self._env.loader.get_source(self._env, file)  # type: ignore[union-attr]
+        except TemplateNotFound:
+            return None
+        return text
+
     def _template(self, file: str) -> Template | None:
         if file not in self._compiled:
             try:

@@ -293,6 +293,8 @@ class Draft(Base):
     author_name: Mapped[str] = mapped_column(String(200))
     mentor: Mapped[str] = mapped_column(String(320))
     text: Mapped[str] = mapped_column(Text)
+    # "reply" (the agent's sign-off added), or "canned" (a canned answer with its own)
+    template: Mapped[str] = mapped_column(String(64), default="reply")
     status: Mapped[str] = mapped_column(String(20))  # waiting, approved, edited, rejected
     created_at: Mapped[datetime]
     decided_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -181,7 +181,7 @@ class TicketService:
         return 1
 
     def reply(self, store: TicketStore, ticket: Ticket, *, agent: Address,
-              text: str) -> bool:
+              text: str, template: str = "reply") -> bool:
         """An agent's answer relayed to the customer from the support address under the
         agent's name; False (and the agent told why) when the address cannot be used."""
         now = self.clock.now()
@@ -196,7 +196,7 @@ class TicketService:
             return False
         in_reply_to, references = store.customer_thread(ticket.id)
         draft = OutboundDraft(
-            template="reply", language=ticket.language,
+            template=template, language=ticket.language,
             to=Address(ticket.requester_name, ticket.requester), in_reply_to=in_reply_to,
             references=references, automatic=False,
             sender_name=f"{agent.name} ({self.outgoing.support.name})", text=text,

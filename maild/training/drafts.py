@@ -48,13 +48,14 @@ class Drafts:
         return signed_address(out.support.address, REVIEW_TAG, ident,
                               out.ids.sign(f"{REVIEW_TAG}-{ident}"))
 
-    def hold(self, store: TicketStore, ticket: Ticket, agent: Agent, text: str) -> Draft:
+    def hold(self, store: TicketStore, ticket: Ticket, agent: Agent, text: str,
+             template: str = "reply") -> Draft:
         """Keep the trainee's reply as a draft and ask the mentor to review it."""
         assert agent.mentor is not None
         now = self.tickets.clock.now()
         draft = Draft(ticket_id=ticket.id, author=agent.address.lower(),
                       author_name=agent.name[:200], mentor=agent.mentor, text=text,
-                      status="waiting", created_at=now)
+                      template=template, status="waiting", created_at=now)
         store.write()  # the ticket and its messages so far, for the draft and the lookup
         session = store.session
         session.add(draft)
@@ -78,7 +79,7 @@ class Drafts:
         text = edited.strip() or draft.text
         changed = bool(edited.strip()) and edited.strip() != draft.text.strip()
         sent = self.tickets.reply(store, ticket, agent=Address(draft.author_name, draft.author),
-                                  text=text)
+                                  text=text, template=draft.template)
         draft.status = "edited" if changed else "approved"
         draft.decided_at, draft.decided_by, draft.sent_text = now, by.address.lower(), text
         self.tickets.event(store, ticket, "draft.approved", draft=draft.id, by=by.address,

@@ -21,6 +21,7 @@ def upgrade() -> None:
         sa.Column('author_name', sa.String(length=200), nullable=False),
         sa.Column('mentor', sa.String(length=320), nullable=False),
         sa.Column('text', sa.Text(), nullable=False),
+        sa.Column('template', sa.String(length=64), nullable=False),
         sa.Column('status', sa.String(length=20), nullable=False),
         sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('decided_at', sa.DateTime(timezone=True), nullable=True),

@@ -1,0 +1,129 @@
+"""Canned answers by command and solutions that flow back (issue 17, part B), against a real
+Dovecot and aiosmtpd."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from maild import daemon
+from maild.app import App, build
+from maild.clock import FixedClock
+from maild.knowledge.compose import AnswerText, find_answer
+from tests.kit import SUPPORT, customer_mail, settings_for
+from tests.servers.dovecot import MailUser
+from tests.servers.smtp import SmtpServer
+from tests.test_agents import agent_reply, header_addresses, sent_to, ticket
+
+RULES = """
+levels:
+  1: {name: 1st level, team: level1@example.test}
+  2: {name: 2nd level, team: level2@example.test}
+  3: {name: 3rd level, team: level3@example.test}
+agents:
+  - {address: anna@example.test, name: Anna Berger, level: 1}
+  - {address: tom@example.test, name: Tom Neu, level: 1, trainee: true,
+     mentor: anna@example.test}
+  - {address: eva@example.test, name: Eva Lindner, level: 3}
+  - {address: lead@example.test, name: Lena Lead, level: 2}
+"""
+CUSTOMER = "erika@example.com"
+
+
+@pytest.mark.parametrize("text,leading,expected", [
+    ("Hi Erika,\n#answer password_reset\nBest, Anna", None,
+     AnswerText("password_reset", "Hi Erika,", "Best, Anna")),
+    ("Also: see above.", "password_reset", AnswerText("password_reset", "", "Also: see above.")),
+    ("No canned answer here.", None, None),
+])
+def test_find_answer(text: str, leading: str | None, expected: AnswerText | None) -> None:
+    assert find_answer(text, leading) == expected
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock()
+
+
+@pytest.fixture
+def desk(tmp_path: Path, mail_user: MailUser, smtp_server: SmtpServer, db_url: str,
+         clock: FixedClock) -> Iterator[App]:
+    (tmp_path / "rules.yaml").write_text(RULES, encoding="utf-8")
+    settings = settings_for(
+        tmp_path, db_url=db_url, imap=mail_user.imap_config(),
+        smtp={"host": smtp_server.host, "port": smtp_server.port, "security": "none"},
+        rules="rules.yaml")
+    app = build(settings, clock=clock)
+    yield app
+    app.dispose()
+
+
+def new_ticket(desk: App, mail_user: MailUser, smtp: SmtpServer, body: str,
+               language_hint: str = "") -> None:
+    mail_user.append(customer_mail(sender=f"Erika Mustermann <{CUSTOMER}>",
+                                   subject="Password", body=body + language_hint))
+    daemon.run_once(desk)
+
+
+def test_answer_sends_the_canned_answer_with_the_agents_text(
+    desk: App, mail_user: MailUser, smtp_server: SmtpServer
+) -> None:
+    new_ticket(desk, mail_user, smtp_server, "I forgot my password, what can I do?")
+    [notification] = sent_to(smtp_server, "level1@example.test")
+    mail_user.append(agent_reply(notification, "Anna Berger <anna@example.test>",
+                                 "Hello Erika,\n#answer password_reset\nAnna"))
+    daemon.run_once(desk)
+    to_customer = sent_to(smtp_server, CUSTOMER)
+    assert len(to_customer) == 2
+    text = to_customer[-1].message.get_content()
+    assert text.index("Hello Erika,") < text.index("Forgot password?") < text.index("Anna")
+    assert "#answer" not in text
+    assert to_customer[-1].message["From"].addresses[0].addr_spec == SUPPORT
+    assert not header_addresses(to_customer[-1]) & {"anna@example.test"}
+    t = ticket(desk)
+    assert t.first_response_at is not None
+    assert [e.data["name"] for e in t.events if e.kind == "answer.used"] == ["password_reset"]
+
+
+def test_trainees_answer_is_held_and_an_unknown_answer_is_refused(
+    desk: App, mail_user: MailUser, smtp_server: SmtpServer
+) -> None:
+    new_ticket(desk, mail_user, smtp_server, "I forgot my password.")
+    [notification] = sent_to(smtp_server, "level1@example.test")
+    mail_user.append(agent_reply(notification, "tom@example.test", "#answer pasword_reset"))
+    daemon.run_once(desk)
+    [told] = sent_to(smtp_server, "tom@example.test")
+    assert "NOT applied" in str(told.message["Subject"])
+    assert "password_reset" in told.message.get_content()  # the known ones are listed
+    mail_user.append(agent_reply(notification, "tom@example.test", "#answer password_reset"))
+    daemon.run_once(desk)
+    assert len(sent_to(smtp_server, CUSTOMER)) == 1  # held: the acknowledgement only
+    [review] = [m for m in sent_to(smtp_server, "anna@example.test")
+                if "review" in str(m.message["Subject"])]
+    assert "Forgot password?" in review.message.get_content()
+    mail_user.append(agent_reply(review, "anna@example.test", "#approve"))
+    daemon.run_once(desk)
+    sent = sent_to(smtp_server, CUSTOMER)[-1].message.get_content()
+    assert "Forgot password?" in sent and "Tom Neu" not in sent  # the answer's own sign-off
+
+
+def test_answers_returns_the_catalogue_to_the_agent(
+    desk: App, mail_user: MailUser, smtp_server: SmtpServer
+) -> None:
+    new_ticket(desk, mail_user, smtp_server, "I forgot my password.")
+    [notification] = sent_to(smtp_server, "level1@example.test")
+    mail_user.append(agent_reply(notification, "anna@example.test",
+                                 "#answer password_reset"))
+    daemon.run_once(desk)
+    mail_user.append(agent_reply(notification, "anna@example.test", "#answers password"))
+    mail_user.append(agent_reply(notification, "anna@example.test", "#answers invoice"))
+    daemon.run_once(desk)
+    listed, empty = [m.message.get_content() for m in sent_to(smtp_server,
+                                                              "anna@example.test")]
+    assert "password_reset  [de, en]  used 1x in 90 days" in listed
+    assert not any(line.startswith(("notification ", "review ", "reply ", "acknowledgement "))
+                   for line in listed.splitlines())  # maild's own mail is no canned answer
+    assert "No canned answer matches 'invoice'" in empty
+    assert len(sent_to(smtp_server, CUSTOMER)) == 2  # the catalogue never goes out

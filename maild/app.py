@@ -17,6 +17,7 @@ from maild.domain import Address
 from maild.errors import ConfigError
 from maild.jobs.runner import Job, Ran, run_due
 from maild.jobs.runs import Runner
+from maild.knowledge.proposals import restore_answers
 from maild.metrics import Metrics
 from maild.outbound.ids import MessageIdFactory
 from maild.outbound.queue import Outgoing
@@ -134,6 +135,8 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
     else:
         with sessions() as session, session.begin():
             secret = repo.get_or_create_secret(session, "message_id_secret")
+    with sessions() as session:
+        restore_answers(session, settings.templates)  # canned answers accepted by mail
     templates = Templates(settings.templates)
     rules = load_rules(settings.rules)
     check_templates(rules, templates.names())
@@ -161,6 +164,7 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
                        else settings.daemon.parse_workers),
         reopen_window=timedelta(days=settings.tickets.reopen_days),
         mailbox_defaults=mailbox_defaults(settings, rules),
+        knowledge_owners=settings.knowledge.owners,
     )
     metrics = Metrics()
     metrics.watch_outbox(sessions, clock)

@@ -302,6 +302,13 @@ class TrainingSettings(_Model):
         return self
 
 
+class KnowledgeSettings(_Model):
+    """Solutions that flow back (maild/knowledge/): who accepts a proposed canned answer.
+    Accepted answers are written into the `templates` folder (`<name>.<lang>.txt`)."""
+
+    owners: list[Annotated[str, Field(pattern=r"^[^@\s<>]+@[^@\s<>]+$")]] = []
+
+
 class Settings(_Model):
     """Everything maild needs to know, validated."""
 
@@ -319,6 +326,7 @@ class Settings(_Model):
     http: HttpSettings = HttpSettings()
     daemon: DaemonSettings = DaemonSettings()
     training: TrainingSettings = TrainingSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
     default_language: Annotated[str, Field(pattern=r"^(en|de)$")] = "en"
     log_level: Annotated[str, Field(pattern=r"^(debug|info|warning|error)$")] = "info"
 

@@ -3,18 +3,25 @@ Dovecot and aiosmtpd."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from maild import daemon
 from maild.app import App, build
 from maild.clock import FixedClock
 from maild.knowledge.compose import AnswerText, find_answer
+from maild.settings import Settings
+from maild.store.models import Proposal, Quarantine
 from tests.kit import SUPPORT, customer_mail, settings_for
 from tests.servers.dovecot import MailUser
-from tests.servers.smtp import SmtpServer
+from tests.servers.smtp import ReceivedMessage, SmtpServer
 from tests.test_agents import agent_reply, header_addresses, sent_to, ticket
 
 RULES = """
@@ -127,3 +134,116 @@ def test_answers_returns_the_catalogue_to_the_agent(
                    for line in listed.splitlines())  # maild's own mail is no canned answer
     assert "No canned answer matches 'invoice'" in empty
     assert len(sent_to(smtp_server, CUSTOMER)) == 2  # the catalogue never goes out
+
+
+# -- solutions that flow back --------------------------------------------------------------
+
+@pytest.fixture
+def kdesk(tmp_path: Path, mail_user: MailUser, smtp_server: SmtpServer, db_url: str
+          ) -> Iterator[App]:
+    (tmp_path / "rules.yaml").write_text(RULES, encoding="utf-8")
+    (tmp_path / "templates").mkdir()
+    # Now, not a fixed date: `maild answers list` counts uses of the last 90 days by the
+    # system clock.
+    app = build(knowledge_settings(tmp_path, mail_user, smtp_server, db_url),
+                clock=FixedClock(datetime.now(UTC)))
+    yield app
+    app.dispose()
+
+
+def knowledge_settings(tmp_path: Path, mail_user: MailUser, smtp_server: SmtpServer,
+                       db_url: str) -> Settings:
+    return settings_for(
+        tmp_path, db_url=db_url, imap=mail_user.imap_config(),
+        smtp={"host": smtp_server.host, "port": smtp_server.port, "security": "none"},
+        rules="rules.yaml", templates="templates",
+        knowledge={"owners": ["lead@example.test"]})
+
+
+def propose(app: App, mail_user: MailUser, smtp: SmtpServer) -> ReceivedMessage:
+    """A ticket escalated to the 3rd level, whose note proposes a solution."""
+    mail_user.append(customer_mail(sender=CUSTOMER, subject="VPN drops",
+                                   body="My VPN drops every ten minutes."))
+    daemon.run_once(app)
+    [note1] = sent_to(smtp, "level1@example.test")
+    mail_user.append(agent_reply(note1, "anna@example.test", "#escalate 3 VPN"))
+    daemon.run_once(app)
+    [note3] = sent_to(smtp, "level3@example.test")
+    mail_user.append(agent_reply(note3, "eva@example.test",
+                                 "#solution vpn_reset\nPlease update the VPN client to 4.2; "
+                                 "{{ not template code }} the drops stop then."))
+    daemon.run_once(app)
+    [proposal] = sent_to(smtp, "lead@example.test")
+    return proposal
+
+
+def test_solution_accepted_is_used_by_a_rule_and_an_agent_after_a_restart(
+    kdesk: App, mail_user: MailUser, smtp_server: SmtpServer, tmp_path: Path, db_url: str
+) -> None:
+    proposal = propose(kdesk, mail_user, smtp_server)
+    assert str(proposal.message["Reply-To"]).startswith("support+sol-")
+    assert "update the VPN client to 4.2" in proposal.message.get_content()
+    mail_user.append(agent_reply(proposal, "Lena Lead <lead@example.test>", "#accept"))
+    daemon.run_once(kdesk)
+    written = tmp_path / "templates" / "vpn_reset.en.txt"
+    assert written.exists()
+    [told] = [m for m in sent_to(smtp_server, "eva@example.test")
+              if "canned answer" in str(m.message["Subject"])]
+    assert "#answer vpn_reset" in told.message.get_content()
+    # Usable at once, before any restart.
+    [note1] = sent_to(smtp_server, "level1@example.test")[:1]
+    mail_user.append(agent_reply(note1, "anna@example.test", "#answer vpn_reset"))
+    daemon.run_once(kdesk)
+    assert "update the VPN client" in sent_to(smtp_server, CUSTOMER)[-1].message.get_content()
+    kdesk.dispose()
+
+    # A restart, with the file lost: the database writes it again; a rule names it.
+    written.unlink()
+    (tmp_path / "rules.yaml").write_text(RULES + """
+rules:
+  - name: vpn
+    when: {subject: {contains: vpn}}
+    then: {answer: vpn_reset}
+""", encoding="utf-8")
+    app = build(knowledge_settings(tmp_path, mail_user, smtp_server, db_url),
+                clock=FixedClock(datetime.now(UTC)))
+    try:
+        assert written.exists()
+        check = subprocess.run([sys.executable, "-m", "maild", "-c",
+                                str(tmp_path / "maild.yaml"), "check"],
+                               capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr
+        before = len(sent_to(smtp_server, "new@example.com"))
+        mail_user.append(customer_mail(sender="new@example.com", subject="vpn again",
+                                       body="Drops."))
+        daemon.run_once(app)
+        [answer] = sent_to(smtp_server, "new@example.com")[before:]
+        text = answer.message.get_content()
+        assert "update the VPN client to 4.2; {{ not template code }}" in text
+        listed = subprocess.run([sys.executable, "-m", "maild", "-c",
+                                 str(tmp_path / "maild.yaml"), "answers", "list", "--json"],
+                                capture_output=True, text=True, check=True)
+        entry = {a["name"]: a for a in json.loads(listed.stdout)}["vpn_reset"]
+        assert entry["languages"] == ["en"] and entry["uses"] == 2
+    finally:
+        app.dispose()
+
+
+def test_decline_and_a_non_owner_accept(
+    kdesk: App, mail_user: MailUser, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    proposal = propose(kdesk, mail_user, smtp_server)
+    mail_user.append(agent_reply(proposal, "anna@example.test", "#accept"))  # no owner
+    daemon.run_once(kdesk)
+    assert not (tmp_path / "templates" / "vpn_reset.en.txt").exists()
+    mail_user.append(agent_reply(proposal, "lead@example.test",
+                                 "#decline only for the old client"))
+    daemon.run_once(kdesk)
+    [told] = [m for m in sent_to(smtp_server, "eva@example.test")
+              if "declined" in str(m.message["Subject"])]
+    assert "only for the old client" in told.message.get_content()
+    with kdesk.sessions() as s:
+        row = s.scalars(select(Proposal)).one()
+        assert (row.status, row.reason) == ("declined", "only for the old client")
+        assert len(s.scalars(select(Quarantine)).all()) == 1
+    assert not (tmp_path / "templates" / "vpn_reset.en.txt").exists()

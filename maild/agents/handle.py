@@ -16,8 +16,9 @@ import structlog
 
 from maild.agents.parse import AgentText, Command, parse_agent_text
 from maild.domain import Address, Inbound
-from maild.knowledge.catalogue import answers, catalogue, catalogue_text
+from maild.knowledge.catalogue import SYSTEM_TEMPLATES, answers, catalogue, catalogue_text
 from maild.knowledge.compose import AnswerText, find_answer, render_answer
+from maild.knowledge.proposals import NAME_RE, Knowledge
 from maild.rules.engine import Organisation
 from maild.rules.schema import PRIORITIES, Agent
 from maild.store.models import Ticket
@@ -60,6 +61,10 @@ def _validate(commands: tuple[Command, ...], ticket: Ticket, org: Organisation) 
                                f"{', '.join(sorted(org.departments))})")
         elif cmd.name == "priority" and cmd.argument.lower() not in PRIORITIES:
             raise CommandError(f"#priority: use one of {', '.join(PRIORITIES)}")
+        elif cmd.name == "solution" and not NAME_RE.match(cmd.argument.lower()):
+            raise CommandError("#solution: give the canned answer a name (a-z, 0-9, _)")
+        elif cmd.name == "solution" and cmd.argument.lower() in SYSTEM_TEMPLATES:
+            raise CommandError(f"#solution: '{cmd.argument}' is the name of maild's own mail")
         elif cmd.name == "ask" and not cmd.argument:
             raise CommandError("#ask: write your question after #ask")
         elif cmd.name == "assign":
@@ -81,8 +86,9 @@ _STATUS_COMMANDS = {"pending": "waiting_customer", "resolve": "resolved", "close
 
 
 class AgentDesk:
-    def __init__(self, tickets: TicketService) -> None:
+    def __init__(self, tickets: TicketService, knowledge_owners: tuple[str, ...] = ()) -> None:
         self._t = tickets
+        self._owners = knowledge_owners
 
     def handle_reply(self, store: TicketStore, ticket: Ticket, agent: Agent,
                      inbound: Inbound) -> Applied:
@@ -92,9 +98,11 @@ class AgentDesk:
             if parsed.unknown:
                 raise CommandError(f"unknown command {parsed.unknown[0]!r}; known: "
                                    "#note #escalate #department #priority #pending #resolve "
-                                   "#close #assign #ask #answer #answers")
+                                   "#close #assign #ask #answer #answers #solution")
             _validate(parsed.commands, ticket, org)
             answer = self._answer_of(parsed, agent, org)
+            if any(c.name == "solution" for c in parsed.commands) and not parsed.text:
+                raise CommandError("#solution: write the solution's text below the command")
         except CommandError as exc:
             self._t.add_message(store, ticket, inbound, direction="note")
             store.add_event(ticket.id, "command.rejected", self._t.clock.now(),
@@ -180,6 +188,11 @@ class AgentDesk:
                                headline=f"Internal note from level {agent.level} "
                                         f"({agent.name})", text=parsed.text)
         for cmd in parsed.commands:
+            if cmd.name == "solution":
+                Knowledge(self._t, self._owners).propose(
+                    store, ticket, agent, cmd.argument.lower(), parsed.text)
+                events.append("solution.proposed")
+                continue
             if cmd.name == "answers":
                 self._catalogue(store, ticket, agent, cmd.argument)
                 events.append("catalogue.sent")

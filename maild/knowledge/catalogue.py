@@ -16,7 +16,8 @@ from maild.store.models import Event
 
 # Templates of maild's own mail (acknowledgements, staff mail, the frame of a reply):
 # never offered as canned answers.
-SYSTEM_TEMPLATES = frozenset({"acknowledgement", "notification", "reply", "review", "canned"})
+SYSTEM_TEMPLATES = frozenset({"acknowledgement", "notification", "reply", "review", "canned",
+                              "proposal"})
 USES_WINDOW = timedelta(days=90)
 
 

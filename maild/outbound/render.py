@@ -95,6 +95,7 @@ class Templates:
     """
 
     def __init__(self, custom: Path | None = None) -> None:
+        self._custom = custom
         folders = [str(p) for p in (custom, shipped_templates()) if p is not None]
         self._env = _Sandbox(
             loader=ChoiceLoader([FileSystemLoader(folders)]),
@@ -124,6 +125,15 @@ class Templates:
             )
             return split_subject(text, f"{name}.{lang}.txt")
         raise ConfigError(f"template '{name}' not found in {', '.join(self._folders)}")
+
+    @property
+    def custom(self) -> Path | None:
+        """The admin's folder (where canned answers accepted by mail are written)."""
+        return self._custom
+
+    def reloaded(self) -> Templates:
+        """The same folders read again: a canned answer accepted by mail is used at once."""
+        return Templates(self._custom)
 
     def source(self, file: str) -> str | None:
         """A template file's text as written (for the catalogue of canned answers)."""

@@ -11,6 +11,7 @@ import structlog
 
 from maild.agents.handle import AgentDesk
 from maild.agents.intake import read_intake_mail
+from maild.agents.knowledge import SolutionDesk
 from maild.agents.review import ReviewDesk
 from maild.domain import Classification, Inbound, Outcome, Stop, ThreadDecision
 from maild.mailsafety.bounce import Report
@@ -25,6 +26,7 @@ from maild.pipeline.route import (
     RefuseStaff,
     Reply,
     ReviewMail,
+    SolutionMail,
 )
 from maild.pipeline.route import Route as RouteType
 from maild.pipeline.thread import strip_ref
@@ -43,6 +45,7 @@ class Handlers:
     classify: Callable[[Inbound], Classification]
     organisation: Callable[[], Organisation]
     ref_re: re.Pattern[str]
+    knowledge_owners: tuple[str, ...] = ()
 
     def handle(self, store: TicketStore, inbound: Inbound, report: Report | None,
                route: RouteType) -> Processed | Outcome:
@@ -56,8 +59,11 @@ class Handlers:
                 self.tickets.record_report(store, store.ticket(ticket_id), inbound, report)
                 log.info("report.recorded", ticket_id=ticket_id, kind=report.kind)
                 return Processed(ticket_id=ticket_id, created=False, queued=0)
-            case ReviewMail(ident):
-                reviewed = ReviewDesk(self.tickets).handle(store, ident, inbound)
+            case ReviewMail(ident) | SolutionMail(ident):
+                reviewed = (ReviewDesk(self.tickets).handle(store, ident, inbound)
+                            if isinstance(route, ReviewMail) else
+                            SolutionDesk(self.tickets, self.knowledge_owners).handle(
+                                store, ident, inbound))
                 if isinstance(reviewed, Outcome):
                     return reviewed
                 return Processed(ticket_id=reviewed.ticket_id, created=False,

@@ -7,7 +7,8 @@ the spirit of Mailman's chains: each step may decide, in a fixed order.
 3. A delivery report: recorded on the ticket of the mail of ours it reports on, or held.
 3b. Mail to a review address (`support+review-<id>.<signature>@`, a trainee's draft or an
    internal question, maild/training/): with a valid signature, to the mentor's desk
-   (which checks the sender); a wrong signature is held.
+   (which checks the sender); a wrong signature is held. The same for a proposed canned
+   answer's address (`support+sol-<id>...`, maild/knowledge/) and its knowledge owners.
 4. Threading (pipeline/thread.py), then the lifecycle: a ticket closed longer ago than the
    reopen window is not continued; a new ticket links to it.
 5. Staff mail (to a ticket's secret address, or from the agents directory): applied only
@@ -52,6 +53,7 @@ class Keys:
     ref: str | None  # the ticket reference in its subject
     target: TicketAddress | None  # a ticket's secret reply address among its recipients
     review: SignedKey | None = None  # a review address among its recipients
+    sol: SignedKey | None = None  # a proposed canned answer's address
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class KeyRules:
     ref_re: re.Pattern[str]
     agent_re: re.Pattern[str]
     review_re: re.Pattern[str] | None = None  # review addresses (tickets/address.py)
+    sol_re: re.Pattern[str] | None = None  # proposed canned answers' addresses
     sign: Callable[[str], str] | None = None  # the signature of a signed address's text
 
 
@@ -88,7 +91,8 @@ def keys_of(inbound: Inbound, report: Report | None, rules: KeyRules) -> Keys:
                 markers=markers, reported=reported, ref=subject_ref(inbound.subject,
                                                                     rules.ref_re),
                 target=find_ticket_address(rules.agent_re, recipients),
-                review=_signed_key(rules, rules.review_re, "review", recipients))
+                review=_signed_key(rules, rules.review_re, "review", recipients),
+                sol=_signed_key(rules, rules.sol_re, "sol", recipients))
 
 
 def _signed_key(rules: KeyRules, pattern: re.Pattern[str] | None, tag: str,
@@ -162,6 +166,14 @@ class ReviewMail:
 
 
 @dataclass(frozen=True)
+class SolutionMail:
+    """To a proposed canned answer's address: a knowledge owner's #accept or #decline
+    (maild/agents/knowledge.py checks the owner)."""
+
+    ident: str
+
+
+@dataclass(frozen=True)
 class Intake:
     pass
 
@@ -176,8 +188,8 @@ class Open:
     decision: ThreadDecision  # why new, and what it links to
 
 
-Route = (Discard | Hold | RecordReport | ReviewMail | AgentMail | RefuseStaff | Intake
-         | Reply | Open)
+Route = (Discard | Hold | RecordReport | ReviewMail | SolutionMail | AgentMail | RefuseStaff
+         | Intake | Reply | Open)
 
 
 @dataclass(frozen=True)
@@ -204,7 +216,9 @@ def route(inbound: Inbound, report: Report | None, keys: Keys, facts: Facts,
             return Hold(f"{report.kind} report for no message maild sent")
         return RecordReport(ticket_id)
     if keys.review is not None:
-        return _review_mail(inbound, keys.review)
+        return _signed_mail(inbound, keys.review, "review", ReviewMail)
+    if keys.sol is not None:
+        return _signed_mail(inbound, keys.sol, "solution", SolutionMail)
     ref_ticket = None
     if keys.ref is not None and facts.ref_ticket is not None:
         ref_ticket = RefTicket(facts.ref_ticket,
@@ -222,16 +236,17 @@ def route(inbound: Inbound, report: Report | None, keys: Keys, facts: Facts,
     return Open(decision)
 
 
-def _review_mail(inbound: Inbound, key: SignedKey) -> Route:
-    """A reply to a review mail or a question: only with our signature."""
+def _signed_mail(inbound: Inbound, key: SignedKey, kind: str,
+                 make: Callable[[str], Route]) -> Route:
+    """A reply to a review mail, a question or a proposal: only with our signature."""
     if inbound.automatic:
-        return Discard("automatic mail to a review address (" + ", ".join(inbound.automatic)
-                       + ")")
+        return Discard(f"automatic mail to a {kind} address ("
+                       + ", ".join(inbound.automatic) + ")")
     if not key.valid:
         sender = inbound.sender.address if inbound.sender else ""
-        return Hold(f"review address {key.ident} with a wrong signature from {sender}: "
+        return Hold(f"{kind} address {key.ident} with a wrong signature from {sender}: "
                     "not applied")
-    return ReviewMail(key.ident)
+    return make(key.ident)
 
 
 def _lifecycle(decision: ThreadDecision, facts: Facts, policy: Policy) -> ThreadDecision:

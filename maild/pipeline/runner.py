@@ -64,6 +64,7 @@ class Pipeline:
         safety: SafetySettings, classifier: Classifier | None = None,
         reopen_window: timedelta = timedelta(days=14),
         mailbox_defaults: Mapping[str, Actions] | None = None, parse_workers: int = 0,
+        knowledge_owners: Sequence[str] = (),
     ) -> None:
         self._mailbox_defaults = mailbox_defaults or {}
         self._reopen_window = reopen_window
@@ -84,8 +85,11 @@ class Pipeline:
                                    domain=support.rpartition("@")[2], ref_re=ref_re,
                                    agent_re=address_pattern(support, tickets.ref_prefix),
                                    review_re=signed_pattern(support, "review"),
+                                   sol_re=signed_pattern(support, "sol"),
                                    sign=tickets.outgoing.ids.sign)
-        self._handlers = Handlers(tickets=tickets, desk=AgentDesk(tickets),
+        owners = tuple(a.lower() for a in knowledge_owners)
+        self._handlers = Handlers(tickets=tickets, desk=AgentDesk(tickets, owners),
+                                  knowledge_owners=owners,
                                   classify=self.classify,
                                   organisation=lambda: self.rules.organisation, ref_re=ref_re)
 

@@ -301,3 +301,38 @@ class Draft(Base):
     decided_by: Mapped[str | None] = mapped_column(String(320), default=None)
     sent_text: Mapped[str | None] = mapped_column(Text, default=None)
     advice: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class Proposal(Base):
+    """A text proposed as a canned answer by `#solution NAME` (maild/knowledge/), with the
+    ticket it came from, until a knowledge owner accepts or declines it."""
+
+    __tablename__ = "proposals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8))
+    text: Mapped[str] = mapped_column(Text)
+    proposed_by: Mapped[str] = mapped_column(String(320))
+    status: Mapped[str] = mapped_column(String(20))  # open, accepted, declined
+    created_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    decided_by: Mapped[str | None] = mapped_column(String(320), default=None)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class CannedAnswerRow(Base):
+    """An accepted canned answer, kept here as well as in its template file: a lost file
+    is written again at start, so an answer accepted by mail survives a restart."""
+
+    __tablename__ = "answers"
+    __table_args__ = (UniqueConstraint("name", "language", name="uq_answers_name_language"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8))
+    text: Mapped[str] = mapped_column(Text)  # the template file's whole text
+    proposal_id: Mapped[int | None] = mapped_column(ForeignKey("proposals.id"), default=None)
+    accepted_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime]

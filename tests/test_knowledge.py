@@ -247,3 +247,50 @@ def test_decline_and_a_non_owner_accept(
         assert (row.status, row.reason) == ("declined", "only for the old client")
         assert len(s.scalars(select(Quarantine)).all()) == 1
     assert not (tmp_path / "templates" / "vpn_reset.en.txt").exists()
+
+
+def test_level3_resolver_is_reminded_once_without_a_solution(
+    kdesk: App, mail_user: MailUser, smtp_server: SmtpServer
+) -> None:
+    first = customer_mail(sender=CUSTOMER, subject="VPN drops", body="Drops.")
+    mail_user.append(first)
+    daemon.run_once(kdesk)
+    [note1] = sent_to(smtp_server, "level1@example.test")
+    mail_user.append(agent_reply(note1, "anna@example.test", "#escalate 3 VPN"))
+    daemon.run_once(kdesk)
+    [note3] = sent_to(smtp_server, "level3@example.test")
+    mail_user.append(agent_reply(note3, "eva@example.test", "#resolve\nFixed the gateway."))
+    daemon.run_once(kdesk)
+
+    def reminders() -> list[ReceivedMessage]:
+        return [m for m in sent_to(smtp_server, "eva@example.test")
+                if "could reuse" in str(m.message["Subject"])]
+
+    [reminder] = reminders()
+    assert "#solution NAME" in reminder.message.get_content()
+    # Reopened and resolved again: no second reminder.
+    [ack] = sent_to(smtp_server, CUSTOMER)
+    mail_user.append(customer_mail(sender=CUSTOMER, subject="Re: VPN drops", body="Again.",
+                                   in_reply_to=str(ack.message["Message-ID"])))
+    daemon.run_once(kdesk)
+    mail_user.append(agent_reply(note3, "eva@example.test", "#resolve"))
+    daemon.run_once(kdesk)
+    assert len(reminders()) == 1
+    assert ticket(kdesk).status == "resolved"
+    # The reminder's reply address is the ticket's: #solution answers it.
+    mail_user.append(agent_reply(reminder, "eva@example.test",
+                                 "#solution gateway_fix\nWe repaired the VPN gateway."))
+    daemon.run_once(kdesk)
+    assert len(sent_to(smtp_server, "lead@example.test")) == 1
+
+
+def test_no_reminder_when_a_solution_was_proposed(
+    kdesk: App, mail_user: MailUser, smtp_server: SmtpServer
+) -> None:
+    propose(kdesk, mail_user, smtp_server)
+    [note3] = sent_to(smtp_server, "level3@example.test")
+    mail_user.append(agent_reply(note3, "eva@example.test", "#resolve"))
+    daemon.run_once(kdesk)
+    assert ticket(kdesk).status == "resolved"
+    assert not [m for m in sent_to(smtp_server, "eva@example.test")
+                if "could reuse" in str(m.message["Subject"])]

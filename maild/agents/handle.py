@@ -18,7 +18,7 @@ from maild.agents.parse import AgentText, Command, parse_agent_text
 from maild.domain import Address, Inbound
 from maild.knowledge.catalogue import SYSTEM_TEMPLATES, answers, catalogue, catalogue_text
 from maild.knowledge.compose import AnswerText, find_answer, render_answer
-from maild.knowledge.proposals import NAME_RE, Knowledge
+from maild.knowledge.proposals import NAME_RE, Knowledge, remind_resolver
 from maild.rules.engine import Organisation
 from maild.rules.schema import PRIORITIES, Agent
 from maild.store.models import Ticket
@@ -98,7 +98,7 @@ class AgentDesk:
             if parsed.unknown:
                 raise CommandError(f"unknown command {parsed.unknown[0]!r}; known: "
                                    "#note #escalate #department #priority #pending #resolve "
-                                   "#close #assign #ask #answer #answers #solution")
+                                   "#close #assign #ask #answer #answers #solution #no-solution")
             _validate(parsed.commands, ticket, org)
             answer = self._answer_of(parsed, agent, org)
             if any(c.name == "solution" for c in parsed.commands) and not parsed.text:
@@ -188,16 +188,10 @@ class AgentDesk:
                                headline=f"Internal note from level {agent.level} "
                                         f"({agent.name})", text=parsed.text)
         for cmd in parsed.commands:
-            if cmd.name == "solution":
-                Knowledge(self._t, self._owners).propose(
-                    store, ticket, agent, cmd.argument.lower(), parsed.text)
-                events.append("solution.proposed")
-                continue
-            if cmd.name == "answers":
-                self._catalogue(store, ticket, agent, cmd.argument)
-                events.append("catalogue.sent")
-                continue
-            events.extend(self._command(store, ticket, agent, cmd))
+            events.extend(self._command(store, ticket, agent, cmd, parsed.text))
+        if ticket.status == "resolved" and "status.changed" in events and remind_resolver(
+                self._t, store, ticket, agent):
+            events.append("solution.reminded")
         ticket.updated_at = self._t.clock.now()
         log.info("agent.mail", ticket_id=ticket.id, agent=agent.address, relayed=relayed,
                  commands=[c.name for c in parsed.commands])
@@ -212,9 +206,24 @@ class AgentDesk:
                        headline="Canned answers" + (f" matching '{word}'" if word else ""),
                        text=catalogue_text(entries, word))
 
+    def _knowledge(self, store: TicketStore, ticket: Ticket, agent: Agent, cmd: Command,
+                   text: str) -> list[str]:
+        """#solution, #no-solution and #answers (maild/knowledge/)."""
+        if cmd.name == "solution":
+            Knowledge(self._t, self._owners).propose(store, ticket, agent,
+                                                     cmd.argument.lower(), text)
+            return ["solution.proposed"]
+        if cmd.name == "no-solution":
+            self._t.event(store, ticket, "solution.none", by=agent.address)
+            return ["solution.none"]
+        self._catalogue(store, ticket, agent, cmd.argument)
+        return ["catalogue.sent"]
+
     def _command(self, store: TicketStore, ticket: Ticket, agent: Agent,
-                 cmd: Command) -> list[str]:
+                 cmd: Command, text: str = "") -> list[str]:
         by = agent.address
+        if cmd.name in ("solution", "no-solution", "answers"):
+            return self._knowledge(store, ticket, agent, cmd, text)
         if cmd.name == "escalate":
             level, reason = _escalation_target(ticket, cmd.argument)
             self._t.escalate(store, ticket, level, by=by, reason=reason, author=agent.name)

@@ -9,7 +9,7 @@ The customer's export fails at row 12. Quoted text and signatures below are drop
 Commands: note, escalate [N] [reason], department NAME, priority P, pending, resolve,
 close, assign ADDRESS|me, ask QUESTION (internal: to the mentor or the next level), answer
 NAME (a canned answer), answers [WORD] (the catalogue, to the agent), solution NAME (propose
-the text as a canned answer). A line that starts
+the text as a canned answer), no-solution (nothing reusable here). A line that starts
 with `#` but names no command is an error the agent is told about, not text that reaches a
 customer.
 """
@@ -20,9 +20,9 @@ import re
 from dataclasses import dataclass
 
 COMMANDS = ("note", "escalate", "department", "priority", "pending", "resolve", "close",
-            "assign", "ask", "answer", "answers", "solution")
+            "assign", "ask", "answer", "answers", "solution", "no-solution")
 INTAKE_COMMANDS = ("customer", "level", "department", "priority")
-_COMMAND = re.compile(r"^\s*#([a-z]+)\b\s*(.*?)\s*$", re.IGNORECASE)
+_COMMAND = re.compile(r"^\s*#([a-z]+(?:-[a-z]+)*)\b\s*(.*?)\s*$", re.IGNORECASE)
 # Where the quoted original starts in the replies of common clients (English and German).
 _QUOTE_STARTS = (
     re.compile(r"^\s*On .{5,200} wrote:\s*$"),

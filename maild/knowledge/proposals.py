@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from maild.outbound.render import LANGUAGES
 from maild.rules.schema import Agent
-from maild.store.models import CannedAnswerRow, Proposal, Ticket
+from maild.store.models import CannedAnswerRow, Event, Proposal, Ticket
 from maild.store.ticketstore import TicketStore
 from maild.tickets.address import signed_address
 from maild.tickets.service import TicketService
@@ -116,6 +116,31 @@ class Knowledge:
         self.tickets.notify(store, ticket, proposal.proposed_by, author=by,
                             headline=f"Your solution '{proposal.name}' was declined",
                             text=reason)
+
+
+def remind_resolver(tickets: TicketService, store: TicketStore, ticket: Ticket,
+                    agent: Agent) -> bool:
+    """A ticket of level 3 or 4 resolved without any #solution (or #no-solution): its
+    resolver is asked once whether the 1st or 2nd level could reuse the solution."""
+    if ticket.level < 3:
+        return False
+    store.write()  # the events of this batch, for the lookup
+    session = store.session
+    if session.scalar(select(Proposal.id).where(Proposal.ticket_id == ticket.id).limit(1)):
+        return False
+    asked = session.scalar(select(Event.id).where(
+        Event.ticket_id == ticket.id,
+        Event.kind.in_(("solution.reminded", "solution.none"))).limit(1))
+    if asked:
+        return False
+    tickets.event(store, ticket, "solution.reminded", to=agent.address)
+    tickets.notify(store, ticket, agent.address, author="maild",
+                   headline="Is this a solution the 1st/2nd level could reuse?",
+                   text="You resolved a ticket of level 3/4 without proposing its solution. "
+                        "If the 1st or 2nd level could answer the next customer with it, "
+                        "reply to this mail with\n\n#solution NAME\nthe text for the "
+                        "customer\n\nor with #no-solution.")
+    return True
 
 
 def write_answer(folder: Path, name: str, language: str, content: str) -> None:

@@ -16,7 +16,9 @@ from sqlalchemy import select
 from maild import daemon
 from maild.app import App, build
 from maild.clock import FixedClock
+from maild.knowledge.catalogue import CannedAnswer
 from maild.knowledge.compose import AnswerText, find_answer
+from maild.knowledge.suggest import Suggester
 from maild.settings import Settings
 from maild.store.models import Proposal, Quarantine
 from tests.kit import SUPPORT, customer_mail, settings_for
@@ -294,3 +296,38 @@ def test_no_reminder_when_a_solution_was_proposed(
     assert ticket(kdesk).status == "resolved"
     assert not [m for m in sent_to(smtp_server, "eva@example.test")
                 if "could reuse" in str(m.message["Subject"])]
+
+
+# -- suggestions ---------------------------------------------------------------------------
+
+def canned(name: str, text: str) -> CannedAnswer:
+    return CannedAnswer(name, ("en",), name, text.split("\n")[0], texts={"en": text})
+
+
+CATALOGUE = [
+    canned("password_reset", "Reset your password on the login page ({{ customer.address }})."),
+    canned("vpn_update", "Please update the VPN client to 4.2; the drops stop then."),
+    canned("invoice_fix", "Your invoice was corrected and a credit note is on its way."),
+]
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("I forgot my password and cannot log in", ["password_reset"]),
+    ("Ich habe mein Passwort vergessen", ["password_reset"]),  # inflected, translated
+    ("The VPN client drops every few minutes", ["vpn_update"]),
+    ("Billing question about my invoices", ["invoice_fix"]),
+    ("Hello, the weather is nice today", []),
+])
+def test_suggestions(text: str, expected: list[str]) -> None:
+    assert [a.name for a in Suggester().suggest(text, CATALOGUE)] == expected
+
+
+def test_new_ticket_notification_suggests_canned_answers_never_sends_them(
+    desk: App, mail_user: MailUser, smtp_server: SmtpServer
+) -> None:
+    new_ticket(desk, mail_user, smtp_server, "I forgot my password, please help.")
+    [notification] = sent_to(smtp_server, "level1@example.test")
+    text = notification.message.get_content()
+    assert "Canned answers that may fit" in text and "password_reset:" in text
+    [ack] = sent_to(smtp_server, CUSTOMER)
+    assert "Forgot password?" not in ack.message.get_content()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -14,6 +14,7 @@ from maild.agents.intake import read_intake_mail
 from maild.agents.knowledge import SolutionDesk
 from maild.agents.review import ReviewDesk
 from maild.domain import Classification, Inbound, Outcome, Stop, ThreadDecision
+from maild.knowledge.suggest import Suggester, suggestion_text
 from maild.mailsafety.bounce import Report
 from maild.pipeline.batch import Processed
 from maild.pipeline.route import (
@@ -46,6 +47,7 @@ class Handlers:
     organisation: Callable[[], Organisation]
     ref_re: re.Pattern[str]
     knowledge_owners: tuple[str, ...] = ()
+    suggester: Suggester = field(default_factory=Suggester)
 
     def handle(self, store: TicketStore, inbound: Inbound, report: Report | None,
                route: RouteType) -> Processed | Outcome:
@@ -107,12 +109,22 @@ class Handlers:
                                    inbound.body_text)
         if not inbound.automatic:
             t.notify_each(store, ticket, [
-                Notice(t.default_team(ticket), "New ticket", inbound.body_text),
+                Notice(t.default_team(ticket), "New ticket", self._suggesting(ticket.level,
+                                                                              inbound)),
                 *(Notice(team, "New ticket (rule)", inbound.body_text)
                   for team in classification.notify)], author=sender.formatted())
         log.info("ticket.created", ticket_id=ticket.id, ref=ticket.ref,
                  message_id=inbound.message_id, level=ticket.level, acknowledged=bool(queued))
         return Processed(ticket_id=ticket.id, created=True, queued=queued)
+
+    def _suggesting(self, level: int, inbound: Inbound) -> str:
+        """The customer's text, and for the 1st and 2nd level the canned answers most like
+        it (maild/knowledge/suggest.py): suggested to the team, never sent."""
+        if level > 2:
+            return inbound.body_text
+        catalogue = self.suggester.answers_of(self.tickets.outgoing.templates)
+        found = suggestion_text(self.suggester.suggest(inbound.body_text, catalogue))
+        return f"{inbound.body_text.rstrip()}\n\n{found}" if found else inbound.body_text
 
     def reply(self, store: TicketStore, inbound: Inbound, decision: ThreadDecision
               ) -> Processed:

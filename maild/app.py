@@ -18,6 +18,7 @@ from maild.csat.survey import SurveyJob
 from maild.domain import Address
 from maild.jobs.runner import Job, Ran, run_due
 from maild.jobs.runs import Runner
+from maild.knowledge.proposals import restore_answers
 from maild.metrics import Metrics
 from maild.outbound.ids import MessageIdFactory
 from maild.outbound.queue import Outgoing
@@ -39,6 +40,7 @@ from maild.store.batchstore import BatchStore
 from maild.store.ticketstore import DirectStore
 from maild.tickets.people import conversation_settings
 from maild.tickets.service import TicketService
+from maild.training.reminders import training_jobs
 
 
 @dataclass
@@ -121,6 +123,8 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
     else:
         with sessions() as session, session.begin():
             secret = repo.get_or_create_secret(session, "message_id_secret")
+    with sessions() as session:
+        restore_answers(session, settings.templates)  # canned answers accepted by mail
     templates = Templates(settings.templates)
     rules = load_rules(settings.rules)
     check_templates(rules, templates.names())
@@ -153,6 +157,7 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
                        else settings.daemon.parse_workers),
         reopen_window=timedelta(days=settings.tickets.reopen_days),
         mailbox_defaults=mailbox_defaults(settings, rules),
+        knowledge_owners=settings.knowledge.owners,
     )
     metrics = Metrics()
     metrics.watch_outbox(sessions, clock)
@@ -163,4 +168,5 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
               templates=templates, rules=rules, pipeline=pipeline, tickets=tickets,
               sender=sender, sla=sla, metrics=metrics, tokens=tokens)
     app.jobs.append(SurveyJob(satisfaction, app.runner))
+    app.jobs.extend(training_jobs(tickets, settings.training))
     return app

@@ -90,6 +90,21 @@ def _parser() -> argparse.ArgumentParser:
     out.add_argument("--csv", action="store_true")
     out.add_argument("--html", type=Path, metavar="FILE", help="write a page with charts")
     _wishes_parser(sub)
+    answers = sub.add_parser("answers", help="canned answers: shipped, and accepted from "
+                             "solutions")
+    asub = answers.add_subparsers(dest="answers_command", required=True, parser_class=_Parser)
+    alist = asub.add_parser("list", help="names, languages, first lines, uses in 90 days")
+    alist.add_argument("--json", action="store_true")
+    ashow = asub.add_parser("show", help="one canned answer's text in each language")
+    ashow.add_argument("name")
+    ashow.add_argument("--json", action="store_true")
+    aexport = asub.add_parser("export", help="write every canned answer's template files "
+                              "into DIR")
+    aexport.add_argument("dir", type=Path)
+
+    training = sub.add_parser("training", help="per trainee: drafts approved, edited, "
+                              "rejected, waiting, and the time they waited for review")
+    training.add_argument("--json", action="store_true")
 
     dbp = sub.add_parser("db", help="database maintenance")
     dsub = dbp.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
@@ -241,6 +256,66 @@ def cmd_tickets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_answers(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from maild.knowledge.catalogue import catalogue
+    from maild.outbound.render import Templates
+    from maild.store import db
+
+    settings = _settings(args)
+    with db.opened(settings.database.url) as sessions, sessions() as session:
+        entries = catalogue(Templates(settings.templates), session, datetime.now(UTC))
+    if args.answers_command == "list":
+        if args.json:
+            _emit([{"name": a.name, "languages": list(a.languages), "subject": a.subject,
+                    "first_line": a.first_line, "uses": a.uses} for a in entries])
+        else:
+            for a in entries:
+                print(f"{a.name:<24} {','.join(a.languages):<6} {a.uses:>5}  {a.first_line[:60]}")
+        return 0
+    if args.answers_command == "show":
+        found = next((a for a in entries if a.name == args.name), None)
+        if found is None:
+            raise MaildError(f"no canned answer {args.name}")
+        if args.json:
+            _emit({"name": found.name, "uses": found.uses, "texts": found.texts})
+        else:
+            for lang, text in sorted(found.texts.items()):
+                print(f"== {found.name}.{lang}.txt\n{text}")
+        return 0
+    try:
+        args.dir.mkdir(parents=True, exist_ok=True)
+        for a in entries:
+            for lang, text in a.texts.items():
+                (args.dir / f"{a.name}.{lang}.txt").write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise MaildError(f"export to {args.dir}: {exc}") from None
+    print(f"{sum(len(a.texts) for a in entries)} files of {len(entries)} canned answers "
+          f"written to {args.dir}")
+    return 0
+
+
+def cmd_training(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from maild.store import db
+    from maild.training.counts import trainee_counts
+
+    settings = _settings(args)
+    with db.opened(settings.database.url) as sessions, sessions() as session:
+        rows = trainee_counts(session, datetime.now(UTC))
+    if args.json:
+        _emit([r.as_json() for r in rows])
+        return 0
+    print(f"{'trainee':<32} {'approved':>8} {'edited':>6} {'rejected':>8} {'waiting':>7} "
+          f"{'waited':>8}")
+    for r in rows:
+        print(f"{r.trainee:<32} {r.approved:>8} {r.edited:>6} {r.rejected:>8} "
+              f"{r.waiting:>7} {r.waited_seconds / 3600:>7.1f}h")
+    return 0
+
+
 def cmd_sla(args: argparse.Namespace) -> int:
     from maild.commands import sla_check
 
@@ -382,6 +457,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "db": cmd_db, "demo": cmd_demo, "sla": cmd_sla, "status": cmd_status,
     "report": cmd_report,
     "wishes": cmd_wishes,
+    "training": cmd_training, "answers": cmd_answers,
 }
 
 

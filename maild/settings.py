@@ -351,6 +351,32 @@ def _email_addresses(addresses: list[str]) -> list[str]:
     return [a.lower() for a in addresses]
 
 
+class TrainingSettings(_Model):
+    """Trainees' drafts waiting for review (maild/training/): after `remind_after` the
+    mentor is reminded, after `team_after` the mentor's team; each once a draft."""
+
+    remind_after: float = 4 * 3600.0  # seconds ("4h" in the file)
+    team_after: float = 8 * 3600.0
+
+    @field_validator("remind_after", "team_after", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return parse_duration(v).total_seconds() if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _order(self) -> Self:
+        if self.remind_after <= 0 or self.team_after < self.remind_after:
+            raise ValueError("remind_after must be positive and team_after not shorter")
+        return self
+
+
+class KnowledgeSettings(_Model):
+    """Solutions that flow back (maild/knowledge/): who accepts a proposed canned answer.
+    Accepted answers are written into the `templates` folder (`<name>.<lang>.txt`)."""
+
+    owners: list[Annotated[str, Field(pattern=r"^[^@\s<>]+@[^@\s<>]+$")]] = []
+
+
 class Settings(_Model):
     """Everything maild needs to know, validated."""
 
@@ -380,6 +406,8 @@ class Settings(_Model):
     # default, so that an unset key never shifts figures by a guess; SLA calendars keep
     # their own zones.
     timezone: str = "UTC"
+    training: TrainingSettings = TrainingSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
     log_level: Annotated[str, Field(pattern=r"^(debug|info|warning|error)$")] = "info"
 
     @field_validator("rules", "sla", "templates")

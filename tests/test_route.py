@@ -25,7 +25,9 @@ from maild.pipeline.route import (
     RecordReport,
     RefuseStaff,
     Reply,
+    ReviewMail,
     Route,
+    SignedKey,
     TicketFacts,
     WishCommandMail,
     keys_of,
@@ -168,6 +170,17 @@ CASES = [
     Case("automatic mail to a wish's address", message("qm@x", automatic=("x",)),
          Discard("automatic mail to a wish address (x)"),
          keys=replace(NO_KEYS, wish=WISH_ADDRESS)),
+    Case("mentor to a review address", message(ANNA.address), ReviewMail("12"),
+         keys=replace(NO_KEYS, review=SignedKey("12", valid=True))),
+    Case("review address before the ticket address", message(ANNA.address),
+         ReviewMail("12"), keys=replace(TO_SECRET, review=SignedKey("12", valid=True)),
+         tickets={1: ticket()}, target_ticket=1),
+    Case("review address with a wrong signature", message(ANNA.address),
+         Hold("review address 12 with a wrong signature from anna@example.test: not applied"),
+         keys=replace(NO_KEYS, review=SignedKey("12", valid=False))),
+    Case("automatic mail to a review address", message("s@x", automatic=("x",)),
+         Discard("automatic mail to a review address (x)"),
+         keys=replace(NO_KEYS, review=SignedKey("12", valid=True))),
     Case("intake", message("desk@example.test"), Intake()),
     Case("automatic mail from intake", message("desk@example.test", automatic=("x",)),
          Open(ThreadDecision(None, ThreadedBy.NEW))),
@@ -235,3 +248,21 @@ def test_signed_addresses_round_trip_and_do_not_pass_for_tickets() -> None:
     assert not secret_matches(found.signature, ids.sign("wish-4243"))
     assert find_signed_address(signed_pattern(support, "rate"), "rate", [address]) is None
     assert find_ticket_address(address_pattern(support), [address]) is None
+
+
+def test_review_address_is_read_with_its_signature() -> None:
+    from maild.tickets.address import signed_address, signed_pattern
+
+    def sign(text: str) -> str:
+        return "f" * 20 if text == "review-12" else "0" * 20
+
+    rules = KeyRules(verify=lambda mid: False, domain="support.test", ref_re=ref_pattern("T"),
+                     agent_re=re.compile(r"^$"),
+                     review_re=signed_pattern("support@support.test", "review"), sign=sign)
+    good = signed_address("support@support.test", "review", "12", "f" * 20)
+    forged = signed_address("support@support.test", "review", "13", "f" * 20)
+    keys = keys_of(replace(message(), to=(Address("", good),)), None, rules)
+    assert keys.review == SignedKey("12", valid=True)
+    keys = keys_of(replace(message(), to=(Address("", forged),)), None, rules)
+    assert keys.review == SignedKey("13", valid=False)
+    assert keys_of(message(), None, rules).review is None

@@ -18,12 +18,17 @@ import structlog
 
 from maild.agents.parse import AgentText, Command, parse_agent_text
 from maild.domain import Address, Inbound
+from maild.knowledge.catalogue import SYSTEM_TEMPLATES, answers, catalogue, catalogue_text
+from maild.knowledge.compose import AnswerText, find_answer, render_answer
+from maild.knowledge.proposals import NAME_RE, Knowledge, remind_resolver
 from maild.outbound.compose import smtp_problem
 from maild.rules.engine import Organisation
 from maild.rules.schema import PRIORITIES, Agent
 from maild.store.models import Ticket
 from maild.store.ticketstore import TicketStore
 from maild.tickets.service import TicketService
+from maild.training.drafts import Drafts
+from maild.training.mentor import next_level_team
 from maild.wishes.register import Register, WishError, read_command
 
 WISH_COMMANDS = ("wish", "no")  # `#no TITLE`: the reply says "not possible"; a wish too
@@ -88,6 +93,12 @@ def _validate(commands: tuple[Command, ...], ticket: Ticket, org: Organisation,
                                f"{', '.join(sorted(org.departments))})")
         elif cmd.name == "priority" and cmd.argument.lower() not in PRIORITIES:
             raise CommandError(f"#priority: use one of {', '.join(PRIORITIES)}")
+        elif cmd.name == "solution" and not NAME_RE.match(cmd.argument.lower()):
+            raise CommandError("#solution: give the canned answer a name (a-z, 0-9, _)")
+        elif cmd.name == "solution" and cmd.argument.lower() in SYSTEM_TEMPLATES:
+            raise CommandError(f"#solution: '{cmd.argument}' is the name of maild's own mail")
+        elif cmd.name == "ask" and not cmd.argument:
+            raise CommandError("#ask: write your question after #ask")
         elif cmd.name == "assign":
             who = cmd.argument.lower()
             if who != "me" and who not in org.agents:
@@ -107,9 +118,10 @@ _STATUS_COMMANDS = {"pending": "waiting_customer", "resolve": "resolved", "close
 
 
 class AgentDesk:
-    def __init__(self, tickets: TicketService) -> None:
+    def __init__(self, tickets: TicketService, knowledge_owners: tuple[str, ...] = ()) -> None:
         self._t = tickets
         self._wishes = Register(tickets)
+        self._owners = knowledge_owners
 
     def handle_reply(self, store: TicketStore, ticket: Ticket, agent: Agent,
                      inbound: Inbound) -> Applied:
@@ -119,19 +131,40 @@ class AgentDesk:
             if parsed.unknown:
                 raise CommandError(f"unknown command {parsed.unknown[0]!r}; known: "
                                    "#note #escalate #department #priority #pending #resolve "
-                                   "#close #assign #cc #wish #no")
+                                   "#close #assign #cc #wish #no #ask #answer #answers "
+                                   "#solution #no-solution")
             _validate(parsed.commands, ticket, org,
                       lambda: store.participant_list(ticket.id), self._t.is_ours)
             for cmd in parsed.commands:
                 if cmd.name in WISH_COMMANDS:
                     self._wishes.check(store, read_command(cmd.name, cmd.argument))
+            answer = self._answer_of(parsed, agent, org)
+            if any(c.name == "solution" for c in parsed.commands) and not parsed.text:
+                raise CommandError("#solution: write the solution's text below the command")
         except (CommandError, WishError) as exc:
             self._t.add_message(store, ticket, inbound, direction="note")
             store.add_event(ticket.id, "command.rejected", self._t.clock.now(),
                             {"by": agent.address, "error": str(exc)})
             self._tell(store, ticket, agent, inbound, str(exc))
             return Applied(relayed=False, note=False, events=("command.rejected",))
-        return self._apply(store, ticket, agent, inbound, parsed, org)
+        return self._apply(store, ticket, agent, inbound, parsed, org, answer)
+
+    def _answer_of(self, parsed: AgentText, agent: Agent, org: Organisation
+                   ) -> AnswerText | None:
+        """The canned answer the mail asks for (checked to exist), or None."""
+        leading = next((c.argument for c in parsed.commands if c.name == "answer"), None)
+        answer = find_answer(parsed.text, leading)
+        if answer is None:
+            return None
+        known = [a.name for a in answers(self._t.outgoing.templates)]
+        if answer.name not in known:
+            raise CommandError(f"#answer: no canned answer '{answer.name}' (known: "
+                               f"{', '.join(known) or 'none'}; #answers WORD lists them)")
+        if (any(c.name in ("note", "ask") for c in parsed.commands)
+                or not org.levels[agent.level].writes_to_customers):
+            raise CommandError("#answer writes to the customer: not with #note or #ask, "
+                               f"and not from level {agent.level}")
+        return answer
 
     def refuse(self, store: TicketStore, ticket: Ticket, agent: Agent, inbound: Inbound,
                reason: str) -> None:
@@ -150,18 +183,31 @@ class AgentDesk:
                        text=f"{why}\n\nWhat you wrote:\n{quoted}")
 
     def _apply(self, store: TicketStore, ticket: Ticket, agent: Agent, inbound: Inbound,
-               parsed: AgentText, org: Organisation) -> Applied:
+               parsed: AgentText, org: Organisation, answer: AnswerText | None) -> Applied:
         writes = org.levels[agent.level].writes_to_customers
-        internal = any(c.name == "note" for c in parsed.commands) or not writes
+        asking = next((c for c in parsed.commands if c.name == "ask"), None)
+        internal = (any(c.name in ("note", "ask") for c in parsed.commands) or not writes)
         self._t.add_message(store, ticket, inbound, direction="note", body=parsed.text)
         events: list[str] = []
         relayed = False
         # Who is in the conversation is settled first: the answer in the same mail goes to
         # the participants as the agent left them.
-        for cmd in parsed.commands:
-            if cmd.name == "cc":
-                events.extend(self._command(store, ticket, agent, cmd))
-        if parsed.text and not internal:
+        events += [e for cmd in parsed.commands if cmd.name == "cc"
+                   for e in self._command(store, ticket, agent, cmd)]
+        if answer is not None:
+            relayed = self._send_answer(store, ticket, agent, answer, events)
+        elif asking is not None:
+            # Internal: to the trainee's mentor, or the next level's team.
+            team = (agent.mentor if agent.trainee and agent.mentor
+                    else next_level_team(agent.level))
+            question = "\n\n".join(t for t in (asking.argument, parsed.text) if t)
+            Drafts(self._t).ask(store, ticket, agent, team, question)
+            events.append("question.asked")
+        elif parsed.text and not internal and agent.trainee:
+            # A trainee's reply is held for the mentor (maild/training/): nothing is sent.
+            Drafts(self._t).hold(store, ticket, agent, parsed.text)
+            events.append("draft.held")
+        elif parsed.text and not internal:
             relayed = self._t.reply(store, ticket, agent=Address(agent.name, agent.address),
                                     text=parsed.text)
             events.append("replied")
@@ -175,16 +221,57 @@ class AgentDesk:
                                         f"({agent.name})", text=parsed.text)
         for cmd in parsed.commands:
             if cmd.name != "cc":
-                events.extend(self._command(store, ticket, agent, cmd))
+                events.extend(self._command(store, ticket, agent, cmd, parsed.text))
+        if ticket.status == "resolved" and "status.changed" in events and remind_resolver(
+                self._t, store, ticket, agent):
+            events.append("solution.reminded")
         ticket.updated_at = self._t.clock.now()
         log.info("agent.mail", ticket_id=ticket.id, agent=agent.address, relayed=relayed,
                  commands=[c.name for c in parsed.commands])
         return Applied(relayed=relayed, note=internal and bool(parsed.text),
                        events=tuple(events))
 
+    def _send_answer(self, store: TicketStore, ticket: Ticket, agent: Agent,
+                     answer: AnswerText, events: list[str]) -> bool:
+        """A canned answer, rendered for this ticket, with the agent's text around it (held
+        for the mentor when a trainee sends it); whether it went to the customer."""
+        text = render_answer(self._t.outgoing, ticket, answer,
+                             store.first_customer_text(ticket.id))
+        self._t.event(store, ticket, "answer.used", name=answer.name, by=agent.address)
+        if agent.trainee:
+            Drafts(self._t).hold(store, ticket, agent, text, template="canned")
+            events.append("draft.held")
+            return False
+        events.append("replied")
+        return self._t.reply(store, ticket, agent=Address(agent.name, agent.address),
+                             text=text, template="canned")
+
+    def _catalogue(self, store: TicketStore, ticket: Ticket, agent: Agent, word: str) -> None:
+        """#answers [WORD]: the canned answers, to the agent who asked."""
+        entries = catalogue(self._t.outgoing.templates, store.session, self._t.clock.now(),
+                            word)
+        self._t.notify(store, ticket, agent.address, author="maild",
+                       headline="Canned answers" + (f" matching '{word}'" if word else ""),
+                       text=catalogue_text(entries, word))
+
+    def _knowledge(self, store: TicketStore, ticket: Ticket, agent: Agent, cmd: Command,
+                   text: str) -> list[str]:
+        """#solution, #no-solution and #answers (maild/knowledge/)."""
+        if cmd.name == "solution":
+            Knowledge(self._t, self._owners).propose(store, ticket, agent,
+                                                     cmd.argument.lower(), text)
+            return ["solution.proposed"]
+        if cmd.name == "no-solution":
+            self._t.event(store, ticket, "solution.none", by=agent.address)
+            return ["solution.none"]
+        self._catalogue(store, ticket, agent, cmd.argument)
+        return ["catalogue.sent"]
+
     def _command(self, store: TicketStore, ticket: Ticket, agent: Agent,
-                 cmd: Command) -> list[str]:
+                 cmd: Command, text: str = "") -> list[str]:
         by = agent.address
+        if cmd.name in ("solution", "no-solution", "answers"):
+            return self._knowledge(store, ticket, agent, cmd, text)
         if cmd.name == "escalate":
             level, reason = _escalation_target(ticket, cmd.argument)
             self._t.escalate(store, ticket, level, by=by, reason=reason, author=agent.name)

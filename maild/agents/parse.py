@@ -8,8 +8,11 @@ The customer's export fails at row 12. Quoted text and signatures below are drop
 
 Commands: note, escalate [N] [reason], department NAME, priority P, pending, resolve,
 close, assign ADDRESS|me, cc add ADDRESS, cc remove ADDRESS, wish TITLE|KEY|new TITLE,
-no TITLE (maild/wishes/). A line that starts with `#` but names no command is an error the
-agent is told about, not text that reaches a customer.
+no TITLE (maild/wishes/), ask QUESTION (internal: to the mentor or the next level), answer
+NAME (a canned answer), answers [WORD] (the catalogue, to the agent), solution NAME (propose
+the text as a canned answer), no-solution (nothing reusable here). A line that starts with
+`#` but names no command is an error the agent is told about, not text that reaches a
+customer.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import re
 from dataclasses import dataclass
 
 COMMANDS = ("note", "escalate", "department", "priority", "pending", "resolve", "close",
-            "assign", "cc", "wish", "no")
+            "assign", "cc", "wish", "no", "ask", "answer", "answers", "solution",
+            "no-solution")
 INTAKE_COMMANDS = ("customer", "level", "department", "priority")
 # A name may hold hyphens: `#wish-status` is another command than `#wish`.
 _COMMAND = re.compile(r"^\s*#([a-z]+(?:-[a-z]+)*)(?![\w-])\s*(.*?)\s*$", re.IGNORECASE)

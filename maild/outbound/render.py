@@ -27,7 +27,7 @@ from maild.errors import ConfigError
 
 _FILE = re.compile(r"^(?P<name>[A-Za-z0-9_-]+)\.(?P<lang>[a-z]{2})\.txt$")
 # Templates only staff read (in `staff_language`); the rest go to customers.
-STAFF_TEMPLATES = frozenset({"notification", "wish_notification"})
+STAFF_TEMPLATES = frozenset({"notification", "wish_notification", "review", "proposal"})
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,7 @@ class Templates:
     """
 
     def __init__(self, custom: Path | None = None) -> None:
+        self._custom = custom
         folders = [str(p) for p in (custom, shipped_templates()) if p is not None]
         self._env = _Sandbox(
             loader=ChoiceLoader([FileSystemLoader(folders)]),
@@ -160,6 +161,23 @@ class Templates:
             )
             return split_subject(text, f"{name}.{lang}.txt")
         raise ConfigError(f"template '{name}' not found in {', '.join(self._folders)}")
+
+    @property
+    def custom(self) -> Path | None:
+        """The admin's folder (where canned answers accepted by mail are written)."""
+        return self._custom
+
+    def reloaded(self) -> Templates:
+        """The same folders read again: a canned answer accepted by mail is used at once."""
+        return Templates(self._custom)
+
+    def source(self, file: str) -> str | None:
+        """A template file's text as written (for the catalogue of canned answers)."""
+        try:
+            text, _, _ = self._env.loader.get_source(self._env, file)  # type: ignore[union-attr]
+        except TemplateNotFound:
+            return None
+        return text
 
     def _template(self, file: str) -> Template | None:
         if file not in self._compiled:

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
 from maild.agents.handle import AgentDesk
 from maild.agents.intake import read_intake_mail
+from maild.agents.knowledge import SolutionDesk
 from maild.agents.parse import strip_quoted
+from maild.agents.review import ReviewDesk
 from maild.csat.desk import Satisfaction
 from maild.domain import Classification, Inbound, Outcome, Stop, ThreadDecision
+from maild.knowledge.suggest import Suggester, suggestion_text
 from maild.mailsafety.bounce import Report
 from maild.pipeline.batch import Processed
 from maild.pipeline.route import (
@@ -27,6 +30,8 @@ from maild.pipeline.route import (
     RecordReport,
     RefuseStaff,
     Reply,
+    ReviewMail,
+    SolutionMail,
     WishCommandMail,
 )
 from maild.pipeline.route import Route as RouteType
@@ -48,14 +53,15 @@ class Handlers:
     organisation: Callable[[], Organisation]
     ref_re: re.Pattern[str]
     satisfaction: Satisfaction | None = None
+    knowledge_owners: tuple[str, ...] = ()
+    suggester: Suggester = field(default_factory=Suggester)
 
     def handle(self, store: TicketStore, inbound: Inbound, report: Report | None,
                route: RouteType) -> Processed | Outcome:
         match route:
-            case Discard(reason):
-                return Outcome(Stop.DISCARD, reason)
-            case Hold(reason):
-                return Outcome(Stop.HOLD, reason)
+            case Discard(reason) | Hold(reason):
+                return Outcome(Stop.DISCARD if isinstance(route, Discard) else Stop.HOLD,
+                               reason)
             case RecordReport(ticket_id):
                 assert report is not None
                 self.tickets.record_report(store, store.ticket(ticket_id), inbound, report)
@@ -64,6 +70,8 @@ class Handlers:
             case WishCommandMail(ident):
                 return WishInbox(self.tickets).handle(store, inbound, ident,
                                                       strip_quoted(inbound.body_text))
+            case ReviewMail(ident) | SolutionMail(ident):
+                return self.review(store, inbound, ident, isinstance(route, ReviewMail))
             case RefuseStaff(ticket_id, agent, reason):
                 self.desk.refuse(store, store.ticket(ticket_id), agent, inbound, reason)
                 return Outcome(Stop.HOLD, reason)
@@ -81,6 +89,17 @@ class Handlers:
             case Open(decision):
                 return self.open(store, inbound, decision)
         raise AssertionError(f"unknown route {route!r}")
+
+    def review(self, store: TicketStore, inbound: Inbound, ident: str, draft: bool
+               ) -> Processed | Outcome:
+        """A mentor's decision on a draft or an answer to a question (`draft`), or a
+        knowledge owner's on a proposed canned answer."""
+        reviewed = (ReviewDesk(self.tickets).handle(store, ident, inbound) if draft else
+                    SolutionDesk(self.tickets, self.knowledge_owners).handle(
+                        store, ident, inbound))
+        if isinstance(reviewed, Outcome):
+            return reviewed
+        return Processed(ticket_id=reviewed.ticket_id, created=False, queued=reviewed.queued)
 
     def rate(self, store: TicketStore, inbound: Inbound, ticket_id: int, score: int | None
              ) -> Processed | Outcome:
@@ -119,12 +138,22 @@ class Handlers:
                                    inbound.body_text)
         if not inbound.automatic:
             t.notify_each(store, ticket, [
-                Notice(t.default_team(ticket), "New ticket", inbound.body_text),
+                Notice(t.default_team(ticket), "New ticket", self._suggesting(ticket.level,
+                                                                              inbound)),
                 *(Notice(team, "New ticket (rule)", inbound.body_text)
                   for team in classification.notify)], author=sender.formatted())
         log.info("ticket.created", ticket_id=ticket.id, ref=ticket.ref,
                  message_id=inbound.message_id, level=ticket.level, acknowledged=bool(queued))
         return Processed(ticket_id=ticket.id, created=True, queued=queued)
+
+    def _suggesting(self, level: int, inbound: Inbound) -> str:
+        """The customer's text, and for the 1st and 2nd level the canned answers most like
+        it (maild/knowledge/suggest.py): suggested to the team, never sent."""
+        if level > 2:
+            return inbound.body_text
+        catalogue = self.suggester.answers_of(self.tickets.outgoing.templates)
+        found = suggestion_text(self.suggester.suggest(inbound.body_text, catalogue))
+        return f"{inbound.body_text.rstrip()}\n\n{found}" if found else inbound.body_text
 
     def reply(self, store: TicketStore, inbound: Inbound, decision: ThreadDecision
               ) -> Processed:

@@ -9,6 +9,10 @@ the spirit of Mailman's chains: each step may decide, in a fixed order.
    genuine and from a participant; never a ticket of its own, never acknowledged.
 3a. Mail to a wish's signed address (quality management's `#wish-status`, maild/wishes/):
    with a valid signature, to the register (which checks the sender); else held.
+3b. Mail to a review address (`support+review-<id>.<signature>@`, a trainee's draft or an
+   internal question, maild/training/): with a valid signature, to the mentor's desk
+   (which checks the sender); a wrong signature is held. The same for a proposed canned
+   answer's address (`support+sol-<id>...`, maild/knowledge/) and its knowledge owners.
 4. Threading (pipeline/thread.py), then the lifecycle: a ticket closed longer ago than the
    reopen window is not continued; a new ticket links to it.
 5. Staff mail (to a ticket's secret address, or from the agents directory): applied only
@@ -60,6 +64,14 @@ class Keys:
     target: TicketAddress | None  # a ticket's secret reply address among its recipients
     rating: SignedAddress | None = None  # a ticket's rating address among its recipients
     wish: SignedAddress | None = None  # a wish's signed address among its recipients
+    review: SignedKey | None = None  # a review address among its recipients
+    sol: SignedKey | None = None  # a proposed canned answer's address
+
+
+@dataclass(frozen=True)
+class SignedKey:
+    ident: str  # lower case
+    valid: bool  # its signature is ours
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,9 @@ class KeyRules:
     agent_re: re.Pattern[str]
     rate_re: re.Pattern[str] | None = None
     wish_re: re.Pattern[str] | None = None  # signed wish addresses (tickets/address.py)
+    review_re: re.Pattern[str] | None = None  # review addresses (tickets/address.py)
+    sol_re: re.Pattern[str] | None = None  # proposed canned answers' addresses
+    sign: Callable[[str], str] | None = None  # the signature of a signed address's text
 
 
 def keys_of(inbound: Inbound, report: Report | None, rules: KeyRules) -> Keys:
@@ -93,7 +108,20 @@ def keys_of(inbound: Inbound, report: Report | None, rules: KeyRules) -> Keys:
                 rating=find_signed_address(rules.rate_re, "rate", recipients)
                 if rules.rate_re else None,
                 wish=find_signed_address(rules.wish_re, "wish", recipients)
-                if rules.wish_re else None)
+                if rules.wish_re else None,
+                review=_signed_key(rules, rules.review_re, "review", recipients),
+                sol=_signed_key(rules, rules.sol_re, "sol", recipients))
+
+
+def _signed_key(rules: KeyRules, pattern: re.Pattern[str] | None, tag: str,
+                recipients: list[str]) -> SignedKey | None:
+    if pattern is None or rules.sign is None:
+        return None
+    found = find_signed_address(pattern, tag, recipients)
+    if found is None:
+        return None
+    return SignedKey(found.ident, secret_matches(found.signature,
+                                                 rules.sign(f"{tag}-{found.ident}")))
 
 
 @dataclass(frozen=True)
@@ -166,6 +194,22 @@ class WishCommandMail:
 
 
 @dataclass(frozen=True)
+class ReviewMail:
+    """To a review address: a mentor's decision on a draft, or an answer to a question
+    (maild/agents/review.py checks who sent it)."""
+
+    ident: str
+
+
+@dataclass(frozen=True)
+class SolutionMail:
+    """To a proposed canned answer's address: a knowledge owner's #accept or #decline
+    (maild/agents/knowledge.py checks the owner)."""
+
+    ident: str
+
+
+@dataclass(frozen=True)
 class Intake:
     pass
 
@@ -187,8 +231,8 @@ class Open:
     decision: ThreadDecision  # why new, and what it links to
 
 
-Route = (Discard | Hold | RecordReport | Rate | WishCommandMail | AgentMail | RefuseStaff
-         | Intake | Reply | Join | Open)
+Route = (Discard | Hold | RecordReport | Rate | WishCommandMail | ReviewMail | SolutionMail
+         | AgentMail | RefuseStaff | Intake | Reply | Join | Open)
 
 
 @dataclass(frozen=True)
@@ -282,12 +326,29 @@ def _wish_mail(inbound: Inbound, wish: SignedAddress, policy: Policy) -> Route:
 def _signed_address(inbound: Inbound, keys: Keys, facts: Facts, policy: Policy
                     ) -> Route | None:
     """Mail to one of our signed addresses other than a ticket's: a survey's rating
-    address, a wish's address."""
+    address, a wish's, a review's or a proposed answer's."""
     if keys.rating is not None:
         return _rating(inbound, keys.rating, facts, policy)
     if keys.wish is not None:
         return _wish_mail(inbound, keys.wish, policy)
+    if keys.review is not None:
+        return _signed_mail(inbound, keys.review, "review", ReviewMail)
+    if keys.sol is not None:
+        return _signed_mail(inbound, keys.sol, "solution", SolutionMail)
     return None
+
+
+def _signed_mail(inbound: Inbound, key: SignedKey, kind: str,
+                 make: Callable[[str], Route]) -> Route:
+    """A reply to a review mail, a question or a proposal: only with our signature."""
+    if inbound.automatic:
+        return Discard(f"automatic mail to a {kind} address ("
+                       + ", ".join(inbound.automatic) + ")")
+    if not key.valid:
+        sender = inbound.sender.address if inbound.sender else ""
+        return Hold(f"{kind} address {key.ident} with a wrong signature from {sender}: "
+                    "not applied")
+    return make(key.ident)
 
 
 def _lifecycle(decision: ThreadDecision, facts: Facts, policy: Policy) -> ThreadDecision:

@@ -77,6 +77,7 @@ class Pipeline:
         reopen_window: timedelta = timedelta(days=14),
         mailbox_defaults: Mapping[str, Actions] | None = None, parse_workers: int = 0,
         languages: tuple[str, ...] = SHIPPED,
+        knowledge_owners: Sequence[str] = (),
     ) -> None:
         self._mailbox_defaults = mailbox_defaults or {}
         self._reopen_window = reopen_window
@@ -98,8 +99,13 @@ class Pipeline:
                                    domain=support.rpartition("@")[2], ref_re=ref_re,
                                    agent_re=address_pattern(support, tickets.ref_prefix),
                                    rate_re=signed_pattern(support, "rate"),
-                                   wish_re=signed_pattern(support, "wish"))
-        self._handlers = Handlers(tickets=tickets, desk=AgentDesk(tickets),
+                                   wish_re=signed_pattern(support, "wish"),
+                                   review_re=signed_pattern(support, "review"),
+                                   sol_re=signed_pattern(support, "sol"),
+                                   sign=tickets.outgoing.ids.sign)
+        owners = tuple(a.lower() for a in knowledge_owners)
+        self._handlers = Handlers(tickets=tickets, desk=AgentDesk(tickets, owners),
+                                  knowledge_owners=owners,
                                   classify=self.classify,
                                   organisation=lambda: self.rules.organisation, ref_re=ref_re,
                                   satisfaction=satisfaction)

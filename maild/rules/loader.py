@@ -22,7 +22,7 @@ from maild.rules.engine import (
     TeamInfo,
     compile_condition,
 )
-from maild.rules.schema import CONDITION_KEYS, Actions, RulesFile
+from maild.rules.schema import CONDITION_KEYS, Actions, Agent, RulesFile
 from maild.yamlfile import YamlDocument, load_yaml
 
 _MESSAGES = {"extra_forbidden": "unknown key", "missing": "required key is missing"}
@@ -110,6 +110,10 @@ def ruleset_from_document(doc: YamlDocument) -> RuleSet:
         for dept in agent.departments:
             if dept not in spec.departments:
                 raise doc.error(f"unknown department '{dept}'", ("agents", i, "departments"))
+        if agent.mentor is not None:
+            problem = _mentor_problem(spec, agent)
+            if problem:
+                raise doc.error(problem, ("agents", i, "mentor"))
     org = Organisation(
         levels={n: TeamInfo(lv.name, lv.team, lv.writes_to_customers
                             if lv.writes_to_customers is not None else n <= 2)
@@ -125,6 +129,27 @@ def ruleset_from_document(doc: YamlDocument) -> RuleSet:
     )
     return RuleSet(organisation=org, rules=tuple(compiled), default=spec.default,
                    calendars=calendars, source=str(doc.path))
+
+
+def _mentor_problem(spec: RulesFile, agent: Agent) -> str | None:
+    """A mentor is an agent of the directory who is no trainee, or a team with an address."""
+    mentor = (agent.mentor or "").lower()
+    if "@" in mentor:
+        found = next((a for a in spec.agents if a.address.lower() == mentor), None)
+        if found is None:
+            return f"mentor {agent.mentor} is not in the agents directory"
+        if found.trainee or mentor == agent.address.lower():
+            return f"mentor {agent.mentor} is a trainee (a mentor must be a full agent)"
+        return None
+    if mentor.startswith("level") and mentor[5:].isdigit():
+        team = spec.levels.get(int(mentor[5:]))
+        return None if team is not None and team.team else (
+            f"mentor team {agent.mentor} has no team address")
+    dept = spec.departments.get(mentor)
+    if dept is None or not dept.team:
+        return (f"mentor {agent.mentor} is neither an agent's address nor a team with an "
+                "address (level1…level4, a department)")
+    return None
 
 
 def default_ruleset() -> RuleSet:

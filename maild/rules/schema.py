@@ -167,6 +167,16 @@ class Agent(_Model):
     name: str
     level: LevelNo
     departments: list[str] = []
+    # A trainee's replies to customers are held for their mentor (maild/training/): an
+    # agent's address, or a team (level1…level4, a department).
+    trainee: bool = False
+    mentor: str | None = None
+
+    @model_validator(mode="after")
+    def _mentor(self) -> Self:
+        if self.trainee and not self.mentor:
+            raise ValueError("a trainee needs a mentor (an agent's address or a team)")
+        return self
 
 
 class Customer(_Model):

@@ -344,3 +344,62 @@ class MailboxLease(Base):
     since: Mapped[datetime]
     heartbeat_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+class Draft(Base):
+    """A trainee's reply held for their mentor (maild/training/): sent only when the mentor
+    approves it (as written or edited), never when rejected. `mentor` is what the
+    directory said when it was held (an agent's address or a team), so a trainee promoted
+    meanwhile does not leave the draft without someone to decide it."""
+
+    __tablename__ = "drafts"
+    __table_args__ = (Index("ix_drafts_status", "status", "created_at"),
+                      Index("ix_drafts_author", "author"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    author: Mapped[str] = mapped_column(String(320))  # the trainee's address
+    author_name: Mapped[str] = mapped_column(String(200))
+    mentor: Mapped[str] = mapped_column(String(320))
+    text: Mapped[str] = mapped_column(Text)
+    # "reply" (the agent's sign-off added), or "canned" (a canned answer with its own)
+    template: Mapped[str] = mapped_column(String(64), default="reply")
+    status: Mapped[str] = mapped_column(String(20))  # waiting, approved, edited, rejected
+    created_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    decided_by: Mapped[str | None] = mapped_column(String(320), default=None)
+    sent_text: Mapped[str | None] = mapped_column(Text, default=None)
+    advice: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class Proposal(Base):
+    """A text proposed as a canned answer by `#solution NAME` (maild/knowledge/), with the
+    ticket it came from, until a knowledge owner accepts or declines it."""
+
+    __tablename__ = "proposals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8))
+    text: Mapped[str] = mapped_column(Text)
+    proposed_by: Mapped[str] = mapped_column(String(320))
+    status: Mapped[str] = mapped_column(String(20))  # open, accepted, declined
+    created_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    decided_by: Mapped[str | None] = mapped_column(String(320), default=None)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class CannedAnswerRow(Base):
+    """An accepted canned answer, kept here as well as in its template file: a lost file
+    is written again at start, so an answer accepted by mail survives a restart."""
+
+    __tablename__ = "answers"
+    __table_args__ = (UniqueConstraint("name", "language", name="uq_answers_name_language"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8))
+    text: Mapped[str] = mapped_column(Text)  # the template file's whole text
+    proposal_id: Mapped[int | None] = mapped_column(ForeignKey("proposals.id"), default=None)
+    accepted_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime]

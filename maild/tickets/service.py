@@ -282,7 +282,7 @@ class TicketService:
         self._event(store, ticket, kind, **data)
 
     def reply(self, store: TicketStore, ticket: Ticket, *, agent: Address,
-              text: str) -> bool:
+              text: str, template: str = "reply") -> bool:
         """An agent's answer relayed to the customer from the support address under the
         agent's name; False (and the agent told why) when the address cannot be used."""
         now = self.clock.now()
@@ -303,7 +303,7 @@ class TicketService:
                            if confirmed and a != ticket.requester and not self.is_ours(a)
                            and smtp_problem(a) is None)
         draft = OutboundDraft(
-            template="reply", language=ticket.language,
+            template=template, language=ticket.language,
             to=Address(ticket.requester_name, ticket.requester), in_reply_to=in_reply_to,
             references=references, automatic=False, cc=copies,
             sender_name=f"{agent.name} ({self.outgoing.support.name})", text=text,
@@ -318,14 +318,17 @@ class TicketService:
         return True
 
     def notify(self, store: TicketStore, ticket: Ticket, team: str, *, headline: str,
-               text: str, author: str = "") -> bool:
+               text: str, author: str = "", reply_to: str | None = None,
+               template: str = "notification") -> bool:
         """Queue a notification to a team (a name from the organisation, or an address)
-        whose Reply-To is the ticket's secret address."""
+        whose Reply-To is the ticket's secret address (or `reply_to`: a signed address of
+        another kind, such as a draft's review address)."""
         return bool(self.notify_each(store, ticket, [Notice(team, headline, text)],
-                                     author=author))
+                                     author=author, reply_to=reply_to, template=template))
 
     def notify_each(self, store: TicketStore, ticket: Ticket, notices: Sequence[Notice], *,
-                    author: str = "") -> list[str]:
+                    author: str = "", reply_to: str | None = None,
+                    template: str = "notification") -> list[str]:
         """One mail per address for one event, whatever reasons led there (a department
         team that a rule also names, an escalation and a breach to the same team): the
         mail's headline lists the reasons, its text each different text once. The teams
@@ -342,9 +345,9 @@ class TicketService:
             text = "\n\n".join(dict.fromkeys(n.text for n in reasons if n.text))
             teams = list(dict.fromkeys(n.team for n in reasons))
             draft = OutboundDraft(
-                template="notification", language=self.staff_language, to=Address("", address),
+                template=template, language=self.staff_language, to=Address("", address),
                 in_reply_to=None, references=(), automatic=True, direction="notification",
-                reply_to=reply_address(support, ticket.ref, ticket.secret),
+                reply_to=reply_to or reply_address(support, ticket.ref, ticket.secret),
                 headline=headline, text=text, author=author,
             )
             self._queue(store, ticket, draft, body=text, kind="notification")
@@ -507,6 +510,10 @@ class TicketService:
         actions += [f"notified:{team}" for team in notified
                     if team != escalated_to or team in spec.notify]
         return tuple(actions)
+
+    def event(self, store: TicketStore, ticket: Ticket, kind: str, **data: Any) -> None:
+        """An event of an operation kept outside the service (a draft's review, say)."""
+        self._event(store, ticket, kind, **data)
 
     # -- helpers -----------------------------------------------------------------------
     def _event(self, store: TicketStore, ticket: Ticket, kind: str, **data: Any) -> None:

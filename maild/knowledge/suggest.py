@@ -1,0 +1,93 @@
+"""Suggest, don't guess: the canned answers whose text is most like a customer's message,
+listed in the new ticket's notification to the 1st and 2nd level (never sent by
+themselves).
+
+Similarity: the customer's content words that match a word of the answer (its name, subject
+and text, every language), each worth more the fewer answers share it (a word all answers
+use tells nothing). Words match by rapidfuzz's normalised edit distance, so typos and
+inflections ("passwords", "Passwort") still count.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from rapidfuzz import fuzz, process
+
+from maild.knowledge.catalogue import CannedAnswer, answers
+from maild.outbound.render import Templates
+
+SUGGESTED = 3
+MATCH = 85.0  # rapidfuzz ratio (0-100) at which two words count as the same
+MIN_SCORE = 1.0  # one word no other answer has, or two words shared by two answers each
+_TEMPLATE_CODE = re.compile(r"\{[{%#].*?[}%#]\}", re.DOTALL)
+_WORD = re.compile(r"[^\W\d_]{3,}")
+_STOP = frozenset("""
+the and for you your yours are was were this that with have has had from will what when
+where there their about please hello thank thanks message ticket email mail kind regards
+could would should simply into they them been also dear can not but our out all any just
+der die das und ist sie ihr ihre ihnen wir uns mit von für auf den dem des ein eine einen
+nicht noch auch bitte danke vielen gruß grüße freundlichen hallo sehr wie was wenn dass
+""".split())
+
+
+def content_words(text: str) -> frozenset[str]:
+    text = _TEMPLATE_CODE.sub(" ", text)
+    return frozenset(w for w in _WORD.findall(text.lower()) if w not in _STOP)
+
+
+@dataclass
+class Suggester:
+    """Keeps the answers' words for the catalogue it was last given (the catalogue changes
+    only on reload or an accepted solution)."""
+
+    _templates: Templates | None = None
+    _answers: list[CannedAnswer] = field(default_factory=list)
+    _key: tuple[tuple[str, str], ...] = ()
+    _words: dict[str, list[str]] = field(default_factory=dict)
+    _shared: Counter[str] = field(default_factory=Counter)
+
+    def answers_of(self, templates: Templates) -> list[CannedAnswer]:
+        """The catalogue of these templates, read once (not from the files every ticket)."""
+        if templates is not self._templates:
+            self._templates, self._answers = templates, answers(templates)
+        return self._answers
+
+    def suggest(self, text: str, answers: list[CannedAnswer],
+                limit: int = SUGGESTED) -> list[CannedAnswer]:
+        self._prepare(answers)
+        query = content_words(text)
+        scores: dict[str, float] = {}
+        for name, words in self._words.items():
+            score = 0.0
+            for word in query:
+                found = process.extractOne(word, words, scorer=fuzz.ratio, score_cutoff=MATCH)
+                if found is not None:
+                    score += 1.0 / self._shared[found[0]]
+            if score >= MIN_SCORE:
+                scores[name] = score
+        ranked = sorted(scores, key=lambda n: (-scores[n], n))[:limit]
+        by_name = {a.name: a for a in answers}
+        return [by_name[n] for n in ranked]
+
+    def _prepare(self, answers: list[CannedAnswer]) -> None:
+        key = tuple((a.name, "\n".join(sorted(a.texts.values()))) for a in answers)
+        if key == self._key:
+            return
+        self._key = key
+        self._words = {}
+        for a in answers:
+            words = content_words(" ".join((a.name.replace("_", " "), a.subject,
+                                            *a.texts.values())))
+            self._words[a.name] = sorted(words)
+        self._shared = Counter(w for words in self._words.values() for w in words)
+
+
+def suggestion_text(found: list[CannedAnswer]) -> str:
+    if not found:
+        return ""
+    lines = ["Canned answers that may fit (reply with #answer NAME; nothing was sent):"]
+    lines += [f"  {a.name}: {a.first_line or a.subject}" for a in found]
+    return "\n".join(lines)

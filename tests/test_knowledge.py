@@ -131,7 +131,7 @@ def test_answers_returns_the_catalogue_to_the_agent(
     daemon.run_once(desk)
     listed, empty = [m.message.get_content() for m in sent_to(smtp_server,
                                                               "anna@example.test")]
-    assert "password_reset  [de, en]  used 1x in 90 days" in listed
+    assert "password_reset  [de, en, fr]  used 1x in 90 days" in listed
     assert not any(line.startswith(("notification ", "review ", "reply ", "acknowledgement "))
                    for line in listed.splitlines())  # maild's own mail is no canned answer
     assert "No canned answer matches 'invoice'" in empty

@@ -20,6 +20,8 @@ from maild.knowledge.catalogue import CannedAnswer, answers
 from maild.outbound.render import Templates
 
 SUGGESTED = 3
+MEMO = 50_000  # words whose matches are kept
+READ_CHARS = 2000  # of the customer's text: what a question says is said at its start
 MATCH = 85.0  # rapidfuzz ratio (0-100) at which two words count as the same
 MIN_SCORE = 1.0  # one word no other answer has, or two words shared by two answers each
 _TEMPLATE_CODE = re.compile(r"\{[{%#].*?[}%#]\}", re.DOTALL)
@@ -46,8 +48,12 @@ class Suggester:
     _templates: Templates | None = None
     _answers: list[CannedAnswer] = field(default_factory=list)
     _key: tuple[tuple[str, str], ...] = ()
-    _words: dict[str, list[str]] = field(default_factory=dict)
+    _words: dict[str, frozenset[str]] = field(default_factory=dict)
+    _vocabulary: list[str] = field(default_factory=list)  # every answer's words, once
     _shared: Counter[str] = field(default_factory=Counter)
+    # word -> the vocabulary words it matches, best first: customers use the same words
+    # again and again, so most lookups are one dict hit (cleared with the catalogue)
+    _matches: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def answers_of(self, templates: Templates) -> list[CannedAnswer]:
         """The catalogue of these templates, read once (not from the files every ticket)."""
@@ -58,19 +64,31 @@ class Suggester:
     def suggest(self, text: str, answers: list[CannedAnswer],
                 limit: int = SUGGESTED) -> list[CannedAnswer]:
         self._prepare(answers)
-        query = content_words(text)
+        query = content_words(text[:READ_CHARS])
         scores: dict[str, float] = {}
-        for name, words in self._words.items():
-            score = 0.0
-            for word in query:
-                found = process.extractOne(word, words, scorer=fuzz.ratio, score_cutoff=MATCH)
-                if found is not None:
-                    score += 1.0 / self._shared[found[0]]
-            if score >= MIN_SCORE:
-                scores[name] = score
+        for word in query:
+            matched = self._matched(word)
+            if not matched:
+                continue
+            for name, words in self._words.items():
+                best = next((m for m in matched if m in words), None)
+                if best is not None:
+                    scores[name] = scores.get(name, 0.0) + 1.0 / self._shared[best]
+        scores = {n: s for n, s in scores.items() if s >= MIN_SCORE}
         ranked = sorted(scores, key=lambda n: (-scores[n], n))[:limit]
         by_name = {a.name: a for a in answers}
         return [by_name[n] for n in ranked]
+
+    def _matched(self, word: str) -> tuple[str, ...]:
+        """The vocabulary's words like `word`, best first (one scan in C, then kept); each
+        answer counts its own best-matching word."""
+        found = self._matches.get(word)
+        if found is None:
+            if len(self._matches) >= MEMO:
+                self._matches.clear()
+            found = self._matches[word] = tuple(m[0] for m in process.extract(
+                word, self._vocabulary, scorer=fuzz.ratio, score_cutoff=MATCH, limit=None))
+        return found
 
     def _prepare(self, answers: list[CannedAnswer]) -> None:
         key = tuple((a.name, "\n".join(sorted(a.texts.values()))) for a in answers)
@@ -81,8 +99,10 @@ class Suggester:
         for a in answers:
             words = content_words(" ".join((a.name.replace("_", " "), a.subject,
                                             *a.texts.values())))
-            self._words[a.name] = sorted(words)
+            self._words[a.name] = words
         self._shared = Counter(w for words in self._words.values() for w in words)
+        self._vocabulary = sorted(self._shared)
+        self._matches = {}
 
 
 def suggestion_text(found: list[CannedAnswer]) -> str:

@@ -21,7 +21,7 @@ from maild.outbound.render import Templates
 
 SUGGESTED = 3
 MEMO = 50_000  # words whose matches are kept
-READ_CHARS = 2000  # of the customer's text: what a question says is said at its start
+READ_CHARS = 1000  # of the customer's text: what a question says is said at its start
 MATCH = 85.0  # rapidfuzz ratio (0-100) at which two words count as the same
 MIN_SCORE = 1.0  # one word no other answer has, or two words shared by two answers each
 _TEMPLATE_CODE = re.compile(r"\{[{%#].*?[}%#]\}", re.DOTALL)
@@ -54,6 +54,7 @@ class Suggester:
     # word -> the vocabulary words it matches, best first: customers use the same words
     # again and again, so most lookups are one dict hit (cleared with the catalogue)
     _matches: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    _prepared: list[CannedAnswer] | None = None
 
     def answers_of(self, templates: Templates) -> list[CannedAnswer]:
         """The catalogue of these templates, read once (not from the files every ticket)."""
@@ -91,6 +92,9 @@ class Suggester:
         return found
 
     def _prepare(self, answers: list[CannedAnswer]) -> None:
+        if answers is self._prepared:
+            return  # the same catalogue as for the last ticket (answers_of keeps it)
+        self._prepared = answers
         key = tuple((a.name, "\n".join(sorted(a.texts.values()))) for a in answers)
         if key == self._key:
             return

@@ -26,8 +26,8 @@ from pydantic import (
     model_validator,
 )
 
-from maild.auth.oauth2 import OAuth2Config
-from maild.businesstime.spec import parse_duration
+from maild.auth.config import OAuth2Config
+from maild.businesstime.durations import parse_duration
 from maild.errors import ConfigError
 from maild.yamlfile import YamlDocument, load_yaml
 

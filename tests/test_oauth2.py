@@ -20,7 +20,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
 import maild.auth.oauth2 as oauth2_module
-from maild.auth import (
+from maild.auth.oauth2 import (
     OAuth2Config,
     OAuth2Error,
     TokenProvider,

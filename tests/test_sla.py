@@ -18,7 +18,7 @@ from sqlalchemy import event, func, select
 from maild import daemon
 from maild.app import App, build
 from maild.businesstime.calendar import due_with_pauses
-from maild.businesstime.spec import parse_duration
+from maild.businesstime.durations import parse_duration
 from maild.clock import FixedClock
 from maild.errors import ConfigError
 from maild.sla.engine import load_sla

@@ -17,7 +17,7 @@ calendars:
 from __future__ import annotations
 
 import re
-from datetime import date, time, timedelta
+from datetime import date, time
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -28,8 +28,6 @@ from maild.businesstime.calendar import BusinessCalendar
 _DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 _RANGE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 _YEARLY = re.compile(r"^(\d{2})-(\d{2})$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|min|h|d|w)\s*$")
-_UNITS = {"m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def _days(key: str) -> list[int]:
@@ -101,13 +99,3 @@ def build_calendar(name: str, spec: Any) -> BusinessCalendar:
     if spec == "24x7":
         return BusinessCalendar.always_open(name)
     return CalendarSpec.model_validate(spec).build(name)
-
-
-def parse_duration(value: Any) -> timedelta:
-    """`90m`, `4h`, `2d`, `1w`, or a number of minutes."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(minutes=value)
-    found = _DURATION.match(str(value))
-    if not found:
-        raise ValueError(f"'{value}' is not a duration like 30m, 4h, 2d or 1w")
-    return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])

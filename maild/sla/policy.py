@@ -36,7 +36,7 @@ from maild.businesstime.calendar import (
     add_business_time,
     due_with_pauses,
 )
-from maild.businesstime.spec import parse_duration
+from maild.businesstime.durations import parse_duration
 
 TARGETS = ("first_response", "next_response", "resolution")
 

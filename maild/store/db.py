@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import structlog
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -63,7 +62,10 @@ def make_engine(url: str, *, reader: bool = False, **kwargs: Any) -> Engine:
     @event.listens_for(engine.pool, "invalidate")
     def _on_lost(_conn: Any, _record: Any, exc: BaseException | None) -> None:
         # A connection the server ended (a restart, pg_terminate_backend, the network):
-        # the pool opens a new one; operators see that it happened.
+        # the pool opens a new one; operators see that it happened. (Imported here: the
+        # read-only commands open engines too, and structlog costs them 0.1 s to import.)
+        import structlog
+
         structlog.get_logger("maild.db").warning(
             "db.connection_lost", error=str(exc).splitlines()[0] if exc else None)
 

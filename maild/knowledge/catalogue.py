@@ -16,8 +16,10 @@ from maild.store.models import Event
 
 # Templates of maild's own mail (acknowledgements, staff mail, the frame of a reply):
 # never offered as canned answers.
+# maild's own mail, never offered as a canned answer: every template but these is one.
 SYSTEM_TEMPLATES = frozenset({"acknowledgement", "notification", "reply", "review", "canned",
-                              "proposal"})
+                              "proposal", "survey", "guarantee", "wish_done", "wish_rejected",
+                              "wish_notification"})
 USES_WINDOW = timedelta(days=90)
 
 

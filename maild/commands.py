@@ -35,8 +35,11 @@ def route(settings: Settings, file: Path) -> dict[str, Any]:
         raw = file.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read message: {exc}", file=str(file)) from None
+    templates = Templates(settings.templates)
     try:
-        inbound = parse(raw, None, default_language=settings.default_language)
+        # The daemon detects among the languages it has templates in: so does the dry run.
+        inbound = parse(raw, None, default_language=settings.default_language,
+                        languages=templates.languages())
     except ParseError as exc:
         raise ConfigError(f"not a message maild can parse: {exc}", file=str(file)) from None
     from maild.app import guard_for
@@ -51,7 +54,7 @@ def route(settings: Settings, file: Path) -> dict[str, Any]:
                         level=decision.level, department=decision.department,
                         priority=decision.priority, status="new")
         support = Address(settings.support.name, settings.support.address)
-        rendered = Templates(settings.templates).render(
+        rendered = templates.render(
             draft.template, draft.language,
             context_for(ticket, support, draft.to, inbound.body_text))
         ack = {"subject": rendered.subject, "body": rendered.body}
@@ -97,7 +100,8 @@ def open_ticket(settings: Settings, *, customer: str, subject: str, level: int |
         draft["From"] = caller.address
         draft["Subject"] = subject
         draft.set_content(body or subject)
-        inbound = parse(draft.as_bytes(), None, default_language=settings.default_language)
+        inbound = parse(draft.as_bytes(), None, default_language=settings.default_language,
+                        languages=app.templates.languages())
         try:
             classification = intake_classification(app.pipeline.classify(inbound), fields,
                                                    app.rules.organisation)

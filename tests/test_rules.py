@@ -232,3 +232,34 @@ def test_route_command_explains_and_changes_nothing(tmp_path: Path) -> None:
                            "route", str(mail)], capture_output=True, text=True, timeout=60,
                           check=False)
     assert text.returncode == 0 and "accounting" in text.stdout
+
+
+def test_route_detects_among_the_template_languages_as_the_daemon_does(tmp_path: Path
+                                                                       ) -> None:
+    """An admin who adds Spanish templates gets Spanish customers answered in Spanish by
+    the daemon: the dry run must say so too."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    for name in ("maild.yaml", "rules.yaml", "sla.yaml"):
+        shutil.copy(ROOT / "config" / name, tmp_path / name)
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "acknowledgement.es.txt").write_text(
+        "Subject: [{{ ticket.ref }}] {{ ticket.subject }}\n\nHola, hemos recibido su "
+        "mensaje.\n")
+    with (tmp_path / "maild.yaml").open("a") as config:
+        config.write("\ntemplates: templates/\n")
+    mail = tmp_path / "mail.eml"
+    mail.write_bytes(customer_mail(
+        subject="Problema con mi factura",
+        body="Buenos días, no entiendo mi última factura: el importe es mucho más alto de lo "
+             "habitual. ¿Podrían comprobarlo, por favor? Muchas gracias."))
+    run = subprocess.run([sys.executable, "-m", "maild", "-c", str(tmp_path / "maild.yaml"),
+                          "route", str(mail), "--json"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["language"] == "es"
+    assert out["acknowledgement"]["body"].startswith("Hola")

@@ -236,8 +236,15 @@ def test_decline_and_a_non_owner_accept(
 ) -> None:
     proposal = propose(kdesk, mail_user, smtp_server)
     mail_user.append(agent_reply(proposal, "anna@example.test", "#accept"))  # no owner
+    mail_user.append(agent_reply(proposal, "someone@elsewhere.test", "#accept"))
     daemon.run_once(kdesk)
     assert not (tmp_path / "templates" / "vpn_reset.en.txt").exists()
+    # The agent is told why, with what they wrote; the stranger is told nothing.
+    [refused] = [m for m in sent_to(smtp_server, "anna@example.test")
+                 if "NOT applied" in str(m.message["Subject"])]
+    assert "not a knowledge owner" in refused.message.get_content()
+    assert "> #accept" in refused.message.get_content()
+    assert sent_to(smtp_server, "someone@elsewhere.test") == []
     mail_user.append(agent_reply(proposal, "lead@example.test",
                                  "#decline only for the old client"))
     daemon.run_once(kdesk)
@@ -247,7 +254,7 @@ def test_decline_and_a_non_owner_accept(
     with kdesk.sessions() as s:
         row = s.scalars(select(Proposal)).one()
         assert (row.status, row.reason) == ("declined", "only for the old client")
-        assert len(s.scalars(select(Quarantine)).all()) == 1
+        assert len(s.scalars(select(Quarantine)).all()) == 2
     assert not (tmp_path / "templates" / "vpn_reset.en.txt").exists()
 
 

@@ -189,14 +189,24 @@ def test_forged_review_address_or_a_non_mentor_change_nothing(
     mail_user.append(agent_reply(review, MENTOR, "#approve", to=forged))
     mail_user.append(agent_reply(review, "clara@example.test", "#approve"))
     mail_user.append(agent_reply(review, TRAINEE, "#approve"))  # approving oneself
+    mail_user.append(agent_reply(review, "someone@elsewhere.test", "#approve"))
     daemon.run_once(desk)
     assert len(sent_to(smtp_server, CUSTOMER)) == 1
-    assert len(smtp_server.messages) == before[1]
-    assert len(ticket(desk).events) == before[0]
+    # The two colleagues are told why, with what they wrote; the forger and the stranger
+    # are told nothing.
+    for colleague in ("clara@example.test", TRAINEE):
+        [refused] = [m for m in sent_to(smtp_server, colleague)
+                     if "NOT applied" in str(m.message["Subject"])]
+        assert "is not the mentor" in refused.message.get_content()
+        assert "> #approve" in refused.message.get_content()
+    assert len(smtp_server.messages) == before[1] + 2
+    assert sent_to(smtp_server, "someone@elsewhere.test") == []
+    assert [e.kind for e in ticket(desk).events[before[0]:]
+            if not e.kind.startswith("notif")] == ["review.rejected"] * 2
     with desk.sessions() as s:
         assert s.scalars(select(Draft)).one().status == "waiting"
         reasons = [q.reason for q in s.scalars(select(Quarantine))]
-    assert len(reasons) == 3 and all("not applied" in r for r in reasons)
+    assert len(reasons) == 4 and all("not applied" in r for r in reasons)
 
 
 def test_waiting_draft_reminds_the_mentor_then_the_team_once_each(

@@ -1,6 +1,7 @@
 """Mail to a proposed canned answer's address (pipeline/route.py checked the signature): a
 knowledge owner's decision. Only the configured owners (`knowledge.owners`) decide;
-anything else changes nothing and is held.
+anything else changes nothing and is held (an agent of the directory is told why, with
+their text quoted; a stranger is told nothing).
 
 ```
 #accept                       the proposed name, language and text
@@ -20,6 +21,7 @@ from maild.agents.review import Reviewed
 from maild.domain import Inbound, Outcome, Stop
 from maild.knowledge import proposals
 from maild.knowledge.proposals import Knowledge, ProposalError
+from maild.store.models import Ticket
 from maild.store.ticketstore import TicketStore
 from maild.tickets.service import TicketService
 from maild.training.drafts import quoted
@@ -39,9 +41,12 @@ class SolutionDesk:
         found = proposals.proposal(store, int(ident)) if ident.isdigit() else None
         if found is None:
             return Outcome(Stop.HOLD, f"solution address {ident}: no such proposal")
-        if sender not in self.owners:
-            return Outcome(Stop.HOLD, f"{sender} is not a knowledge owner: not applied")
         ticket = store.ticket(found.ticket_id)
+        if sender not in self.owners:
+            why = f"{sender} is not a knowledge owner (setting knowledge.owners)"
+            if sender in self.tickets.organisation().agents:  # a stranger learns nothing
+                self._refuse(store, ticket, found.id, ident, sender, why, inbound)
+            return Outcome(Stop.HOLD, f"{why}: not applied")
         parsed = parse_agent_text(inbound.body_text, OWNER_COMMANDS)
         self.tickets.add_message(store, ticket, inbound, direction="note", body=parsed.text)
         desk = Knowledge(self.tickets, self.owners)
@@ -69,12 +74,17 @@ class SolutionDesk:
                     raise ProposalError("#decline needs a reason")
                 desk.decline(store, found, by=sender, reason=reason)
         except ProposalError as exc:
-            self.tickets.event(store, ticket, "solution.refused", proposal=found.id,
-                               by=sender, error=str(exc))
-            self.tickets.notify(store, ticket, sender, author="maild", template="proposal",
-                                headline="Your decision was NOT applied",
-                                text=f"{exc}.\n\nWhat you wrote:\n{quoted(inbound.body_text)}",
-                                reply_to=desk.sol_address(ident))
+            self._refuse(store, ticket, found.id, ident, sender, str(exc), inbound)
             return Reviewed(ticket.id, 0)
         log.info("solution.decided", proposal=found.id, decision=names[0], by=sender)
         return Reviewed(ticket.id, 0)
+
+    def _refuse(self, store: TicketStore, ticket: Ticket, proposal: int, ident: str,
+                sender: str, why: str, inbound: Inbound) -> None:
+        """Tell a member of staff why their decision was not applied, their text quoted."""
+        self.tickets.event(store, ticket, "solution.refused", proposal=proposal, by=sender,
+                           error=why)
+        self.tickets.notify(store, ticket, sender, author="maild", template="proposal",
+                            headline="Your decision was NOT applied",
+                            text=f"{why}.\n\nWhat you wrote:\n{quoted(inbound.body_text)}",
+                            reply_to=Knowledge(self.tickets, self.owners).sol_address(ident))

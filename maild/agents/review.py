@@ -4,7 +4,8 @@ a mentor's decision on a trainee's draft, or the answer to an agent's #ask.
 The signature proves the sender got our mail; the directory decides whether they may act:
 only the draft's mentor (that agent, or a full agent of that team) decides a draft, and
 only an agent of the directory answers a question. Anything less changes nothing and is
-held for a person to look at.
+held for a person to look at; a colleague of the directory is told why, with their text
+quoted, a stranger is told nothing.
 
 ```
 #approve                      send the draft as it is
@@ -22,6 +23,7 @@ import structlog
 from maild.agents.parse import parse_agent_text
 from maild.domain import Inbound, Outcome, Stop
 from maild.rules.schema import Agent
+from maild.store.models import Ticket
 from maild.store.ticketstore import TicketStore
 from maild.tickets.service import TicketService
 from maild.training import drafts
@@ -53,11 +55,13 @@ class ReviewDesk:
         draft = drafts.draft(store, int(ident))
         if draft is None:
             return Outcome(Stop.HOLD, f"review address {ident}: no such draft")
+        ticket = store.ticket(draft.ticket_id)
         if agent is None or not may_decide(draft.mentor, draft.author, agent,
                                            self.tickets.organisation()):
-            return Outcome(Stop.HOLD, f"{sender} is not the mentor of draft {ident} "
-                           f"({draft.mentor}): not applied")
-        ticket = store.ticket(draft.ticket_id)
+            why = f"{sender} is not the mentor of draft {ident} ({draft.mentor})"
+            if agent is not None:  # a colleague is told; a stranger learns nothing
+                self._refuse(store, ticket, sender, ident, why, inbound)
+            return Outcome(Stop.HOLD, f"{why}: not applied")
         self.tickets.add_message(store, ticket, inbound, direction="note",
                                  body=parse_agent_text(inbound.body_text,
                                                        REVIEW_COMMANDS).text)
@@ -74,14 +78,7 @@ class ReviewDesk:
         elif names == ["reject"] and not (parsed.commands[0].argument or parsed.text):
             problem = "#reject needs your advice for the trainee"
         if problem is not None:
-            self.tickets.event(store, ticket, "review.rejected", draft=draft.id, by=sender,
-                               error=problem)
-            self.tickets.notify(store, ticket, sender, author="maild",
-                                headline="Your review was NOT applied",
-                                text=f"{problem}.\n\nWhat you wrote:\n"
-                                     f"{quoted(inbound.body_text)}",
-                                reply_to=Drafts(self.tickets).review_address(ident),
-                                template="review")
+            self._refuse(store, ticket, sender, ident, problem, inbound)
             return Reviewed(ticket.id, 0)
         desk = Drafts(self.tickets)
         if names == ["approve"]:
@@ -93,6 +90,17 @@ class ReviewDesk:
         desk.reject(store, draft, by=agent, advice=advice)
         log.info("draft.rejected", draft=draft.id, ticket_id=ticket.id, by=sender)
         return Reviewed(ticket.id, 0)
+
+    def _refuse(self, store: TicketStore, ticket: Ticket, sender: str, ident: str,
+                why: str, inbound: Inbound) -> None:
+        """Tell a member of staff why their review was not applied, their text quoted."""
+        self.tickets.event(store, ticket, "review.rejected", draft=int(ident), by=sender,
+                           error=why)
+        self.tickets.notify(store, ticket, sender, author="maild",
+                            headline="Your review was NOT applied",
+                            text=f"{why}.\n\nWhat you wrote:\n{quoted(inbound.body_text)}",
+                            reply_to=Drafts(self.tickets).review_address(ident),
+                            template="review")
 
     def _answer(self, store: TicketStore, ticket_id: str, agent: Agent | None,
                 inbound: Inbound) -> Reviewed | Outcome:

@@ -370,3 +370,25 @@ def test_intake_by_mail_and_by_command(tmp_path: Path, mail_user: MailUser,
         assert "intake" in events
     assert sent_to(smtp_server, "other@example.org")  # acknowledged by email
     settings_app.dispose()
+
+
+def test_a_wrong_intake_mail_is_refused_to_the_secretariat_quoting_it(
+        tmp_path: Path, mail_user: MailUser, smtp_server: SmtpServer, sqlite_url: str) -> None:
+    (tmp_path / "rules.yaml").write_text(RULES, encoding="utf-8")
+    app = build(settings_for(tmp_path, db_url=sqlite_url, imap=mail_user.imap_config(),
+                             rules="rules.yaml", staff_language="de",
+                             smtp={"host": smtp_server.host, "port": smtp_server.port,
+                                   "security": "none"}), clock=FixedClock())
+    mail_user.append(customer_mail(sender="secretariat@example.test", subject="Callback wanted",
+                                   body="#level 2\nPlease call back about the contract."))
+    daemon.run_once(app)
+    [refused] = sent_to(smtp_server, "secretariat@example.test")
+    # Staff mail in the organisation's language, with what they wrote, and nothing opened.
+    assert str(refused.message["Subject"]) == "Nicht ausgeführt: Callback wanted"
+    body = refused.message.get_content()
+    assert "#customer ADDRESS" in body and "> #level 2" in body
+    with app.sessions() as s:
+        assert s.scalars(select(Ticket)).all() == []
+        [held] = s.scalars(select(Quarantine)).all()
+        assert "intake mail" in held.reason and held.raw
+    app.dispose()

@@ -14,12 +14,11 @@ from sqlalchemy.orm import Session
 from maild.outbound.render import Templates
 from maild.store.models import Event
 
-# Templates of maild's own mail (acknowledgements, staff mail, the frame of a reply):
-# never offered as canned answers.
-# maild's own mail, never offered as a canned answer: every template but these is one.
+# maild's own mail (acknowledgements, staff mail, the frame of a reply), never offered as a
+# canned answer: every template but these is one.
 SYSTEM_TEMPLATES = frozenset({"acknowledgement", "notification", "reply", "review", "canned",
                               "proposal", "survey", "guarantee", "wish_done", "wish_rejected",
-                              "wish_notification"})
+                              "wish_notification", "refused"})
 USES_WINDOW = timedelta(days=90)
 
 

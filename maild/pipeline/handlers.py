@@ -18,6 +18,7 @@ from maild.csat.desk import Satisfaction
 from maild.domain import Classification, Inbound, Outcome, Stop, ThreadDecision
 from maild.knowledge.suggest import Suggester, suggestion_text
 from maild.mailsafety.bounce import Report
+from maild.outbound.render import TicketView
 from maild.pipeline.batch import Processed
 from maild.pipeline.route import (
     AgentMail,
@@ -40,6 +41,7 @@ from maild.rules.engine import Organisation
 from maild.store.ticketstore import TicketStore
 from maild.tickets.intake import IntakeError, intake_classification
 from maild.tickets.service import Notice, TicketService
+from maild.tickets.staffmail import StaffMail
 from maild.wishes.inbox import WishInbox
 
 log = structlog.get_logger("maild.pipeline")
@@ -183,6 +185,15 @@ class Handlers:
             classification = intake_classification(self.classify(inbound), mail.fields,
                                                    self.organisation())
         except IntakeError as exc:
+            # The secretariat is staff: told at once, with what they wrote, to send again.
+            wrote = "\n".join(f"> {line}" for line in inbound.body_text.strip().splitlines())
+            self.tickets.mail_staff(store, StaffMail(
+                to=inbound.sender.address, template="refused",
+                about=TicketView(ref="", subject=inbound.subject or "(no subject)", level=0,
+                                 department=None, priority="-", status="-"),
+                headline="No ticket was opened for this call.",
+                text=f"{exc}\n\nWhat you wrote:\n{wrote}", author="maild",
+                in_reply_to=inbound.message_id))
             return Outcome(Stop.HOLD, f"intake mail: {exc}")
         ticket = self.tickets.intake(
             store, customer=mail.customer, subject=strip_ref(inbound.subject, self.ref_re),

@@ -370,7 +370,7 @@ class TicketService:
         """Queue staff mail about no single ticket (tickets/staffmail.py): an outbox row
         alone, in the caller's transaction like all mail."""
         row = staffmail.outbox_row(mail, self.outgoing, at=self.clock.now(),
-                                   kind="notification")
+                                   kind="notification", language=self.staff_language)
         store.session.add(Outbox(**row))
 
     def inform_customer(self, store: TicketStore, ticket: Ticket, *, template: str,

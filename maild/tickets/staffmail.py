@@ -32,13 +32,14 @@ class StaffMail:
     in_reply_to: str | None = None  # the mail this answers (a command), if any
 
 
-def outbox_row(mail: StaffMail, out: Outgoing, *, at: datetime, kind: str
-               ) -> dict[str, Any]:
+def outbox_row(mail: StaffMail, out: Outgoing, *, at: datetime, kind: str,
+               language: str = "en") -> dict[str, Any]:
+    """`language`: the organisation's (settings.staff_language), as for all staff mail."""
     context = MailContext(
         ticket=mail.about, customer=PersonView(name="", address=""),
         support=PersonView(name=out.support.name, address=out.support.address),
         message_excerpt="", headline=mail.headline, text=mail.text, author=mail.author)
-    rendered = out.templates.render(mail.template, "en", context)
+    rendered = out.templates.render(mail.template, language, context)
     message_id = out.ids.new(at)
     envelope = compose(
         rendered, sender=out.support, to=Address("", mail.to), message_id=message_id,

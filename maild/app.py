@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +20,8 @@ from maild.domain import Address
 from maild.jobs.runner import Job, Ran, run_due
 from maild.jobs.runs import Runner
 from maild.knowledge.proposals import restore_answers
+from maild.lifecycle.days import weekdays
+from maild.lifecycle.jobs import LifecycleJob
 from maild.metrics import Metrics
 from maild.outbound.ids import MessageIdFactory
 from maild.outbound.queue import Outgoing
@@ -169,4 +172,8 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
               sender=sender, sla=sla, metrics=metrics, tokens=tokens)
     app.jobs.append(SurveyJob(satisfaction, app.runner))
     app.jobs.extend(training_jobs(tickets, settings.training))
+    org_tz = ZoneInfo(settings.timezone)
+    app.jobs.append(LifecycleJob(
+        tickets, settings.tickets, runner=app.runner,
+        calendar=lambda: sla.config.calendars[0] if sla.config.calendars else weekdays(org_tz)))
     return app

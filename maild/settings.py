@@ -286,6 +286,13 @@ class TicketSettings(_Model):
     # Agents' replies go to the requester with the confirmed participants (those the
     # customers put in To/Cc, or agents added with #cc add) in Cc.
     reply_to_all: bool = True
+    # The lifecycle (maild/lifecycle/): a ticket waiting for the customer is reminded once
+    # after `remind_after` business days of the organisation's calendar and resolved
+    # `resolve_after` business days after the reminder; a resolved ticket is closed after
+    # `close_after_days`. 0 turns each off.
+    remind_after: int = Field(default=3, ge=0, le=365)
+    resolve_after: int = Field(default=4, ge=0, le=365)
+    close_after_days: float = Field(default=7.0, ge=0)
 
 
 class CsatSettings(_Model):

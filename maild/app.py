@@ -13,9 +13,12 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.auth.providers import TokenProviders
+from maild.businesstime.calendar import BusinessCalendar
 from maild.clock import Clock, SystemClock
 from maild.csat.desk import Satisfaction
 from maild.csat.survey import SurveyJob
+from maild.digest.job import DigestJob
+from maild.digest.queue import Queues
 from maild.domain import Address
 from maild.jobs.runner import Job, Ran, run_due
 from maild.jobs.runs import Runner
@@ -144,6 +147,14 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
         organisation=lambda: pipeline.rules.organisation, sla=sla, safety=settings.safety,
         conversation=conversation_settings(settings), wishes=settings.wishes,
         staff_language=settings.staff_language_or_default)
+    org_tz = ZoneInfo(settings.timezone)
+
+    def calendar() -> BusinessCalendar:
+        """The organisation's business days: the SLA file's first calendar (a reload may
+        change it), else Monday to Friday."""
+        return sla.config.calendars[0] if sla.config.calendars else weekdays(org_tz)
+
+    queues = Queues(tickets, calendar)
     satisfaction = Satisfaction(tickets, settings.csat,
                                 organisation=lambda: pipeline.rules.organisation)
     pipeline = Pipeline(
@@ -161,6 +172,7 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
         reopen_window=timedelta(days=settings.tickets.reopen_days),
         mailbox_defaults=mailbox_defaults(settings, rules),
         knowledge_owners=settings.knowledge.owners,
+        queues=queues,
     )
     metrics = Metrics()
     metrics.watch_outbox(sessions, clock)
@@ -172,8 +184,6 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
               sender=sender, sla=sla, metrics=metrics, tokens=tokens)
     app.jobs.append(SurveyJob(satisfaction, app.runner))
     app.jobs.extend(training_jobs(tickets, settings.training))
-    org_tz = ZoneInfo(settings.timezone)
-    app.jobs.append(LifecycleJob(
-        tickets, settings.tickets, runner=app.runner,
-        calendar=lambda: sla.config.calendars[0] if sla.config.calendars else weekdays(org_tz)))
+    app.jobs.append(LifecycleJob(tickets, settings.tickets, calendar, app.runner))
+    app.jobs.append(DigestJob(queues, settings.digest, app.runner))
     return app

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import timedelta
+from datetime import time, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -295,6 +295,17 @@ class TicketSettings(_Model):
     close_after_days: float = Field(default=7.0, ge=0)
 
 
+class DigestSettings(_Model):
+    """The agents' daily digest (maild/digest/): at `at` (organisation time) on business
+    days, sent only where a time is configured: a desk chooses its morning, and a daemon
+    started mid-day never surprises anyone with one. Nothing goes to someone with nothing
+    open unless `empty`; teams get their unassigned tickets unless `teams` is false."""
+
+    at: time | None = None
+    empty: bool = False
+    teams: bool = True
+
+
 class CsatSettings(_Model):
     """The satisfaction survey after resolution, and the satisfaction guarantee."""
 
@@ -415,6 +426,7 @@ class Settings(_Model):
     timezone: str = "UTC"
     training: TrainingSettings = TrainingSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
+    digest: DigestSettings = DigestSettings()
     log_level: Annotated[str, Field(pattern=r"^(debug|info|warning|error)$")] = "info"
 
     @field_validator("rules", "sla", "templates")

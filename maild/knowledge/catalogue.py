@@ -18,7 +18,8 @@ from maild.store.models import Event
 # canned answer: every template but these is one.
 SYSTEM_TEMPLATES = frozenset({"acknowledgement", "notification", "reply", "review", "canned",
                               "proposal", "survey", "guarantee", "wish_done", "wish_rejected",
-                              "wish_notification", "refused", "reminder", "auto_resolved"})
+                              "wish_notification", "refused", "reminder", "auto_resolved",
+                              "digest", "queue"})
 USES_WINDOW = timedelta(days=90)
 
 

@@ -15,6 +15,7 @@ from maild.agents.knowledge import SolutionDesk
 from maild.agents.parse import strip_quoted
 from maild.agents.review import ReviewDesk
 from maild.csat.desk import Satisfaction
+from maild.digest.queue import QueueDesk, Queues
 from maild.domain import Classification, Inbound, Outcome, Stop, ThreadDecision
 from maild.knowledge.suggest import Suggester, suggestion_text
 from maild.mailsafety.bounce import Report
@@ -27,6 +28,7 @@ from maild.pipeline.route import (
     Intake,
     Join,
     Open,
+    QueueMail,
     Rate,
     RecordReport,
     RefuseStaff,
@@ -56,6 +58,7 @@ class Handlers:
     ref_re: re.Pattern[str]
     satisfaction: Satisfaction | None = None
     knowledge_owners: tuple[str, ...] = ()
+    queues: Queues | None = None
     suggester: Suggester = field(default_factory=Suggester)
 
     def handle(self, store: TicketStore, inbound: Inbound, report: Report | None,
@@ -69,11 +72,8 @@ class Handlers:
                 self.tickets.record_report(store, store.ticket(ticket_id), inbound, report)
                 log.info("report.recorded", ticket_id=ticket_id, kind=report.kind)
                 return Processed(ticket_id=ticket_id, created=False, queued=0)
-            case WishCommandMail(ident):
-                return WishInbox(self.tickets).handle(store, inbound, ident,
-                                                      strip_quoted(inbound.body_text))
-            case ReviewMail(ident) | SolutionMail(ident):
-                return self.review(store, inbound, ident, isinstance(route, ReviewMail))
+            case WishCommandMail() | QueueMail() | ReviewMail() | SolutionMail():
+                return self.signed(store, inbound, route)
             case RefuseStaff(ticket_id, agent, reason):
                 self.desk.refuse(store, store.ticket(ticket_id), agent, inbound, reason)
                 return Outcome(Stop.HOLD, reason)
@@ -91,6 +91,21 @@ class Handlers:
             case Open(decision):
                 return self.open(store, inbound, decision)
         raise AssertionError(f"unknown route {route!r}")
+
+    def signed(self, store: TicketStore, inbound: Inbound,
+               route: WishCommandMail | QueueMail | ReviewMail | SolutionMail
+               ) -> Processed | Outcome:
+        """Staff mail to one of our signed addresses (route.py checked the signature)."""
+        match route:
+            case WishCommandMail(ident):
+                return WishInbox(self.tickets).handle(store, inbound, ident,
+                                                      strip_quoted(inbound.body_text))
+            case QueueMail(ident):
+                if self.queues is None:
+                    return Outcome(Stop.HOLD, "a queue command, but queues are not set up")
+                return QueueDesk(self.queues).handle(store, ident, inbound,
+                                                     self.tickets.clock.now())
+        return self.review(store, inbound, route.ident, isinstance(route, ReviewMail))
 
     def review(self, store: TicketStore, inbound: Inbound, ident: str, draft: bool
                ) -> Processed | Outcome:

@@ -66,6 +66,7 @@ class Keys:
     wish: SignedAddress | None = None  # a wish's signed address among its recipients
     review: SignedKey | None = None  # a review address among its recipients
     sol: SignedKey | None = None  # a proposed canned answer's address
+    queue: SignedKey | None = None  # an agent's queue address (maild/digest/)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class KeyRules:
     wish_re: re.Pattern[str] | None = None  # signed wish addresses (tickets/address.py)
     review_re: re.Pattern[str] | None = None  # review addresses (tickets/address.py)
     sol_re: re.Pattern[str] | None = None  # proposed canned answers' addresses
+    queue_re: re.Pattern[str] | None = None  # agents' queue addresses
     sign: Callable[[str], str] | None = None  # the signature of a signed address's text
 
 
@@ -110,7 +112,8 @@ def keys_of(inbound: Inbound, report: Report | None, rules: KeyRules) -> Keys:
                 wish=find_signed_address(rules.wish_re, "wish", recipients)
                 if rules.wish_re else None,
                 review=_signed_key(rules, rules.review_re, "review", recipients),
-                sol=_signed_key(rules, rules.sol_re, "sol", recipients))
+                sol=_signed_key(rules, rules.sol_re, "sol", recipients),
+                queue=_signed_key(rules, rules.queue_re, "q", recipients))
 
 
 def _signed_key(rules: KeyRules, pattern: re.Pattern[str] | None, tag: str,
@@ -210,6 +213,14 @@ class SolutionMail:
 
 
 @dataclass(frozen=True)
+class QueueMail:
+    """To an agent's queue address: their queue commands (maild/digest/queue.py checks
+    that the sender is that agent)."""
+
+    ident: str
+
+
+@dataclass(frozen=True)
 class Intake:
     pass
 
@@ -232,7 +243,7 @@ class Open:
 
 
 Route = (Discard | Hold | RecordReport | Rate | WishCommandMail | ReviewMail | SolutionMail
-         | AgentMail | RefuseStaff | Intake | Reply | Join | Open)
+         | QueueMail | AgentMail | RefuseStaff | Intake | Reply | Join | Open)
 
 
 @dataclass(frozen=True)
@@ -335,6 +346,8 @@ def _signed_address(inbound: Inbound, keys: Keys, facts: Facts, policy: Policy
         return _signed_mail(inbound, keys.review, "review", ReviewMail)
     if keys.sol is not None:
         return _signed_mail(inbound, keys.sol, "solution", SolutionMail)
+    if keys.queue is not None:
+        return _signed_mail(inbound, keys.queue, "queue", QueueMail)
     return None
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild.agents.handle import AgentDesk
 from maild.clock import Clock
 from maild.csat.desk import Satisfaction
+from maild.digest.queue import Queues
 from maild.domain import Classification, Fetched, Inbound, Outcome, Stop
 from maild.mailsafety.bounce import Report
 from maild.pipeline.batch import BatchResult, BatchRunner, Fence, Processed
@@ -78,6 +79,7 @@ class Pipeline:
         mailbox_defaults: Mapping[str, Actions] | None = None, parse_workers: int = 0,
         languages: tuple[str, ...] = SHIPPED,
         knowledge_owners: Sequence[str] = (),
+        queues: Queues | None = None,
     ) -> None:
         self._mailbox_defaults = mailbox_defaults or {}
         self._reopen_window = reopen_window
@@ -102,13 +104,14 @@ class Pipeline:
                                    wish_re=signed_pattern(support, "wish"),
                                    review_re=signed_pattern(support, "review"),
                                    sol_re=signed_pattern(support, "sol"),
+                                   queue_re=signed_pattern(support, "q"),
                                    sign=tickets.outgoing.ids.sign)
         owners = tuple(a.lower() for a in knowledge_owners)
         self._handlers = Handlers(tickets=tickets, desk=AgentDesk(tickets, owners),
                                   knowledge_owners=owners,
                                   classify=self.classify,
                                   organisation=lambda: self.rules.organisation, ref_re=ref_re,
-                                  satisfaction=satisfaction)
+                                  satisfaction=satisfaction, queues=queues)
 
     def _signed(self, text: str, signature: str) -> bool:
         return secret_matches(signature, self.tickets.outgoing.ids.sign(text))

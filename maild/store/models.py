@@ -403,3 +403,17 @@ class CannedAnswerRow(Base):
     proposal_id: Mapped[int | None] = mapped_column(ForeignKey("proposals.id"), default=None)
     accepted_by: Mapped[str] = mapped_column(String(320))
     created_at: Mapped[datetime]
+
+
+class CommandMail(Base):
+    """A staff mail that belongs to no ticket (an agent's queue commands, maild/digest/),
+    raw bytes kept, with what maild did with it."""
+
+    __tablename__ = "command_mail"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str | None] = mapped_column(String(998), unique=True)
+    from_addr: Mapped[str] = mapped_column(String(320))
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime]
+    result: Mapped[str] = mapped_column(Text)

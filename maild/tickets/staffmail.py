@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from maild.domain import Address
-from maild.outbound.compose import compose
+from maild.outbound.compose import compose, with_html
 from maild.outbound.queue import Outgoing
 from maild.outbound.render import MailContext, PersonView, TicketView
 
@@ -30,6 +30,7 @@ class StaffMail:
     reply_to: str | None = None
     author: str = ""
     in_reply_to: str | None = None  # the mail this answers (a command), if any
+    html: str | None = None  # an HTML alternative of the rendered text (a digest)
 
 
 def outbox_row(mail: StaffMail, out: Outgoing, *, at: datetime, kind: str,
@@ -46,8 +47,9 @@ def outbox_row(mail: StaffMail, out: Outgoing, *, at: datetime, kind: str,
         in_reply_to=mail.in_reply_to,
         references=(mail.in_reply_to,) if mail.in_reply_to else (), date=at,
         automatic=True, extra_headers={"Reply-To": mail.reply_to} if mail.reply_to else {})
+    raw = with_html(envelope.raw, mail.html) if mail.html else envelope.raw
     return dict(
         ticket_id=None, message_row_id=None, message_id=message_id, kind=kind,
-        mail_from=envelope.mail_from, rcpt_to=",".join(envelope.rcpt_to), raw=envelope.raw,
+        mail_from=envelope.mail_from, rcpt_to=",".join(envelope.rcpt_to), raw=raw,
         status="pending", attempts=0, next_attempt_at=at, last_error=None, created_at=at,
         sent_at=None)

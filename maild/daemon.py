@@ -82,7 +82,11 @@ def leases_for(app: App) -> Leases | None:
 async def _heartbeat(leases: Leases, metrics_names: list[str], app: App) -> None:
     """Every third of the lease: alive, renewed, a fair share taken (cluster/leases.py)."""
     while True:
+        before = {name for name in metrics_names if leases.holds(name)}
         held = await asyncio.to_thread(leases.beat)
+        app.metrics.database_up.set(0 if leases.down_since is not None else 1)
+        for name in held - before:
+            app.metrics.polled(name)  # a mailbox taken over: its poll age starts now
         for name in metrics_names:
             app.metrics.lease_held.labels(name).set(1 if name in held else 0)
         await asyncio.sleep(leases.ttl / 3)
@@ -197,14 +201,17 @@ async def _watchdog(interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-def _start_http(app: App) -> ThreadingHTTPServer | None:
+def _start_http(app: App, leases: Leases | None) -> ThreadingHTTPServer | None:
     http = app.settings.http
     if http.port is None:
         return None
 
     def health() -> tuple[bool, dict[str, object]]:
+        # With leases, only the mailboxes this daemon holds are its to poll.
+        mailboxes = [m.name for m in app.settings.mailboxes
+                     if leases is None or leases.holds(m.name)]
         return app.metrics.health(
-            mailboxes=[m.name for m in app.settings.mailboxes],
+            mailboxes=mailboxes, database=leases,
             max_poll_age=http.max_poll_age, max_send_age=http.max_send_age,
             outbox_waiting=lambda: app.sender.next_due() is not None)
 
@@ -242,7 +249,7 @@ async def run_forever(app: App, stop: asyncio.Event | None = None) -> None:
     sender_stop = asyncio.Event()  # the sender outlives the workers by the grace period
     sender = asyncio.create_task(app.sender.run(sender_stop, wake), name="outbox")
     scheduler = start_scheduler(app, on_queued)
-    http = _start_http(app)
+    http = _start_http(app, leases)
     watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
     if watchdog_usec > 0:
         background.append(asyncio.create_task(_watchdog(watchdog_usec / 2e6)))

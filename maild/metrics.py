@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.clock import Clock
@@ -31,10 +32,13 @@ class _OutboxCollector(Collector):
         self._clock = clock
 
     def collect(self) -> Any:
-        with self._sessions() as session:
-            depth, oldest = session.execute(
-                select(func.count(Outbox.id), func.min(Outbox.created_at))
-                .where(Outbox.status == "pending")).one()
+        try:
+            with self._sessions() as session:
+                depth, oldest = session.execute(
+                    select(func.count(Outbox.id), func.min(Outbox.created_at))
+                    .where(Outbox.status == "pending")).one()
+        except SQLAlchemyError:
+            return  # the database is away (maild_database_up says so): no figure, not 0
         yield GaugeMetricFamily("maild_outbox_depth", "Messages waiting in the outbox",
                                 value=depth or 0)
         age = 0.0
@@ -76,6 +80,10 @@ class Metrics:
                                 "1 while this daemon holds the mailbox's lease (PostgreSQL; "
                                 "0 on every mailbox while the database is away)",
                                 ["mailbox"], registry=r)
+        self.database_up = Gauge("maild_database_up",
+                                 "1 while the last heartbeat reached the database (PostgreSQL "
+                                 "with leases; SQLite: always 1)", registry=r)
+        self.database_up.set(1)
         self.sla = Counter("maild_sla_alerts", "SLA warnings and breaches raised",
                            ["kind", "target"], registry=r)
         self.latency = Histogram(
@@ -89,19 +97,37 @@ class Metrics:
         self.last_poll[mailbox] = time.monotonic()
 
     def health(self, *, mailboxes: list[str], max_poll_age: float, max_send_age: float,
-               outbox_waiting: Callable[[], bool]) -> tuple[bool, dict[str, Any]]:
+               outbox_waiting: Callable[[], bool], database: Database | None = None
+               ) -> tuple[bool, dict[str, Any]]:
+        """`mailboxes`: those this daemon works (with leases: those it holds; a standby
+        daemon holding none is healthy). `database`: the heartbeat's view, with leases."""
         now = time.monotonic()
         problems = []
+        data: dict[str, Any] = {}
+        if database is not None:
+            data["database"] = "down" if database.down_since is not None else "up"
+            data["mailboxes_held"] = sorted(mailboxes)
+            if database.down_since is not None:
+                problems.append(f"database: unreachable for {now - database.down_since:.0f} s "
+                                f"({database.error}); no mailbox is worked until it is back")
         for name in mailboxes:
             seen = self.last_poll.get(name, self.started)
             if now - seen > max_poll_age:
                 problems.append(f"mailbox {name}: no successful poll for {now - seen:.0f} s")
-        if outbox_waiting():
+        # Without the database the outbox cannot be read: the problem above says why.
+        if (database is None or database.down_since is None) and outbox_waiting():
             since = now - (self.last_send or self.started)
             if since > max_send_age:
                 problems.append(f"outbox: nothing sent for {since:.0f} s with mail waiting")
         return not problems, {"status": "ok" if not problems else "failing",
-                              "problems": problems}
+                              "problems": problems, **data}
+
+
+class Database(Protocol):
+    """What the health check reads of the heartbeat (maild.cluster.leases.Leases)."""
+
+    down_since: float | None
+    error: str
 
 
 def serve(metrics: Metrics, host: str, port: int,

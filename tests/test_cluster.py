@@ -266,3 +266,61 @@ def test_three_daemons_share_two_mailboxes_and_take_over(
     finally:
         daemons.stop()
         engine.dispose()
+
+
+def test_health_reports_a_lost_database_and_the_daemon_stops_until_it_is_back(
+    tmp_path: Path, mail_user: MailUser, smtp_server: SmtpServer, pg_url: str
+) -> None:
+    from tests.servers.dovecot import free_port
+    from tests.servers.postgres import outage
+    from tests.test_operations import metric, scrape
+
+    port = free_port()
+    config = write_config(tmp_path, db_url=pg_url, imap=mail_user.imap_config(),
+                          smtp={"host": smtp_server.host, "port": smtp_server.port,
+                                "security": "none"}, cluster={"lease_seconds": 3},
+                          http={"port": port, "max_poll_age": 600})
+    engine = db.make_engine(pg_url)
+    db.upgrade(engine)
+
+    def tickets() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM tickets")).scalar_one())
+
+    def health() -> tuple[int, dict[str, Any]]:
+        try:
+            status, body = scrape(port, "/health")
+        except OSError:
+            return 0, {}
+        return status, json.loads(body)
+
+    daemons = Daemons(config, tmp_path)
+    try:
+        daemons.start()
+        wait_for(lambda: health()[1].get("mailboxes_held") == ["support"], about="the lease")
+        assert health() == (200, {"status": "ok", "problems": [], "database": "up",
+                                  "mailboxes_held": ["support"]})
+        mail_user.append(customer_mail(sender="c1@example.com", subject="Before"))
+        wait_for(lambda: tickets() == 1, about="the first ticket")
+        engine.dispose()
+        with outage(pg_url) as terminated:
+            assert terminated > 0  # the daemon's connections were cut
+            wait_for(lambda: health()[0] == 503, about="failing health")
+            body = health()[1]
+            assert body["database"] == "down" and body["mailboxes_held"] == []
+            assert any(p.startswith("database: unreachable") for p in body["problems"])
+            assert metric(scrape(port, "/metrics")[1], "maild_database_up") == 0
+            assert metric(scrape(port, "/metrics")[1], "maild_mailbox_lease_held",
+                          'mailbox="support"') == 0
+            # Mail arriving now stays in the mailbox: nothing is worked without the database.
+            mail_user.append(customer_mail(sender="c2@example.com", subject="During"))
+            time.sleep(3)
+            assert mail_user.count("INBOX") == 1
+        wait_for(lambda: health()[0] == 200, about="health back")
+        wait_for(lambda: tickets() == 2, about="the second ticket")
+        assert metric(scrape(port, "/metrics")[1], "maild_database_up") == 1
+        logs = (tmp_path / "daemon-0.log").read_text()
+        assert "lease.heartbeat_failed" in logs
+    finally:
+        daemons.stop()
+        engine.dispose()

@@ -78,6 +78,8 @@ class Leases:
     _held: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _first_beat: float | None = None  # time.monotonic() of the first
+    down_since: float | None = None  # time.monotonic() of the first failed beat in a row
+    error: str = ""  # why the last beat failed
 
     def beat(self) -> frozenset[str]:
         """Register, renew, take a fair share; the mailboxes held now. A database error
@@ -106,8 +108,13 @@ class Leases:
                         held.add(mailbox)
                         log.info("lease.taken", mailbox=mailbox, daemon=self.me.id)
         except SQLAlchemyError as exc:
-            log.warning("lease.heartbeat_failed", error=str(exc).splitlines()[0])
+            self.error = str(exc).splitlines()[0]
+            log.warning("lease.heartbeat_failed", error=self.error)
             held = set()
+            if self.down_since is None:
+                self.down_since = time.monotonic()
+        else:
+            self.down_since, self.error = None, ""
         with self._lock:
             for lost in self._held - held:
                 log.warning("lease.lost", mailbox=lost, daemon=self.me.id)

@@ -34,6 +34,7 @@ from maild.pipeline.classify import Classifier
 from maild.pipeline.guard import Guard
 from maild.pipeline.prepare import default_workers
 from maild.pipeline.runner import Pipeline
+from maild.reports.job import ReportJob
 from maild.rules.engine import RuleSet
 from maild.rules.loader import check_templates, load_rules
 from maild.rules.mailboxes import mailbox_defaults
@@ -186,4 +187,6 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
     app.jobs.extend(training_jobs(tickets, settings.training))
     app.jobs.append(LifecycleJob(tickets, settings.tickets, calendar, app.runner))
     app.jobs.append(DigestJob(queues, settings.digest, app.runner))
+    app.jobs.extend(ReportJob(tickets, plan, org_tz, lambda: sla.config)
+                    for plan in settings.reports)
     return app

@@ -306,6 +306,31 @@ class DigestSettings(_Model):
     teams: bool = True
 
 
+class ReportSchedule(_Model):
+    """A KPI report mailed on a schedule (maild/reports/job.py): the past full day, week or
+    month, at `at` (organisation time) on the day `on` names (a week's weekday, a month's
+    day; the first by default), to `to`."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,40}$")] = "weekly"
+    to: Annotated[list[Annotated[str, Field(pattern=r"^[^@\s<>]+@[^@\s<>]+$")]],
+                  Field(min_length=1)]
+    every: Literal["day", "week", "month"] = "week"
+    on: Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
+                "sunday"] | Annotated[int, Field(ge=1, le=28)] | None = None
+    at: time = time(7, 0)
+    by: Literal["department", "level", "agent", "mailbox"] = "department"
+
+    @model_validator(mode="after")
+    def _on(self) -> Self:
+        if self.every == "week" and isinstance(self.on, int):
+            raise ValueError("on: a weekday (monday ... sunday) for a weekly report")
+        if self.every == "month" and isinstance(self.on, str):
+            raise ValueError("on: a day of the month (1-28) for a monthly report")
+        if self.every == "day" and self.on is not None:
+            raise ValueError("on: not for a daily report")
+        return self
+
+
 class CsatSettings(_Model):
     """The satisfaction survey after resolution, and the satisfaction guarantee."""
 
@@ -427,6 +452,7 @@ class Settings(_Model):
     training: TrainingSettings = TrainingSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
     digest: DigestSettings = DigestSettings()
+    reports: list[ReportSchedule] = []
     log_level: Annotated[str, Field(pattern=r"^(debug|info|warning|error)$")] = "info"
 
     @field_validator("rules", "sla", "templates")
@@ -436,6 +462,15 @@ class Settings(_Model):
         if path is not None and not path.exists():
             raise ValueError(f"{path} does not exist")
         return path
+
+    @field_validator("reports")
+    @classmethod
+    def _report_names(cls, v: list[ReportSchedule]) -> list[ReportSchedule]:
+        names = [r.name for r in v]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"two reports named {', '.join(twice)}: give each a name")
+        return v
 
     @field_validator("timezone")
     @classmethod

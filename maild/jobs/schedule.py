@@ -37,3 +37,12 @@ def weekly(now: datetime, weekday: int, at: time, tz: ZoneInfo) -> str | None:
 def every(now: datetime, seconds: float) -> str:
     """The current slot of a job that runs every `seconds` (UTC, from the epoch)."""
     return str(int(now.timestamp() // seconds))
+
+
+def monthly(now: datetime, day: int, at: time, tz: ZoneInfo) -> str:
+    """The latest `day` of a month (1-28: every month has it) whose `at` o'clock has come."""
+    local = now.astimezone(tz)
+    year, month = local.year, local.month
+    if datetime.combine(date(year, month, day), at, tzinfo=tz) > local:
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return date(year, month, day).isoformat()

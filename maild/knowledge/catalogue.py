@@ -19,7 +19,7 @@ from maild.store.models import Event
 SYSTEM_TEMPLATES = frozenset({"acknowledgement", "notification", "reply", "review", "canned",
                               "proposal", "survey", "guarantee", "wish_done", "wish_rejected",
                               "wish_notification", "refused", "reminder", "auto_resolved",
-                              "digest", "queue"})
+                              "digest", "queue", "report"})
 USES_WINDOW = timedelta(days=90)
 
 

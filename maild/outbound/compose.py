@@ -13,6 +13,7 @@ import email.policy
 import functools
 import quopri
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime, formataddr
@@ -168,11 +169,19 @@ def compose(
                     rcpt_to=(ascii_address(to.address) or "", *copies), raw=raw)
 
 
-def with_html(raw: bytes, html: str) -> bytes:
-    """A composed message made multipart/alternative: its text and `html` beside it. For
-    the few staff mails that carry lists worth clicking (a digest); the email package's
-    generality is affordable there."""
+def with_html(raw: bytes, html: str, images: Mapping[str, bytes] | None = None) -> bytes:
+    """A composed message made multipart/alternative: its text and `html` beside it, the
+    HTML with `images` (Content-ID -> PNG) inline as multipart/related, referenced as
+    `cid:` (mail clients show PNG, not SVG). For the few staff mails that carry lists
+    worth clicking or charts (a digest, a report); the email package's generality is
+    affordable there."""
     message = email.message_from_bytes(raw, policy=email.policy.SMTP)
     assert isinstance(message, email.message.EmailMessage)
     message.add_alternative(html, subtype="html")
+    if images:
+        part = next(p for p in message.iter_parts() if p.get_content_type() == "text/html")
+        assert isinstance(part, email.message.EmailMessage)
+        for cid, data in images.items():
+            part.add_related(data, maintype="image", subtype="png", cid=f"<{cid}>",
+                             disposition="inline", filename=f"{cid.partition('@')[0]}.png")
     return message.as_bytes()

@@ -28,7 +28,7 @@ from maild.errors import ConfigError
 _FILE = re.compile(r"^(?P<name>[A-Za-z0-9_-]+)\.(?P<lang>[a-z]{2})\.txt$")
 # Templates only staff read (in `staff_language`); the rest go to customers.
 STAFF_TEMPLATES = frozenset({"notification", "wish_notification", "review", "proposal",
-                             "refused", "digest", "queue"})
+                             "refused", "digest", "queue", "report"})
 
 
 @dataclass(frozen=True)

@@ -29,12 +29,7 @@ class Options:
 
 
 def policies(settings: Settings) -> figures.Policies:
-    sla = load_sla(settings.sla)
-    return figures.Policies(
-        calendars={p.name: p.calendar for p in sla.policies},
-        first_response=frozenset(p.name for p in sla.policies if p.spec.first_response is not None),
-        resolution=frozenset(p.name for p in sla.policies if p.spec.resolution is not None),
-    )
+    return figures.Policies.of(load_sla(settings.sla))
 
 
 def period_of(settings: Settings, options: Options, clock: Clock) -> Period:

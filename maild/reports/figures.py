@@ -30,11 +30,15 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 from maild.businesstime.calendar import BusinessCalendar
 from maild.reports.business import BusinessClock
 from maild.reports.period import Period, day_of, local_day, week_of
 from maild.reports.query import AGE_BUCKETS, OPEN, Keys, Rating, Rows
+
+if TYPE_CHECKING:
+    from maild.sla.config import SlaConfig
 
 DIMENSIONS = ("department", "level", "agent", "mailbox")
 FIRST_REPLY_BINS = (0.0, 1.0, 2.0, 4.0, 8.0, 24.0, 48.0, 72.0, 168.0)  # hours; last: and more
@@ -49,6 +53,15 @@ class Policies:
     calendars: Mapping[str, BusinessCalendar] = field(default_factory=dict)
     first_response: frozenset[str] = frozenset()  # policies with a first-response target
     resolution: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, sla: SlaConfig) -> Policies:
+        return cls(
+            calendars={p.name: p.calendar for p in sla.policies},
+            first_response=frozenset(p.name for p in sla.policies
+                                     if p.spec.first_response is not None),
+            resolution=frozenset(p.name for p in sla.policies
+                                 if p.spec.resolution is not None))
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ class StaffMail:
     author: str = ""
     in_reply_to: str | None = None  # the mail this answers (a command), if any
     html: str | None = None  # an HTML alternative of the rendered text (a digest)
+    images: tuple[tuple[str, bytes], ...] = ()  # Content-ID, PNG: inline in the HTML
 
 
 def outbox_row(mail: StaffMail, out: Outgoing, *, at: datetime, kind: str,
@@ -47,7 +48,8 @@ def outbox_row(mail: StaffMail, out: Outgoing, *, at: datetime, kind: str,
         in_reply_to=mail.in_reply_to,
         references=(mail.in_reply_to,) if mail.in_reply_to else (), date=at,
         automatic=True, extra_headers={"Reply-To": mail.reply_to} if mail.reply_to else {})
-    raw = with_html(envelope.raw, mail.html) if mail.html else envelope.raw
+    raw = (with_html(envelope.raw, mail.html, dict(mail.images)) if mail.html
+           else envelope.raw)
     return dict(
         ticket_id=None, message_row_id=None, message_id=message_id, kind=kind,
         mail_from=envelope.mail_from, rcpt_to=",".join(envelope.rcpt_to), raw=raw,

@@ -62,9 +62,10 @@ def test_check_warns_of_a_missing_translation(tmp_path: Path, sqlite_url: str) -
                          capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr  # a warning: the mail falls back to English
     warnings = sorted(line for line in run.stdout.splitlines() if line.startswith("warning:"))
-    staff = ("notification", "proposal", "review", "wish_notification")
-    customer = ("canned", "guarantee", "password_reset", "reply", "survey", "wish_done",
-                "wish_rejected")
+    staff = ("digest", "notification", "proposal", "queue", "refused", "report", "review",
+             "wish_notification")
+    customer = ("auto_resolved", "canned", "guarantee", "password_reset", "reminder", "reply",
+                "survey", "wish_done", "wish_rejected")
     assert warnings == sorted(
         [f"warning: template {name}.it.txt is missing (the staff language); {name} mail in "
          "'it' falls back to English" for name in staff]

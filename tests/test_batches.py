@@ -231,8 +231,8 @@ def test_a_ticket_reference_drawn_twice_costs_a_retry_not_the_batch(
 ) -> None:
     """References are random: with enough tickets one is drawn again (six characters of 32:
     among 50,000 tickets, more likely than not). The batch's bulk insert (PostgreSQL: COPY)
-    then hits the unique key; the batch is run again message by message, drawing anew, and
-    every message gets its ticket."""
+    then hits the unique key; the batch is run again, drawing anew, and every message gets
+    its ticket."""
     from maild.tickets import service
 
     app = build(settings_for(tmp_path, db_url=db_url), clock=FixedClock())
@@ -253,6 +253,57 @@ def test_a_ticket_reference_drawn_twice_costs_a_retry_not_the_batch(
         assert next(draws, None) is None  # both drawn: the first run of the batch collided
     finally:
         app.dispose()
+
+
+def test_a_message_another_mailbox_committed_meanwhile_costs_a_rerun_of_the_batch(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A customer writes to two of the desk's addresses: two mailbox threads (or daemons)
+    hold the same message in batches running at once. The one that commits second finds the
+    Message-ID taken when it writes; it runs once more as a batch, whose read-ahead now sees
+    the other's row (a duplicate), not message by message with a savepoint each."""
+    settings = settings_for(tmp_path, db_url=pg_url)
+    app, other = build(settings, clock=FixedClock()), build(settings, clock=FixedClock())
+    try:
+        both = customer_mail(sender="erika@example.com", subject="Sent to sales and support")
+        items = [Fetched(SourceRef("support", "INBOX", 1, 1), both)]
+        items += [Fetched(SourceRef("support", "INBOX", 1, uid),
+                          customer_mail(subject=f"Question {uid}", sender=f"c{uid}@example.com"))
+                  for uid in range(2, 31)]
+        real_read_ahead = app.pipeline.read_ahead
+        meanwhile: list[batch_module.BatchResult] = []
+
+        def read_ahead(store: TicketStore, group: Any) -> None:
+            real_read_ahead(store, group)
+            if not meanwhile:  # the sales mailbox commits its copy meanwhile
+                meanwhile.append(other.pipeline.process_batch(
+                    [Fetched(SourceRef("sales", "INBOX", 1, 1), both)]))
+
+        monkeypatch.setattr(app.pipeline, "read_ahead", read_ahead)
+        runs: list[str] = []
+
+        def batched(*args: Any, **kwargs: Any) -> BatchStore:
+            runs.append("batch")
+            return BatchStore(*args, **kwargs)
+
+        def direct(*args: Any, **kwargs: Any) -> DirectStore:
+            runs.append("direct")
+            return DirectStore(*args, **kwargs)
+
+        monkeypatch.setattr(batch_module, "BatchStore", batched)
+        monkeypatch.setattr(batch_module, "DirectStore", direct)
+        result = app.pipeline.process_batch(items)
+        assert meanwhile[0].tickets_created == 1
+        # The first run, the sales mailbox's batch, the rerun: never message by message.
+        assert runs == ["batch", "batch", "batch"]
+        assert len(result.done) == 30 and result.tickets_created == 29 and not result.held
+        with app.sessions() as session:
+            copies = session.scalars(select(Message.ticket_id).where(
+                Message.message_id == message_id_of(both).strip("<>"))).all()
+        assert len(copies) == 1
+    finally:
+        app.dispose()
+        other.dispose()
 
 
 @pytest.fixture(params=["direct", "batched"])

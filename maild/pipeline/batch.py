@@ -80,6 +80,10 @@ class _RetryWithSavepoints(Exception):
     """A message failed in a batch run without savepoints: run it again with them."""
 
 
+class _Conflict(_RetryWithSavepoints):
+    """The batch's rows collided with rows already in the database when it wrote them."""
+
+
 class BatchRunner:
     def __init__(self, sessions: sessionmaker[Session], clock: Clock,
                  counter: AutomailCounter) -> None:
@@ -92,7 +96,13 @@ class BatchRunner:
         """Process `items` in one transaction. Raises only when the commit is impossible
         (or `fence`, asked just before it, says this daemon may no longer commit)."""
         try:
-            return self._run(items, prepared, stages, fence, savepoints=False)
+            try:
+                return self._run(items, prepared, stages, fence, savepoints=False)
+            except _Conflict:
+                # Most often another mailbox's batch committed the same message (a customer
+                # writing to two of the desk's addresses) while this one ran: once more as a
+                # batch, whose read-ahead now sees that row, before message by message.
+                return self._run(items, prepared, stages, fence, savepoints=False)
         except (_RetryWithSavepoints, DataError):
             return self._run(items, prepared, stages, fence, savepoints=True)
 
@@ -111,9 +121,12 @@ class BatchRunner:
             if not savepoints:
                 try:
                     store.write()
-                except (IntegrityError, DataError) as exc:
+                except IntegrityError as exc:
                     # A row the batch's notes did not foresee (they check what the lookups
-                    # check): message by message, with savepoints, the culprit is found.
+                    # check): a concurrent batch's, or a culprit that only message by
+                    # message, with savepoints, is found.
+                    raise _Conflict from exc
+                except DataError as exc:
                     raise _RetryWithSavepoints from exc
             if fence is not None:
                 fence(session)

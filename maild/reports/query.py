@@ -17,7 +17,9 @@ period (`period.offsets`), so no time-zone database is needed in SQLite.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +28,7 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Connection,
+    Engine,
     Float,
     Integer,
     MetaData,
@@ -292,7 +295,7 @@ def _breached(target: str, ticket_id: Any) -> ColumnElement[bool]:
                           SlaAlert.target == target)
 
 
-def _first_replies(sql: _Sql, t: Table) -> Select[Any]:
+def _first_replies(sql: _Sql) -> Select[Any]:
     period = sql.period
     sent = (select(Event.ticket_id.label("ticket_id"), func.min(Event.at).label("at"))
             .where(Event.kind.in_(SENT), _within(Event.at, period))
@@ -304,12 +307,12 @@ def _first_replies(sql: _Sql, t: Table) -> Select[Any]:
     first_ever = (select(func.min(every.at))
                   .where(every.ticket_id == sent.c.ticket_id, every.kind.in_(SENT))
                   .scalar_subquery())
-    return (select(*_key_columns(t), t.c.created, sql.epoch(sent.c.at), sql.day(sent.c.at),
-                   t.c.sla_policy, _breached("first_response", t.c.id))
-            .join(t, t.c.id == sent.c.ticket_id).where(first_ever >= period.start))
+    return (select(*_key_columns(), sql.epoch(Ticket.created_at), sql.epoch(sent.c.at),
+                   sql.day(sent.c.at), Ticket.sla_policy, _breached("first_response", Ticket.id))
+            .join(Ticket, Ticket.id == sent.c.ticket_id).where(first_ever >= period.start))
 
 
-def _resolutions(sql: _Sql, t: Table) -> Select[Any]:
+def _resolutions(sql: _Sql) -> Select[Any]:
     period = sql.period
     resolved = (select(Event.ticket_id.label("ticket_id"), func.max(Event.at).label("at"))
                 .where(Event.kind == "status.changed", _within(Event.at, period),
@@ -326,13 +329,13 @@ def _resolutions(sql: _Sql, t: Table) -> Select[Any]:
                .where(Event.ticket_id.in_(select(resolved.c.ticket_id)),
                       Event.kind.in_(kinds), Event.at < period.end)
                .group_by(Event.ticket_id).subquery())
-    return (select(*_key_columns(t), t.c.created, sql.epoch(resolved.c.at),
-                   sql.day(resolved.c.at), t.c.sla_policy, _breached("resolution", t.c.id),
+    return (select(*_key_columns(), sql.epoch(Ticket.created_at), sql.epoch(resolved.c.at),
+                   sql.day(resolved.c.at), Ticket.sla_policy, _breached("resolution", Ticket.id),
                    func.coalesce(history.c.replies, 0), func.coalesce(history.c.answers, 0),
                    func.coalesce(history.c.escalations, 0),
-                   func.coalesce(history.c.start, t.c.level),
+                   func.coalesce(history.c.start, Ticket.level),
                    func.coalesce(history.c.reopens, 0))
-            .join(t, t.c.id == resolved.c.ticket_id)
+            .join(Ticket, Ticket.id == resolved.c.ticket_id)
             .outerjoin(history, history.c.ticket_id == resolved.c.ticket_id))
 
 
@@ -395,48 +398,87 @@ def _surveys(sql: _Sql) -> Select[Any]:
             .group_by(dept, level, agent, Ticket.mailbox, day))
 
 
-def _stream(session: Session, statement: Select[Any]) -> Iterator[Any]:
+def _stream(conn: Connection, statement: Select[Any]) -> Iterator[Any]:
     """Rows a chunk at a time (a server-side cursor on PostgreSQL): a year's per-ticket rows
     are never all in memory as result objects at once."""
-    result = session.connection().execute(statement.execution_options(yield_per=BUFFER))
+    result = conn.execute(statement.execution_options(yield_per=BUFFER))
     for chunk in result.partitions():
         yield from chunk
 
 
-def read(session: Session, period: Period) -> Rows:
-    """All the rows of one report, in one read-only transaction."""
-    sql = _Sql(session.get_bind().dialect.name, period)
-    conn = session.connection()  # Core rows: none of the ORM's per-row work
-    if sql.dialect == "postgresql":
-        # For this read-only transaction alone: a year's groups sort in memory rather than in
-        # files (the default is 4 MB), and no JIT compilation, which costs more (a fifth of
-        # a second a statement) than the statements it would speed up.
-        conn.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
-        conn.execute(text("SET LOCAL jit = off"))
-    touched = _touched()
-    _fill(conn, sql, touched)
-    daily, distinct = _event_volume(sql, touched)
-    days: dict[tuple[int, Keys], list[int]] = {}
-    for r in conn.execute(daily):
-        days[(int(r[0]), _keys(r, 1))] = [int(r[5]), 0, int(r[6]), int(r[7]), int(r[8]),
-                                          int(r[9])]
-    for r in conn.execute(_messages_in(sql, touched)):
-        days.setdefault((int(r[0]), _keys(r, 1)), [0] * 6)[1] = int(r[5])
-    day_counts = [DayCount(day, keys, *counts) for (day, keys), counts in days.items()]
-    tickets = [TicketCount(_keys(r), int(r[4]), int(r[5])) for r in conn.execute(distinct)]
+def _settings(conn: Connection) -> None:
+    """For this read-only transaction alone (PostgreSQL): a year's groups sort in memory
+    rather than in files (the default is 4 MB); no JIT compilation, which costs more (a fifth
+    of a second a statement) than the statements it would speed up; and the streamed queries
+    planned for reading every row, as they do (a cursor's plan is otherwise chosen for its
+    first tenth)."""
+    conn.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+    conn.execute(text("SET LOCAL jit = off"))
+    conn.execute(text("SET LOCAL cursor_tuple_fraction = 1.0"))
+
+
+def _per_ticket(conn: Connection, sql: _Sql) -> tuple[list[FirstReply], list[Resolution]]:
     first = [FirstReply(_keys(r), r[4], r[5], r[6], r[7], bool(r[8]))
-             for r in _stream(session, _first_replies(sql, touched))]
+             for r in _stream(conn, _first_replies(sql))]
     resolutions = [Resolution(_keys(r), r[4], r[5], r[6], r[7], bool(r[8]), int(r[9]),
                               int(r[10]), int(r[11]), int(r[12]), int(r[13]))
-                   for r in _stream(session, _resolutions(sql, touched))]
-    touched.drop(conn)
-    alerts = [AlertCount(_keys(r), r[4], int(r[5])) for r in conn.execute(_alerts(period))]
-    now_open, was_open = _backlog(period)
-    backlog = [BacklogCount(_keys(r), r[4], r[5], int(r[6]))
-               for q in (now_open, was_open) for r in conn.execute(q)]
-    ratings = [Rating(int(r[0]), r[1], int(r[2]),
-                      (r[3], int(r[4] if r[4] is not None else r[7]), r[5], r[6]))
-               for r in _stream(session, _ratings(period)) if r[2] is not None]
-    surveys = [SurveyCount(_keys(r), int(r[4]), int(r[5])) for r in conn.execute(_surveys(sql))]
+                   for r in _stream(conn, _resolutions(sql))]
+    return first, resolutions
+
+
+def _per_ticket_beside(engine: Engine, sql: _Sql, snapshot: str
+                       ) -> tuple[list[FirstReply], list[Resolution]]:
+    """The per-ticket rows on a connection of their own, in the snapshot of the report's
+    transaction (so both halves see the same database)."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            conn.execute(text("SET TRANSACTION READ ONLY"))
+            # SET takes no parameters; the identifier is the server's own (hex and dashes).
+            if not re.fullmatch(r"[0-9A-Fa-f-]+", snapshot):
+                raise ValueError(f"unexpected snapshot identifier {snapshot!r}")
+            conn.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
+            _settings(conn)
+            return _per_ticket(conn, sql)
+
+
+def read(session: Session, period: Period) -> Rows:
+    """All the rows of one report.
+
+    On PostgreSQL the per-ticket rows (first replies, resolutions: index probes into each
+    ticket's events, and Python building their rows) are read on a second connection while
+    this one counts; the server works both on two cores, and the second imports this
+    transaction's snapshot, so the two halves agree."""
+    sql = _Sql(session.get_bind().dialect.name, period)
+    conn = session.connection()  # Core rows: none of the ORM's per-row work
+    per_ticket: Future[tuple[list[FirstReply], list[Resolution]]] | None = None
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        if sql.dialect == "postgresql":
+            _settings(conn)
+            snapshot = conn.execute(text("SELECT pg_export_snapshot()")).scalar_one()
+            per_ticket = beside.submit(_per_ticket_beside, conn.engine, sql, snapshot)
+        touched = _touched()
+        _fill(conn, sql, touched)
+        daily, distinct = _event_volume(sql, touched)
+        days: dict[tuple[int, Keys], list[int]] = {}
+        for r in conn.execute(daily):
+            days[(int(r[0]), _keys(r, 1))] = [int(r[5]), 0, int(r[6]), int(r[7]), int(r[8]),
+                                              int(r[9])]
+        for r in conn.execute(_messages_in(sql, touched)):
+            days.setdefault((int(r[0]), _keys(r, 1)), [0] * 6)[1] = int(r[5])
+        day_counts = [DayCount(day, keys, *counts) for (day, keys), counts in days.items()]
+        tickets = [TicketCount(_keys(r), int(r[4]), int(r[5])) for r in conn.execute(distinct)]
+        touched.drop(conn)
+        alerts = [AlertCount(_keys(r), r[4], int(r[5])) for r in conn.execute(_alerts(period))]
+        now_open, was_open = _backlog(period)
+        backlog = [BacklogCount(_keys(r), r[4], r[5], int(r[6]))
+                   for q in (now_open, was_open) for r in conn.execute(q)]
+        ratings = [Rating(int(r[0]), r[1], int(r[2]),
+                          (r[3], int(r[4] if r[4] is not None else r[7]), r[5], r[6]))
+                   for r in _stream(conn, _ratings(period)) if r[2] is not None]
+        surveys = [SurveyCount(_keys(r), int(r[4]), int(r[5]))
+                   for r in conn.execute(_surveys(sql))]
+        first, resolutions = (_per_ticket(conn, sql) if per_ticket is None
+                              else per_ticket.result())
     return Rows(period, day_counts, tickets, first, resolutions, alerts, backlog, ratings,
                 surveys)

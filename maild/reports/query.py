@@ -9,8 +9,9 @@ few hundred, whatever the number of tickets. Only the times that need the busine
 Every read is bounded by an index on time: `events (kind, at)` and `messages (created_at)`
 (migration 0005), `sla_alerts` by ticket. The tickets the period touches are read once into
 a temporary table (`report_tickets`, dropped when the reads are done; a temporary table is
-the connection's own, so reports running at once do not meet), which the volume,
-first-reply and resolution queries join. The local day of an instant is computed in SQL
+the connection's own, so reports running at once do not meet), which the volume queries
+join. The per-ticket queries (first reply, resolution) join `tickets` by key instead: on
+PostgreSQL they run on a second connection beside the counts (`read`). The local day of an instant is computed in SQL
 from its epoch seconds and the zone's offset, which changes at a few known instants a
 period (`period.offsets`), so no time-zone database is needed in SQLite.
 """

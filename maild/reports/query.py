@@ -11,9 +11,10 @@ Every read is bounded by an index on time: `events (kind, at)` and `messages (cr
 a temporary table (`report_tickets`, dropped when the reads are done; a temporary table is
 the connection's own, so reports running at once do not meet), which the volume queries
 join. The per-ticket queries (first reply, resolution) join `tickets` by key instead: on
-PostgreSQL they run on a second connection beside the counts (`read`). The local day of an instant is computed in SQL
-from its epoch seconds and the zone's offset, which changes at a few known instants a
-period (`period.offsets`), so no time-zone database is needed in SQLite.
+PostgreSQL they run on a second connection beside the counts (`read`). The local day of an
+instant is computed in SQL from its epoch seconds and the zone's offset, which changes at a
+few known instants a period (`period.offsets`), so no time-zone database is needed in
+SQLite.
 """
 
 from __future__ import annotations

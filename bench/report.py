@@ -54,6 +54,7 @@ from psycopg import sql as pgsql
 from sqlalchemy import text
 
 from maild.cli import main
+from maild.reports.query import VOLUME_KINDS
 from maild.store import db
 from tests.kit import write_config
 from tests.servers.postgres import ADMIN_DSN_ENV, DEFAULT_ADMIN_DSN, PgDatabase
@@ -303,7 +304,7 @@ FLOORS = {
     # scan and the join the report cannot avoid.
     "rows": "SELECT t.department, count(*) FROM ("
             " SELECT ticket_id FROM events WHERE kind IN"
-            " ('created', 'status.changed', 'reply.sent', 'answer.sent')"
+            f" ({', '.join(repr(kind) for kind in VOLUME_KINDS)})"
             " AND at >= :s AND at < :e"
             " UNION ALL SELECT ticket_id FROM messages WHERE direction = 'inbound'"
             " AND created_at >= :s AND created_at < :e) x"

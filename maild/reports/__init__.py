@@ -1,8 +1,9 @@
 """`maild report`: the desk's KPIs over a period, computed by SQL aggregates.
 
 The stages, one module each: `period` (which instants a report covers, in the organisation's
-time zone), `query` (the database's aggregates and per-ticket scalar rows, nothing else),
-`figures` (a pure function from those rows to the figures), `render` (text, JSON, CSV),
+time zone), `query` (the statements: the database's aggregates and per-ticket scalar rows),
+`reader` (runs them, two connections on PostgreSQL) into `rows`, `figures` (a pure function
+from those rows to the figures), `render` (text, JSON, CSV),
 `charts` and `html` (the self-contained page), `command` (the glue the CLI calls).
 
 The report reads the events tickets record (`created`, `status.changed`, `escalated`,

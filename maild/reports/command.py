@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from maild.clock import Clock, SystemClock
-from maild.reports import figures, query
+from maild.reports import figures, reader
 from maild.reports.period import Period, resolve
 from maild.settings import Settings
 from maild.sla.engine import load_sla
@@ -46,7 +46,7 @@ def build(settings: Settings, options: Options, clock: Clock | None = None) -> f
             with db.opened(settings.database.url):
                 pass  # migrated, as every command finds it
         with db.make_session_factory(engine)() as session:
-            rows = query.read(session, period)
+            rows = reader.read(session, period)
     finally:
         engine.dispose()
     return figures.compute(rows, known)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from maild.businesstime.calendar import BusinessCalendar
 from maild.reports.business import BusinessClock
 from maild.reports.period import Period, day_of, local_day, week_of
-from maild.reports.query import AGE_BUCKETS, OPEN, Keys, Rating, Rows
+from maild.reports.rows import AGE_BUCKETS, OPEN, Keys, Rating, Rows
 
 if TYPE_CHECKING:
     from maild.sla.config import SlaConfig

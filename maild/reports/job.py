@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from maild.jobs import schedule
 from maild.outbound.render import TicketView
-from maild.reports import figures, query
+from maild.reports import figures, reader
 from maild.reports.period import Period, local_day, resolve
 from maild.reports.render import to_text
 from maild.settings import ReportSchedule
@@ -71,7 +71,7 @@ class ReportJob:
         from maild.reports.charts import CHARTS, draw
 
         period = period_for(self.plan, key, self.timezone)
-        report = figures.compute(query.read(store.session, period),
+        report = figures.compute(reader.read(store.session, period),
                                  figures.Policies.of(self.sla()))
         text = to_text(report, self.plan.by)
         first, last = local_day(period.start, period.tz), figures.last_day(period)

@@ -7,8 +7,11 @@ A fresh SQLite database (migrated by `maild.app.build`, not timed) gets ten tick
 customer message, a reply and an internal note each. Then each command runs as its own
 process, as a person or a script would start it:
 
-* **floor**: the same interpreter importing SQLAlchemy's ORM and reading one row of the
-  tickets table (what no command that reads the database can avoid);
+* **floor** (issue 20's): the same interpreter importing SQLAlchemy's ORM and reading one
+  row of the tickets table;
+* **Core floor**: the same with SQLAlchemy Core only. The read-only commands read through
+  Core (maild/readonly.py), so this is what none of them can go below; it is printed to
+  show what the commands cost beyond SQLAlchemy (their settings, their queries);
 * `maild tickets list`, `maild tickets show REF --json`, `maild check`.
 
 For each: the best of `--runs` wall-clock and CPU (user + system of the child) times, and the
@@ -49,6 +52,15 @@ class T(Base):
     subject: Mapped[str]
 with Session(create_engine(sys.argv[1])) as s:
     row = s.scalars(select(T).limit(1)).one()
+    print(row.ref, row.subject)
+"""
+CORE_FLOOR = """
+import sys
+from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, select
+t = Table("tickets", MetaData(), Column("id", Integer, primary_key=True), Column("ref", String),
+          Column("subject", String))
+with create_engine(sys.argv[1]).connect() as c:
+    row = c.execute(select(t).limit(1)).one()
     print(row.ref, row.subject)
 """
 
@@ -114,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         maild = [sys.executable, "-m", "maild", "-c", str(config)]
         cases = {
             "floor (SQLAlchemy ORM, one row)": [sys.executable, "-c", FLOOR, url],
+            "Core floor (no ORM, one row)": [sys.executable, "-c", CORE_FLOOR, url],
             "maild tickets list": [*maild, "tickets", "list"],
             "maild tickets show REF --json": [*maild, "tickets", "show", ref, "--json"],
             "maild check": [*maild, "check"],

@@ -73,7 +73,8 @@ from maild.sla.policy import Deadline, Policy, choose, deadlines
 from maild.sla.retime import OPEN as RETIMED
 from maild.sla.retime import READ as RETIME_COLUMNS
 from maild.sla.retime import retime_if_changed
-from maild.store.models import Event, Outbox, Ticket, UtcDateTime
+from maild.store.models import Event, Outbox, Ticket
+from maild.store.tables import UtcDateTime
 from tests.kit import SUPPORT, write_config
 from tests.servers.postgres import ADMIN_DSN_ENV, DEFAULT_ADMIN_DSN, PgDatabase
 

@@ -3,10 +3,12 @@
 They build their answers as plain JSON-ready dicts (the shapes of INTERFACE.md), so the
 human-readable output and `--json` cannot drift apart.
 
-A person types these and waits for the answer, so this module imports only the database
-models and the settings; what a command needs beyond that (the SLA file for `--sla
-due-today`) is imported by that command. It never imports the daemon (maild.app, the
-pipeline, the outbox sender). `check` is in maild/configcheck.py: it reads no database.
+A person types these and waits for the answer, so this module imports only the settings and
+the tables, and reads through SQLAlchemy Core: the ORM's import and the configuration of
+every mapped class would cost a command as much as the rest of its work (bench.cli). What a
+command needs beyond that (the SLA file for `--sla due-today`) is imported by that command.
+It never imports the daemon (maild.app, the pipeline, the outbox sender). `check` is in
+maild/configcheck.py: it reads no database.
 """
 
 from __future__ import annotations
@@ -17,45 +19,49 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, true
+from sqlalchemy import ColumnElement, Connection, Row, and_, exists, false, func, or_, select, true
 from sqlalchemy.exc import OperationalError, ProgrammingError
-from sqlalchemy.orm import Session, selectinload
 
 from maild.settings import Settings
 from maild.store import db
-from maild.store.models import Message, Participant, SlaAlert, Ticket
+from maild.store.tables import events, messages, participants, sla_alerts, tickets
 
 MESSAGE_DIRECTIONS = ("inbound", "outbound", "note")
 DONE = ("resolved", "closed")
 SLA_FILTERS = ("breached", "due-today")
 _T = TypeVar("_T")
+T = tickets.c  # the tickets table's columns, named often below
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def read(settings: Settings, work: Callable[[Session], _T]) -> _T:
-    """`work` on a session of the configured database.
+def read(settings: Settings, work: Callable[[Connection], _T]) -> _T:
+    """`work` on a connection to the configured database, in one read-only transaction
+    (on SQLite a deferred one: it never takes the write lock the daemon needs).
 
     Reading does not migrate first: alembic's import and its check of the revision would cost
-    a read-only command as much as the rest of its work. A database the models do not fit
+    a read-only command as much as the rest of its work. A database the tables do not fit
     (new, or older than this maild) fails the read; it is then migrated, as every command
     migrates, and read again.
     """
-    engine = db.make_engine(settings.database.url)
+    engine = db.make_engine(settings.database.url, reader=True)
     try:
-        sessions = db.make_session_factory(engine)
         try:
-            with sessions() as session:
-                return work(session)
+            with engine.connect() as conn:
+                return work(conn)
         except (OperationalError, ProgrammingError):
             from maild import logs
 
             logs.configure("warning")  # the migrations log; never onto standard output
-            db.upgrade(engine)
-            with sessions() as session:
-                return work(session)
+            writer = db.make_engine(settings.database.url)
+            try:
+                db.upgrade(writer)
+            finally:
+                writer.dispose()
+            with engine.connect() as conn:
+                return work(conn)
     finally:
         engine.dispose()
 
@@ -106,21 +112,21 @@ class TicketFilter:
 def breached(now: datetime) -> ColumnElement[bool]:
     """A ticket has breached an SLA target: a breach was raised, or a due time it still
     owes has passed (the next pass will raise it)."""
-    raised = exists().where(SlaAlert.ticket_id == Ticket.id, SlaAlert.kind == "breach")
-    overdue = and_(Ticket.status.not_in(DONE), or_(
-        and_(Ticket.first_response_at.is_(None), Ticket.sla_first_response_due <= now),
-        Ticket.sla_next_response_due <= now,
-        Ticket.sla_resolution_due <= now))
+    raised = exists().where(sla_alerts.c.ticket_id == T.id, sla_alerts.c.kind == "breach")
+    overdue = and_(T.status.not_in(DONE), or_(
+        and_(T.first_response_at.is_(None), T.sla_first_response_due <= now),
+        T.sla_next_response_due <= now,
+        T.sla_resolution_due <= now))
     return or_(raised, overdue)
 
 
 def due_between(start: datetime, end: datetime) -> ColumnElement[bool]:
     """A due time the ticket still owes falls in [start, end)."""
-    return and_(Ticket.status.not_in(DONE), or_(
-        and_(Ticket.first_response_at.is_(None), Ticket.sla_first_response_due >= start,
-             Ticket.sla_first_response_due < end),
-        and_(Ticket.sla_next_response_due >= start, Ticket.sla_next_response_due < end),
-        and_(Ticket.sla_resolution_due >= start, Ticket.sla_resolution_due < end)))
+    return and_(T.status.not_in(DONE), or_(
+        and_(T.first_response_at.is_(None), T.sla_first_response_due >= start,
+             T.sla_first_response_due < end),
+        and_(T.sla_next_response_due >= start, T.sla_next_response_due < end),
+        and_(T.sla_resolution_due >= start, T.sla_resolution_due < end)))
 
 
 def today(settings: Settings, now: datetime) -> tuple[datetime, datetime]:
@@ -138,20 +144,21 @@ def conditions(f: TicketFilter, now: datetime,
                day: tuple[datetime, datetime] | None) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = []
     if f.status:
-        where.append(Ticket.status == f.status)
+        where.append(T.status == f.status)
     if f.level is not None:
-        where.append(Ticket.level == f.level)
+        where.append(T.level == f.level)
     if f.department:
-        where.append(Ticket.department == f.department)
+        where.append(T.department == f.department)
     if f.assignee:
-        where.append(func.lower(Ticket.assignee) == f.assignee.lower())
+        where.append(func.lower(T.assignee) == f.assignee.lower())
     if f.priority:
-        where.append(Ticket.priority == f.priority)
+        where.append(T.priority == f.priority)
     if f.customer:
         address = f.customer.strip().lower()
-        where.append(or_(func.lower(Ticket.requester) == address, exists().where(
-            Message.ticket_id == Ticket.id, Message.direction == "inbound",
-            func.lower(Message.from_addr) == address)))
+        m = messages.c
+        where.append(or_(func.lower(T.requester) == address, exists().where(
+            m.ticket_id == T.id, m.direction == "inbound",
+            func.lower(m.from_addr) == address)))
     if f.sla == "breached":
         where.append(breached(now))
     elif f.sla == "due-today":
@@ -159,7 +166,7 @@ def conditions(f: TicketFilter, now: datetime,
     return where
 
 
-def ticket_summary(ticket: Ticket, message_count: int, sla_breached: bool) -> dict[str, Any]:
+def ticket_summary(ticket: Row[Any], message_count: int, sla_breached: bool) -> dict[str, Any]:
     return {
         "id": ticket.id,
         "ref": ticket.ref,
@@ -186,18 +193,21 @@ def ticket_list(settings: Settings, f: TicketFilter | None = None,
     f = f or TicketFilter()
     now = now or datetime.now(UTC)
     day = today(settings, now) if f.sla == "due-today" else None
-    counts = (select(Message.ticket_id, func.count(Message.id).label("n"))
-              .where(Message.direction != "notification")
-              .group_by(Message.ticket_id).subquery())
-    query = (select(Ticket, func.coalesce(counts.c.n, 0), breached(now))
-             .outerjoin(counts, counts.c.ticket_id == Ticket.id)
+    m = messages.c
+    counts = (select(m.ticket_id, func.count(m.id).label("n"))
+              .where(m.direction != "notification")
+              .group_by(m.ticket_id).subquery())
+    query = (select(tickets, func.coalesce(counts.c.n, 0).label("message_count"),
+                    breached(now).label("sla_breached"))
+             .outerjoin(counts, counts.c.ticket_id == T.id)
              .where(and_(true(), *conditions(f, now, day)))
-             .order_by(Ticket.created_at.desc(), Ticket.id.desc()))
+             .order_by(T.created_at.desc(), T.id.desc()))
     if limit:
         query = query.limit(limit)
 
-    def work(session: Session) -> list[dict[str, Any]]:
-        return [ticket_summary(t, int(n), bool(b)) for t, n, b in session.execute(query)]
+    def work(conn: Connection) -> list[dict[str, Any]]:
+        return [ticket_summary(row, int(row.message_count), bool(row.sla_breached))
+                for row in conn.execute(query)]
 
     return read(settings, work)
 
@@ -211,30 +221,44 @@ def format_list(rows: Sequence[dict[str, Any]]) -> str:
 
 # -- tickets show ----------------------------------------------------------------------------
 
-def find_ticket(session: Session, ref: str) -> Ticket | None:
-    """A ticket by its number or its reference, with messages and events loaded."""
-    query = select(Ticket).options(selectinload(Ticket.messages), selectinload(Ticket.events))
+def find_ticket(conn: Connection, ref: str) -> Row[Any] | None:
+    """A ticket's row by its number or its reference."""
     if ref.strip().isdigit():
-        return session.scalar(query.where(Ticket.id == int(ref)))
-    return session.scalar(query.where(Ticket.ref == ref.strip("[]# ").upper()))
+        return conn.execute(select(tickets).where(T.id == int(ref))).first()
+    return conn.execute(select(tickets).where(T.ref == ref.strip("[]# ").upper())).first()
 
 
-def participants(session: Session, ticket: Ticket) -> list[dict[str, Any]]:
+def conversation(conn: Connection, ticket_id: int) -> list[dict[str, Any]]:
+    """The messages of the conversation, oldest first. Staff notifications are not part of
+    it: the events list them."""
+    m = messages.c
+    rows = conn.execute(
+        select(m.direction, m.message_id, m.from_addr, m.to_addrs, m.subject, m.date,
+               m.created_at, m.body_text)
+        .where(m.ticket_id == ticket_id, m.direction.in_(MESSAGE_DIRECTIONS))
+        .order_by(m.id))
+    return [{"direction": r.direction, "message_id": r.message_id, "from": r.from_addr,
+             "to": r.to_addrs, "subject": r.subject, "date": _iso(r.date or r.created_at),
+             "text": r.body_text or ""} for r in rows]
+
+
+def ticket_participants(conn: Connection, ticket: Row[Any]) -> list[dict[str, Any]]:
     """The requester, then the conversation's other participants, confirmed or not."""
-    rows = session.execute(select(Participant.address, Participant.confirmed).where(
-        Participant.ticket_id == ticket.id).order_by(Participant.id))
+    p = participants.c
+    rows = conn.execute(select(p.address, p.confirmed).where(p.ticket_id == ticket.id)
+                        .order_by(p.id))
     return [{"address": ticket.requester, "confirmed": True},
             *({"address": a, "confirmed": c} for a, c in rows if a != ticket.requester)]
 
 
-def rating(ticket: Ticket) -> dict[str, Any] | None:
+def rating(trail: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """The latest satisfaction rating (maild/csat): a later one replaces an earlier."""
-    rated = [e for e in ticket.events if e.kind == "csat.rated"]
+    rated = [e for e in trail if e["kind"] == "csat.rated"]
     if not rated:
         return None
     last = rated[-1]
-    return {"score": last.data.get("score"), "comment": last.data.get("comment"),
-            "at": _iso(last.at)}
+    return {"score": last["data"].get("score"), "comment": last["data"].get("comment"),
+            "at": last["at"]}
 
 
 def ticket_detail(settings: Settings, ref: str,
@@ -243,26 +267,24 @@ def ticket_detail(settings: Settings, ref: str,
     now = now or datetime.now(UTC)
     redact = Redactor(settings.support.address)
 
-    def work(session: Session) -> dict[str, Any] | None:
-        ticket = find_ticket(session, ref)
+    def work(conn: Connection) -> dict[str, Any] | None:
+        ticket = find_ticket(conn, ref)
         if ticket is None:
             return None
-        # Staff notifications are not part of the conversation: the events list them.
-        messages = [m for m in ticket.messages if m.direction in MESSAGE_DIRECTIONS]
-        is_breached = bool(session.scalar(select(breached(now)).where(Ticket.id == ticket.id)))
-        out = ticket_summary(ticket, len(messages), is_breached)
-        out["messages"] = [
-            {"direction": m.direction, "message_id": m.message_id,
-             "from": m.from_addr, "to": m.to_addrs, "subject": m.subject,
-             "date": _iso(m.date or m.created_at), "text": m.body_text or ""}
-            for m in messages
-        ]
-        out["participants"] = participants(session, ticket)
-        out["rating"] = rating(ticket)
-        out["events"] = [{"at": _iso(e.at), "kind": e.kind, "data": e.data}
-                         for e in ticket.events]
-        alerts = session.scalars(select(SlaAlert).where(
-            SlaAlert.ticket_id == ticket.id, SlaAlert.kind == "breach").order_by(SlaAlert.id))
+        talk = conversation(conn, ticket.id)
+        is_breached = bool(conn.scalar(select(breached(now)).where(T.id == ticket.id)))
+        out = ticket_summary(ticket, len(talk), is_breached)
+        out["messages"] = talk
+        out["participants"] = ticket_participants(conn, ticket)
+        e = events.c
+        trail = [{"at": _iso(r.at), "kind": r.kind, "data": r.data}
+                 for r in conn.execute(select(e.at, e.kind, e.data)
+                                       .where(e.ticket_id == ticket.id).order_by(e.id))]
+        out["rating"] = rating(trail)
+        out["events"] = trail
+        a = sla_alerts.c
+        alerts = conn.execute(select(a.target, a.due_at, a.raised_at, a.policy).where(
+            a.ticket_id == ticket.id, a.kind == "breach").order_by(a.id))
         out["sla"] = {
             "policy": ticket.sla_policy,
             "first_response_due": _iso(ticket.sla_first_response_due),

@@ -175,6 +175,8 @@ def test_list_filters_and_sla_fields(quiet: tuple[App, FixedClock]) -> None:
 
 
 def test_read_only_commands_do_not_import_the_daemon(quiet: tuple[App, FixedClock]) -> None:
+    """A person waits for these: they import neither the daemon nor SQLAlchemy's ORM
+    (they read the tables through Core; bench.cli has the cost of each)."""
     app, _ = quiet
     add(app, "T-A", MONDAY_9)
     config = str(app.settings.config_path)
@@ -186,9 +188,36 @@ def test_read_only_commands_do_not_import_the_daemon(quiet: tuple[App, FixedCloc
         "    with contextlib.redirect_stdout(io.StringIO()):\n"
         f"        assert main(['-c', {config!r}, *argv]) == 0, argv\n"
         "daemon = {'maild.app', 'maild.pipeline.runner', 'maild.outbound.sender',\n"
-        "          'maild.sla.engine', 'alembic'}\n"
+        "          'maild.sla.engine', 'alembic', 'sqlalchemy.orm', 'maild.store.models'}\n"
         "print(sorted(daemon & set(sys.modules)))\n")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_read_only_command_on_a_new_database_migrates_it_first(tmp_path: Path,
+                                                                  db_url: str) -> None:
+    """The read-only commands read without migrating; on a database without maild's tables
+    the read fails, the database is migrated as every command migrates it, and the answer
+    comes from the migrated database."""
+    from sqlalchemy import create_engine, inspect
+
+    settings = settings_for(tmp_path, db_url=db_url)
+
+    def has_tickets() -> bool:
+        engine = create_engine(db_url)
+        try:
+            return inspect(engine).has_table("tickets")
+        finally:
+            engine.dispose()
+
+    assert not has_tickets()
+    listed = maild(settings.config_path, "tickets", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+    assert has_tickets()
+    assert listed.stderr == ""  # the migrations' log lines go nowhere a script reads
+    shown = maild(settings.config_path, "tickets", "show", "T-NONE")
+    assert shown.returncode == 1
+    assert "no ticket T-NONE" in shown.stderr

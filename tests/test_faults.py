@@ -510,7 +510,7 @@ class WriteLock:
         engine = create_engine(self.url, poolclass=NullPool)
         conn = engine.connect()
         self._pg = (engine, conn)
-        tables = ", ".join(m.__tablename__ for m in (Ticket, Message, Event, Outbox, Quarantine,
+        tables = ", ".join(m.__table__.name for m in (Ticket, Message, Event, Outbox, Quarantine,
                                                      MailboxState))
         for attempt in range(5):
             try:

@@ -303,7 +303,7 @@ class BatchStore:
         if ticket_id is None:
             table = Ticket.__table__
             ticket_id = self._session.connection().execute(
-                insert(table).returning(table.c.id), row).scalar_one()  # type: ignore[arg-type]
+                insert(table).returning(table.c.id), row).scalar_one()
             ticket = new_ticket_object(ticket_id, row)
             make_transient_to_detached(ticket)
             self._session.add(ticket)
@@ -470,7 +470,7 @@ def _next_ids(conn: Connection, model: type[Ticket] | type[Message], n: int, *,
         return list(conn.execute(
             text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
                  "FROM generate_series(1, :n)"),
-            {"table": model.__tablename__, "n": n}).scalars())
+            {"table": model.__table__.name, "n": n}).scalars())
     if dialect == "sqlite":
         first = max(conn.execute(select(func.max(model.id))).scalar() or 0, after) + 1
         return list(range(first, first + n))

@@ -287,3 +287,25 @@ def test_the_tables_are_what_the_migrations_make(db_url: str) -> None:
     finally:
         engine.dispose()
     assert differences == []
+
+
+def test_the_mapped_classes_type_every_column_as_the_table_declares_it() -> None:
+    """The ORM classes (maild/store/models.py) are mapped onto the tables of
+    maild/store/tables.py and annotate each column for the type checker: an annotation that
+    says a column is never NULL when the table allows it (or the other way) would mislead
+    mypy, so each column must be annotated, with `| None` exactly where it is nullable."""
+    import types
+    import typing
+
+    from maild.store import models
+
+    for mapper in models.Base.registry.mappers:
+        cls, table = mapper.class_, mapper.local_table
+        if cls.__module__ != models.__name__:
+            continue  # the wishes declare their columns with their annotations
+        hints = typing.get_type_hints(cls)
+        for column in table.columns:
+            assert column.key in hints, f"{cls.__name__}.{column.key} is not annotated"
+            [inner] = typing.get_args(hints[column.key])
+            optional = isinstance(inner, types.UnionType) and type(None) in inner.__args__
+            assert optional == column.nullable, f"{cls.__name__}.{column.key}"

@@ -510,8 +510,8 @@ class WriteLock:
         engine = create_engine(self.url, poolclass=NullPool)
         conn = engine.connect()
         self._pg = (engine, conn)
-        tables = ", ".join(m.__table__.name for m in (Ticket, Message, Event, Outbox, Quarantine,
-                                                     MailboxState))
+        tables = ", ".join(m.__table__.name for m in (Ticket, Message, Event, Outbox,
+                                                      Quarantine, MailboxState))
         for attempt in range(5):
             try:
                 conn.exec_driver_sql("SET LOCAL lock_timeout = '20s'")

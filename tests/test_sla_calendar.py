@@ -20,6 +20,8 @@ from maild.businesstime.calendar import (
     HORIZON_DAYS,
     BusinessCalendar,
     Pause,
+    _add_walking,
+    _always_open,
     add_business_time,
     business_time_between,
     business_time_elapsed,
@@ -649,6 +651,44 @@ def test_add_then_measure_round_trips(
     else:  # the next moment that counts
         assert is_open(cal, due)
         assert business_time_between(cal, start, due) == ZERO
+
+
+# Instants on either side of where one of add_business_time's blocks of days ends and the
+# next begins (UTC dates whose ordinal is a multiple of 365), and at the ends of time.
+block_edges = st.builds(
+    lambda year_block, offset: datetime.fromordinal(year_block * 365).replace(tzinfo=UTC) + offset,
+    st.integers(2025, 2029),  # ordinal // 365 of dates from 2024-08 to 2028-08
+    st.timedeltas(min_value=-3 * 24 * H, max_value=3 * 24 * H),
+)
+far_instants = st.sampled_from(
+    [datetime(1, 1, 3, tzinfo=UTC), datetime(9999, 12, 20, tzinfo=UTC)]
+)
+# A calendar open around the clock adds plain time and asks no interval at all.
+walked_calendars = calendars.filter(lambda cal: not _always_open(cal))
+
+
+@SETTINGS
+@given(walked_calendars, st.one_of(instants, block_edges), durations)
+def test_add_answers_what_the_walk_through_the_intervals_answers(
+    cal: BusinessCalendar, start: datetime, duration: timedelta
+) -> None:
+    """add_business_time looks the answer up in a memo of the calendar's intervals (two
+    bisections); walking the intervals one by one from ``start`` must give the same instant."""
+    assert add_business_time(cal, start, duration) == _add_walking(cal, start, duration)
+
+
+@SETTINGS
+@given(walked_calendars, far_instants, durations)
+def test_add_near_the_ends_of_time_agrees_with_the_walk(
+    cal: BusinessCalendar, start: datetime, duration: timedelta
+) -> None:
+    try:
+        walked = _add_walking(cal, start, duration)
+    except (ValueError, OverflowError) as exc:
+        with pytest.raises(type(exc)):
+            add_business_time(cal, start, duration)
+        return
+    assert add_business_time(cal, start, duration) == walked
 
 
 @SETTINGS

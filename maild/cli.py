@@ -411,8 +411,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     logs.configure("info")  # show each migration as it is applied
-    with db.opened(settings.database.url):
-        pass  # opening migrates
+    db.migrate(settings.database.url)
     print("database is up to date", file=sys.stderr)
     return 0
 

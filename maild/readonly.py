@@ -55,11 +55,7 @@ def read(settings: Settings, work: Callable[[Connection], _T]) -> _T:
             from maild import logs
 
             logs.configure("warning")  # the migrations log; never onto standard output
-            writer = db.make_engine(settings.database.url)
-            try:
-                db.upgrade(writer)
-            finally:
-                writer.dispose()
+            db.migrate(settings.database.url)  # on its own engine: this one only reads
             with engine.connect() as conn:
                 return work(conn)
     finally:

@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from maild.businesstime.calendar import (
-    HORIZON_DAYS,
     BusinessCalendar,
     Pause,
     _add_walking,
@@ -30,6 +29,7 @@ from maild.businesstime.calendar import (
     open_intervals,
     subtract_business_time,
 )
+from maild.businesstime.intervals import HORIZON_DAYS
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -29,34 +29,36 @@ Conventions (the same in every function):
   (about ten years) of calendar days and then raises ``ValueError`` instead of looping forever.
   Work is done one opening interval at a time (at most a handful a day), never minute by minute;
   a calendar that is open around the clock with no holidays takes a constant-time path.
+
+This module holds the calendar value and the maths; maild/businesstime/intervals.py turns its
+opening hours into UTC intervals (and keeps the memo `add_business_time` answers from).
 """
 
 from __future__ import annotations
 
-import functools
-from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
-HORIZON_DAYS = 3653
-"""How many calendar days (ten years, leap days included) add and subtract search at most."""
+from maild.businesstime.intervals import (
+    HORIZON_DAYS,
+    MIDNIGHT,
+    TICK,
+    ZERO,
+    Interval,
+    add_in_block,
+    merged,
+    pieces_backward,
+    pieces_between,
+    pieces_forward,
+    wall_end_offset,
+    wall_offset,
+)
 
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_MIDNIGHT = time(0, 0)
-_DAY = timedelta(days=1)
-_ZERO = timedelta(0)
-_TICK = timedelta(microseconds=1)
-_FULL_DAY = ((_MIDNIGHT, _MIDNIGHT),)
-# Keep two days clear of the ends of the calendar so that "the day before" and "the next
-# midnight" can always be built without OverflowError.
-_FIRST_DAY = date.min + 2 * _DAY
-_LAST_DAY = date.max - 2 * _DAY
-
-Interval = tuple[datetime, datetime]
-"""A half-open ``[start, end)`` span of business time, both ends UTC-aware."""
+_FULL_DAY = ((MIDNIGHT, MIDNIGHT),)
 
 Pause = tuple[datetime, datetime | None]
 """A span during which the SLA clock is stopped; an end of ``None`` means it is still running."""
@@ -80,10 +82,6 @@ class BusinessCalendar:
     hours: Mapping[int, tuple[tuple[time, time], ...]] = field(hash=False)
     holidays: frozenset[date] = frozenset()
     recurring_holidays: frozenset[tuple[int, int]] = frozenset()
-    _blocks: dict[int, _Block] = field(
-        default_factory=dict, init=False, repr=False, compare=False, hash=False
-    )
-    """Memo of `add_business_time` (see `_Block`): filled as instants are asked about."""
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -140,7 +138,7 @@ def is_open(cal: BusinessCalendar, at: datetime) -> bool:
     instant = _utc(at, "at")
     if _always_open(cal):
         return True
-    return any(True for _ in _pieces_between(cal, instant, instant + _TICK))
+    return any(True for _ in pieces_between(cal, instant, instant + TICK))
 
 
 def open_intervals(cal: BusinessCalendar, start: datetime, end: datetime) -> Iterator[Interval]:
@@ -157,12 +155,12 @@ def open_intervals(cal: BusinessCalendar, start: datetime, end: datetime) -> Ite
         return iter(())
     if _always_open(cal):
         return iter(((begin, finish),))
-    return _merge(_pieces_between(cal, begin, finish))
+    return merged(pieces_between(cal, begin, finish))
 
 
 def business_time_between(cal: BusinessCalendar, start: datetime, end: datetime) -> timedelta:
     """How much business time lies between ``start`` and ``end``; zero if ``end <= start``."""
-    total = _ZERO
+    total = ZERO
     for opens, closes in open_intervals(cal, start, end):
         total += closes - opens
     return total
@@ -183,14 +181,14 @@ def add_business_time(cal: BusinessCalendar, start: datetime, duration: timedelt
     _check_duration(duration, "duration")
     if _always_open(cal):
         return begin + duration
-    found = _add_in_block(cal, begin, duration)
+    found = add_in_block(cal, begin, duration)
     return found if found is not None else _add_walking(cal, begin, duration)
 
 
 def _add_walking(cal: BusinessCalendar, begin: datetime, duration: timedelta) -> datetime:
     """`add_business_time` by walking the opening intervals one by one, up to the horizon."""
     remaining = duration
-    for opens, closes in _pieces_forward(cal, begin):
+    for opens, closes in pieces_forward(cal, begin):
         if remaining <= closes - opens:
             return opens + remaining
         remaining -= closes - opens
@@ -210,12 +208,12 @@ def subtract_business_time(cal: BusinessCalendar, end: datetime, duration: timed
     """
     finish = _utc(end, "end")
     _check_duration(duration, "duration")
-    if duration == _ZERO:
+    if duration == ZERO:
         return finish
     if _always_open(cal):
         return finish - duration
     remaining = duration
-    for opens, closes in _pieces_backward(cal, finish):
+    for opens, closes in pieces_backward(cal, finish):
         if remaining <= closes - opens:
             return closes - remaining
         remaining -= closes - opens
@@ -292,12 +290,12 @@ def _validate_day(name: str, weekday: int, ranges: tuple[tuple[time, time], ...]
                 f"{label}: range {shown} must use local wall-clock times without a tzinfo; "
                 "the calendar's tz applies"
             )
-        if _end_offset(closes) <= _offset(opens):
+        if wall_end_offset(closes) <= wall_offset(opens):
             raise ValueError(
                 f"{label}: range {shown} ends before it starts; split a range that runs over "
                 "midnight into two days (an end of 00:00 means midnight)"
             )
-        if previous is not None and _end_offset(previous[1]) > _offset(opens):
+        if previous is not None and wall_end_offset(previous[1]) > wall_offset(opens):
             raise ValueError(
                 f"{label}: ranges {_show(previous[0])}-{_show(previous[1], end=True)} and "
                 f"{shown} overlap or are out of order; ranges must be sorted and must not overlap"
@@ -307,21 +305,21 @@ def _validate_day(name: str, weekday: int, ranges: tuple[tuple[time, time], ...]
 
 def _show(value: time, *, end: bool = False) -> str:
     """A range boundary as an operator wrote it, with an end of midnight shown as 24:00."""
-    if end and value == _MIDNIGHT:
+    if end and value == MIDNIGHT:
         return "24:00"
     spec = "minutes" if value.second == 0 and value.microsecond == 0 else "auto"
     return value.isoformat(timespec=spec)
 
 
 def _check_duration(value: timedelta, what: str) -> None:
-    if value < _ZERO:
+    if value < ZERO:
         raise ValueError(f"{what} must not be negative, got {value}")
 
 
 def _horizon_message(
     cal: BusinessCalendar, duration: timedelta, direction: str, instant: datetime
 ) -> str:
-    what = "no business time at all" if duration == _ZERO else f"not {duration} of business time"
+    what = "no business time at all" if duration == ZERO else f"not {duration} of business time"
     return (
         f"calendar {cal.name!r} has {what} within {HORIZON_DAYS} days {direction} "
         f"{instant.isoformat()} (the search horizon); check its opening hours and holidays"
@@ -338,214 +336,11 @@ def _utc(value: datetime, what: str) -> datetime:
         raise ValueError(f"{what} {value.isoformat()} is outside the supported range") from None
 
 
-# --------------------------------------------------------------------------------------------
-# Wall-clock time to instants
-# --------------------------------------------------------------------------------------------
-
-
-def _offset(value: time) -> timedelta:
-    return timedelta(
-        hours=value.hour, minutes=value.minute, seconds=value.second, microseconds=value.microsecond
-    )
-
-
-def _end_offset(value: time) -> timedelta:
-    """Offset of a range end from the start of its day; 00:00 as an end means 24:00."""
-    return _DAY if value == _MIDNIGHT else _offset(value)
-
-
-def _reading(tz: ZoneInfo, instant: datetime) -> datetime:
-    """What a wall clock in ``tz`` shows at ``instant``, as a naive datetime."""
-    return instant.astimezone(tz).replace(tzinfo=None)
-
-
-def _wall_to_utc(tz: ZoneInfo, wall: datetime) -> datetime:
-    """The instant a naive local ``wall`` time stands for, deterministically.
-
-    Ambiguous times (the repeated hour in autumn) take ``fold=0``, the first occurrence. A
-    nonexistent time (skipped in spring) becomes the instant of the clock change: ``fold=0``
-    and ``fold=1`` give two instants on either side of the change, and the change is found
-    between them by bisection (a few dozen steps, only for times inside a gap).
-    """
-    first = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
-    if _reading(tz, first) == wall:
-        return first
-    other = wall.replace(tzinfo=tz, fold=1).astimezone(UTC)
-    low, high = min(first, other), max(first, other)
-    # Invariant: the clock reads before ``wall`` at ``low`` and at or after it at ``high``.
-    while high - low > _TICK:
-        middle = low + (high - low) // 2
-        if _reading(tz, middle) >= wall:
-            high = middle
-        else:
-            low = middle
-    return high
-
-
-# --------------------------------------------------------------------------------------------
-# Interval generation
-# --------------------------------------------------------------------------------------------
-
-
 def _always_open(cal: BusinessCalendar) -> bool:
     """Whether every instant counts, so the maths reduces to plain subtraction."""
     if cal.holidays or cal.recurring_holidays:
         return False
     return all(cal.hours.get(weekday) == _FULL_DAY for weekday in range(7))
-
-
-def _local_date(cal: BusinessCalendar, instant: datetime) -> date:
-    return instant.astimezone(cal.tz).date()
-
-
-@functools.lru_cache(maxsize=16384)
-def _day_intervals(cal: BusinessCalendar, day: date) -> tuple[Interval, ...]:
-    """The non-empty UTC opening intervals of one local date, in order.
-
-    Memoised: an SLA pass asks the same few dates of the same calendars for every ticket,
-    and a calendar is immutable.
-    """
-    if cal.is_holiday(day):
-        return ()
-    midnight = datetime.combine(day, _MIDNIGHT)
-    intervals: list[Interval] = []
-    for opens, closes in cal.hours.get(day.weekday(), ()):
-        begin = _wall_to_utc(cal.tz, midnight + _offset(opens))
-        finish = _wall_to_utc(cal.tz, midnight + _end_offset(closes))
-        if begin < finish:  # a range wholly inside a spring gap is empty
-            intervals.append((begin, finish))
-    return tuple(intervals)
-
-
-def _shift(day: date, days: int) -> date:
-    """``day`` moved by ``days``, stopping at the ends of the representable range."""
-    try:
-        return day + days * _DAY
-    except OverflowError:
-        return _LAST_DAY if days > 0 else _FIRST_DAY
-
-
-def _days(first: date, last: date, *, backwards: bool = False) -> Iterator[date]:
-    """Local dates from ``first`` to ``last`` inclusive, kept inside the representable range."""
-    low, high = max(first, _FIRST_DAY), min(last, _LAST_DAY)
-    if low > high:
-        return
-    count = (high - low).days + 1
-    for index in range(count):
-        yield high - index * _DAY if backwards else low + index * _DAY
-
-
-_BLOCK_DAYS = 365
-"""A block's own span of days: the instants whose UTC date falls in it are answered from it."""
-_BLOCK_AHEAD = 2 * _BLOCK_DAYS
-"""Days past its own span that a block holds: targets reaching further are walked."""
-_BLOCKS_KEPT = 64
-
-
-@dataclass(frozen=True, slots=True)
-class _Block:
-    """A calendar's opening intervals over some three years of local dates (a year of its own
-    and two after it), each with the business time before it counted from the first.
-
-    `add_business_time` is then two bisections, not a walk day by day: the interval in which
-    ``start`` falls (or the next), then the interval in which the business time before
-    ``start`` plus the duration is reached. An SLA pass and a re-time of every open ticket ask
-    this a few times per ticket (bench.sla); the answer is the walk's exactly
-    (tests/test_sla_calendar.py holds the two to each other).
-    """
-
-    opens: list[datetime]
-    closes: list[datetime]
-    before: list[timedelta]  # business time in the intervals before this one
-    through: list[timedelta]  # ... and in this one
-
-
-def _block(cal: BusinessCalendar, number: int) -> _Block:
-    block = cal._blocks.get(number)
-    if block is not None:
-        return block
-    # An instant's local date is within a day of its UTC date: two days of margin before the
-    # block's own span hold every interval the walk from such an instant would look at.
-    first = max(date.fromordinal(max(number * _BLOCK_DAYS - 2, 1)), _FIRST_DAY)
-    last = min(_shift(first, _BLOCK_DAYS + _BLOCK_AHEAD + 2), _LAST_DAY)
-    opens: list[datetime] = []
-    closes: list[datetime] = []
-    before: list[timedelta] = []
-    through: list[timedelta] = []
-    total = _ZERO
-    for day in _days(first, last):
-        for begin, finish in _day_intervals(cal, day):
-            opens.append(begin)
-            closes.append(finish)
-            before.append(total)
-            total += finish - begin
-            through.append(total)
-    block = _Block(opens, closes, before, through)
-    if len(cal._blocks) >= _BLOCKS_KEPT:
-        cal._blocks.clear()
-    cal._blocks[number] = block  # one dict store: threads at most build a block twice
-    return block
-
-
-def _add_in_block(cal: BusinessCalendar, begin: datetime, duration: timedelta) -> datetime | None:
-    """`add_business_time` from the block of ``begin``; None when the answer lies beyond it."""
-    block = _block(cal, begin.toordinal() // _BLOCK_DAYS)
-    closes = block.closes
-    here = bisect_right(closes, begin)  # the first interval that closes after ``begin``
-    if here == len(closes):
-        return None
-    opens = block.opens[here]
-    goal = block.before[here] + (begin - opens if begin > opens else _ZERO) + duration
-    there = bisect_left(block.through, goal, here)  # the first interval that reaches the goal
-    if there == len(closes):
-        return None
-    return block.opens[there] + (goal - block.before[there])
-
-
-def _pieces_between(cal: BusinessCalendar, start: datetime, end: datetime) -> Iterator[Interval]:
-    """Per-range opening intervals clipped to ``[start, end)``; they may touch."""
-    # A day's intervals lie within that local day, but look one day either side so that odd
-    # zones (a clock change at midnight) cannot hide a piece.
-    first = _shift(_local_date(cal, start), -1)
-    last = _shift(_local_date(cal, end), 1)
-    for day in _days(first, last):
-        for opens, closes in _day_intervals(cal, day):
-            begin, finish = max(opens, start), min(closes, end)
-            if begin < finish:
-                yield begin, finish
-
-
-def _pieces_forward(cal: BusinessCalendar, start: datetime) -> Iterator[Interval]:
-    """Opening intervals after ``start``, clipped to it, up to the horizon."""
-    first = _shift(_local_date(cal, start), -1)
-    for day in _days(first, _shift(first, HORIZON_DAYS + 1)):
-        for opens, closes in _day_intervals(cal, day):
-            if closes > start:
-                yield max(opens, start), closes
-
-
-def _pieces_backward(cal: BusinessCalendar, end: datetime) -> Iterator[Interval]:
-    """Opening intervals before ``end``, clipped to it, latest first, back to the horizon."""
-    last = _shift(_local_date(cal, end), 1)
-    for day in _days(_shift(last, -(HORIZON_DAYS + 1)), last, backwards=True):
-        for opens, closes in reversed(_day_intervals(cal, day)):
-            if opens < end:
-                yield opens, min(closes, end)
-
-
-def _merge(pieces: Iterable[Interval]) -> Iterator[Interval]:
-    """Sorted intervals with touching or overlapping neighbours joined."""
-    pending: Interval | None = None
-    for begin, finish in pieces:
-        if pending is None:
-            pending = (begin, finish)
-        elif begin <= pending[1]:
-            pending = (pending[0], max(pending[1], finish))
-        else:
-            yield pending
-            pending = (begin, finish)
-    if pending is not None:
-        yield pending
 
 
 # --------------------------------------------------------------------------------------------
@@ -585,6 +380,6 @@ def _reach_within(
     A zero remainder is reached at the first open instant of the span, if it has one.
     """
     available = business_time_between(cal, start, end)
-    if available > _ZERO and available >= remaining:
+    if available > ZERO and available >= remaining:
         return add_business_time(cal, start, remaining)
     return remaining - available

@@ -30,13 +30,9 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from maild.businesstime.calendar import (
-    HORIZON_DAYS,
-    BusinessCalendar,
-    add_business_time,
-    due_with_pauses,
-)
+from maild.businesstime.calendar import BusinessCalendar, add_business_time, due_with_pauses
 from maild.businesstime.durations import parse_duration
+from maild.businesstime.intervals import HORIZON_DAYS
 
 TARGETS = ("first_response", "next_response", "resolution")
 

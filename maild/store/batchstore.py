@@ -30,10 +30,10 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 
 from maild.domain import Inbound
 from maild.mailsafety.limits import AutomaticSent
-from maild.store import automail
+from maild.store import automail, tables
 from maild.store.automail import IN_CHUNK, AutomailCounter
 from maild.store.bulk import insert_rows
-from maild.store.models import Event, Message, MessageRef, Outbox, Participant, Quarantine, Ticket
+from maild.store.models import Event, Message, MessageRef, Outbox, Quarantine, Ticket
 from maild.store.ticketstore import (
     MAX_LOOKUP_IDS,
     PARTICIPANTS,
@@ -301,9 +301,8 @@ class BatchStore:
         row = ticket_row(values)
         ticket_id = self._allocate_id()
         if ticket_id is None:
-            table = Ticket.__table__
             ticket_id = self._session.connection().execute(
-                insert(table).returning(table.c.id), row).scalar_one()
+                insert(tables.tickets).returning(tables.tickets.c.id), row).scalar_one()
             ticket = new_ticket_object(ticket_id, row)
             make_transient_to_detached(ticket)
             self._session.add(ticket)
@@ -321,7 +320,7 @@ class BatchStore:
         offers no safe way. Taken a few at a time; unused ones are gaps, as a rolled-back
         insert leaves."""
         if not self._ids:
-            self._ids = _next_ids(self._session.connection(), Ticket, 32,
+            self._ids = _next_ids(self._session.connection(), tables.tickets, 32,
                                   after=self._last_id) or []
         if not self._ids:
             return None
@@ -400,7 +399,7 @@ class BatchStore:
         # One that an ORM query's autoflush already wrote is no longer new.
         fresh = [t for t in rows.tickets if t in session.new]
         if fresh:
-            columns = [c.key for c in Ticket.__table__.columns]
+            columns = [c.key for c in tables.tickets.columns]
             insert_rows(conn, Ticket, [{k: getattr(t, k) for k in columns} for t in fresh])
             for ticket in fresh:
                 session.expunge(ticket)
@@ -411,7 +410,7 @@ class BatchStore:
         if rows.messages:
             # Ids given here, not returned by the INSERT: a RETURNING in the order of the
             # rows costs one statement a row on SQLite.
-            ids: Sequence[int] | None = _next_ids(conn, Message, len(rows.messages))
+            ids: Sequence[int] | None = _next_ids(conn, tables.messages, len(rows.messages))
             if ids is None:
                 ids = conn.execute(insert(Message).returning(
                     Message.id, sort_by_parameter_order=True), rows.messages).scalars().all()
@@ -442,7 +441,7 @@ class BatchStore:
 def _write_participants(conn: Connection, ops: list[tuple[str, dict[str, Any]]]) -> None:
     """Participants change rarely (a Cc, an agent's command): one statement a change, in
     the order they were made."""
-    table = Participant.__table__
+    table = tables.participants
     assert isinstance(table, Table)
     for op, row in ops:
         where = (table.c.ticket_id == row["ticket_id"]) & (table.c.address == row["address"])
@@ -455,9 +454,9 @@ def _write_participants(conn: Connection, ops: list[tuple[str, dict[str, Any]]])
             conn.execute(delete(table).where(where))
 
 
-def _next_ids(conn: Connection, model: type[Ticket] | type[Message], n: int, *,
+def _next_ids(conn: Connection, table: Table, n: int, *,
               after: int = 0) -> list[int] | None:
-    """`n` ids for new rows of `model`'s table before they are written (none of them
+    """`n` ids for new rows of `table` before they are written (none of them
     `after` or below), or None where the database offers no safe way.
 
     PostgreSQL: from the table's sequence. SQLite: the next after the largest written, or
@@ -470,8 +469,8 @@ def _next_ids(conn: Connection, model: type[Ticket] | type[Message], n: int, *,
         return list(conn.execute(
             text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
                  "FROM generate_series(1, :n)"),
-            {"table": model.__table__.name, "n": n}).scalars())
+            {"table": table.name, "n": n}).scalars())
     if dialect == "sqlite":
-        first = max(conn.execute(select(func.max(model.id))).scalar() or 0, after) + 1
+        first = max(conn.execute(select(func.max(table.c.id))).scalar() or 0, after) + 1
         return list(range(first, first + n))
     return None

@@ -97,6 +97,16 @@ def upgrade(engine: Engine) -> None:
     command.upgrade(alembic_config(engine), "head")
 
 
+def migrate(url: str) -> None:
+    """Bring the database at `url` up to date (`maild db upgrade`; a read-only command that
+    found it older than this maild)."""
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+
+
 @contextmanager
 def opened(url: str) -> Iterator[sessionmaker[Session]]:
     """A migrated database for one command: sessions while inside, the engine disposed after."""

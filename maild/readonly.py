@@ -217,11 +217,11 @@ def format_list(rows: Sequence[dict[str, Any]]) -> str:
 
 # -- tickets show ----------------------------------------------------------------------------
 
-def find_ticket(conn: Connection, ref: str) -> Row[Any] | None:
-    """A ticket's row by its number or its reference."""
-    if ref.strip().isdigit():
-        return conn.execute(select(tickets).where(T.id == int(ref))).first()
-    return conn.execute(select(tickets).where(T.ref == ref.strip("[]# ").upper())).first()
+def find_ticket(conn: Connection, ref: str, now: datetime) -> Row[Any] | None:
+    """A ticket's row by its number or its reference, with `sla_breached` as of `now`."""
+    which = T.id == int(ref) if ref.strip().isdigit() else T.ref == ref.strip("[]# ").upper()
+    return conn.execute(
+        select(tickets, breached(now).label("sla_breached")).where(which)).first()
 
 
 def conversation(conn: Connection, ticket_id: int) -> list[dict[str, Any]]:
@@ -264,12 +264,11 @@ def ticket_detail(settings: Settings, ref: str,
     redact = Redactor(settings.support.address)
 
     def work(conn: Connection) -> dict[str, Any] | None:
-        ticket = find_ticket(conn, ref)
+        ticket = find_ticket(conn, ref, now)
         if ticket is None:
             return None
         talk = conversation(conn, ticket.id)
-        is_breached = bool(conn.scalar(select(breached(now)).where(T.id == ticket.id)))
-        out = ticket_summary(ticket, len(talk), is_breached)
+        out = ticket_summary(ticket, len(talk), bool(ticket.sla_breached))
         out["messages"] = talk
         out["participants"] = ticket_participants(conn, ticket)
         e = events.c
